@@ -1,0 +1,35 @@
+# make book   - create .venv, install, run the study on $(PROFILE) and build the HTML book
+# make test   - create .venv, install, run the test suite
+# make html   - rebuild the HTML from the executed notebooks already in book/ (runs no code)
+PROFILE ?= quick
+CORES ?= 2
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
+
+.PHONY: install book html test lock clean-results
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+book: install
+	$(RUN) snakemake -s workflow/Snakefile --cores $(CORES) --config profile=$(PROFILE) --printshellcmds
+
+html: install
+	$(RUN) jupyter-book build . -W -n --keep-going
+
+test: install
+	$(RUN) python -m pytest -q
+
+lock: install
+	{ echo "# Every package of the environment, pinned (pip freeze of a working install). Regenerate with"; \
+	  echo "# \`make lock\` after changing pyproject.toml."; \
+	  $(PY) -m pip freeze | grep -v -iE "^(-e|scfm)" | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; } > requirements.lock
+
+clean-results:
+	rm -rf results/$(PROFILE) _build

@@ -1,0 +1,271 @@
+"""The embedded dataset: a synthetic cell atlas with known biology and realistic technical noise.
+
+Generative model, per cell ``c`` and gene ``g`` (all draws seeded)::
+
+    log rate[c, g] = base[g]                                   # gene baseline, log-normal across genes
+                   + sum_p strength[p] * activity[c, p] * member[p, g]   # gene programs the cell uses
+                   + tech[technology(c), g] + donor[donor(c), g]         # batch effects, gene-wise
+    profile[c]     = softmax_g(log rate[c])                    # expression proportions
+    library[c]     ~ LogNormal(log median_library[technology(c)], library_sd)
+    counts[c, g]   ~ NegativeBinomial(mean = library[c] * profile[c, g], inverse dispersion theta[g])
+
+Cell identity is hierarchical: lineage > cell type > subtype, each with its own gene program;
+tissues hold the immune lineage plus tissue-specific lineages and add a tissue program; one
+"cycling" program is switched on in a random share of cells of every type. Every program has
+known member genes and a driver gene (its most strongly loaded member), stored in ``uns``.
+
+Cells are generated in chunks whose random streams derive from ``(seed, chunk index)``, so an
+atlas of any size streams through memory one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+LINEAGE_NAMES = ("immune", "epithelial", "stromal", "endothelial", "neural", "germ")
+
+
+@dataclass
+class AtlasConfig:
+    n_genes: int = 2000
+    n_lineages: int = 4                 # lineage 0 is immune and present in every tissue
+    types_per_lineage: int = 3
+    subtypes_per_type: int = 2
+    genes_per_program: int = 20
+    tissues: tuple = ("blood", "lung", "liver", "gut", "skin")
+    technologies: tuple = ("tech_A", "tech_B", "tech_C")
+    median_library: tuple = (1500.0, 2500.0, 1000.0)   # per technology, median counts per cell
+    library_sd: float = 0.35            # log-normal sd of library size within a technology
+    n_donors: int = 30
+    base_sd: float = 2.2                # sd of gene baselines (log scale): a few genes dominate
+    lineage_strength: float = 2.5       # log-fold change of a program's members when it is on
+    type_strength: float = 2.0
+    subtype_strength: float = 1.2
+    tissue_strength: float = 0.8
+    cycling_strength: float = 1.5
+    cycling_share: float = 0.15         # share of cells with the cycling program on
+    activity_sd: float = 0.3            # cell-to-cell variation of program activity (log scale)
+    tech_gene_sd: float = 0.4           # gene-wise technology effect (log scale)
+    donor_gene_sd: float = 0.15         # gene-wise donor effect (log scale)
+    theta_median: float = 2.0           # NB inverse dispersion, log-normal across genes
+    composition_concentration: float = 5.0  # Dirichlet concentration of cell-type shares per tissue
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_lineages <= len(LINEAGE_NAMES):
+            raise ValueError(f"n_lineages must be in [1, {len(LINEAGE_NAMES)}], got {self.n_lineages}")
+        if len(self.median_library) != len(self.technologies):
+            raise ValueError("median_library needs one value per technology "
+                             f"({len(self.technologies)}), got {len(self.median_library)}")
+        if self.n_genes < self.genes_per_program:
+            raise ValueError(f"n_genes ({self.n_genes}) must be at least genes_per_program ({self.genes_per_program})")
+        self.tissues = tuple(self.tissues)
+        self.technologies = tuple(self.technologies)
+        self.median_library = tuple(float(x) for x in self.median_library)
+
+
+@dataclass
+class _Biology:
+    """Everything fixed by the atlas seed: programs, cell types, tissues, batch effects."""
+    genes: list[str]
+    programs: dict[str, np.ndarray]        # program name -> member gene indices
+    drivers: dict[str, int]                # program name -> driver gene index
+    loadings: np.ndarray                   # [n_programs, n_genes] member weights in [0.5, 1]
+    subtypes: pd.DataFrame                 # one row per subtype: lineage, cell_type, cell_subtype, program ids
+    composition: dict[str, np.ndarray]     # tissue -> share of each subtype (zeros where absent)
+    base: np.ndarray                       # [n_genes] log baseline
+    tech: np.ndarray                       # [n_tech, n_genes]
+    donor: np.ndarray                      # [n_donors, n_genes]
+    theta: np.ndarray                      # [n_genes]
+    program_index: dict[str, int] = field(default_factory=dict)
+
+
+class SyntheticAtlas:
+    """A deterministic atlas: ``sample`` or stream ``iter_chunks`` of cells from any tissues,
+    technologies and donors."""
+
+    def __init__(self, config: AtlasConfig | None = None):
+        self.config = config or AtlasConfig()
+        self.bio = self._make_biology()
+        self.donors = [f"D{d:02d}" for d in range(self.config.n_donors)]
+
+    # ---------------------------------------------------------------- fixed biology
+    def _make_biology(self) -> _Biology:
+        cfg = self.config
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
+        genes = [f"G{g:04d}" for g in range(cfg.n_genes)]
+        names, subtype_rows = [], []
+        lineages = LINEAGE_NAMES[:cfg.n_lineages]
+        for lin in lineages:
+            names.append(f"lineage_{lin}")
+        for lin in lineages:
+            for t in range(cfg.types_per_lineage):
+                cell_type = f"{lin}-{t + 1}"
+                names.append(f"type_{cell_type}")
+                for s in range(cfg.subtypes_per_type):
+                    subtype = f"{cell_type}{'abcdefgh'[s]}"
+                    names.append(f"subtype_{subtype}")
+                    subtype_rows.append({"lineage": lin, "cell_type": cell_type, "cell_subtype": subtype})
+        names += [f"tissue_{t}" for t in cfg.tissues] + ["cycling"]
+        # Members: consecutive blocks of one gene permutation (wrapping when genes run out), so
+        # programs overlap only when the atlas has fewer genes than programs x genes_per_program.
+        order = rng.permutation(cfg.n_genes)
+        programs, drivers = {}, {}
+        loadings = np.zeros((len(names), cfg.n_genes), dtype=np.float32)
+        for p, name in enumerate(names):
+            members = order[np.arange(p * cfg.genes_per_program, (p + 1) * cfg.genes_per_program) % cfg.n_genes]
+            weights = rng.uniform(0.5, 1.0, size=len(members))
+            weights[0] = 1.0  # the driver: the most strongly loaded member
+            programs[name] = np.sort(members)
+            drivers[name] = int(members[0])
+            loadings[p, members] = weights
+        program_index = {name: p for p, name in enumerate(names)}
+        subtypes = pd.DataFrame(subtype_rows)
+        # Tissues: every tissue holds the immune lineage plus two tissue-specific lineages.
+        composition = {}
+        for t, tissue in enumerate(cfg.tissues):
+            allowed = {lineages[0]}
+            if cfg.n_lineages > 1:
+                others = lineages[1:]
+                allowed |= {others[t % len(others)], others[(t + 1) % len(others)]}
+            shares = rng.dirichlet(np.full(len(subtypes), cfg.composition_concentration))
+            shares = np.where(subtypes["lineage"].isin(allowed), shares, 0.0)
+            composition[tissue] = shares / shares.sum()
+        return _Biology(
+            genes=genes, programs=programs, drivers=drivers, loadings=loadings, subtypes=subtypes,
+            composition=composition, program_index=program_index,
+            base=rng.normal(0.0, cfg.base_sd, cfg.n_genes).astype(np.float32),
+            tech=rng.normal(0.0, cfg.tech_gene_sd, (len(cfg.technologies), cfg.n_genes)).astype(np.float32),
+            donor=rng.normal(0.0, cfg.donor_gene_sd, (cfg.n_donors, cfg.n_genes)).astype(np.float32),
+            theta=np.exp(rng.normal(np.log(cfg.theta_median), 0.5, cfg.n_genes)).astype(np.float32),
+        )
+
+    # ---------------------------------------------------------------- cells
+    def _chunk(self, n: int, rng: np.random.Generator, tissues: Sequence[str], technologies: Sequence[str],
+               donors: Sequence[str], names: list[str]) -> ad.AnnData:
+        cfg, bio = self.config, self.bio
+        tissue = rng.choice(np.asarray(tissues), size=n)
+        donor = rng.choice(np.asarray(donors), size=n)
+        # Each donor is sequenced with one technology: batch = donor x technology.
+        donor_tech = {d: technologies[self.donors.index(d) % len(technologies)] for d in donors}
+        technology = np.array([donor_tech[d] for d in donor])
+        subtype_id = np.empty(n, dtype=np.int64)
+        for t in np.unique(tissue):
+            at = tissue == t
+            subtype_id[at] = rng.choice(len(bio.subtypes), size=at.sum(), p=bio.composition[t])
+        st = bio.subtypes.iloc[subtype_id]
+        # Program activities [n, n_programs]
+        activity = np.zeros((n, len(bio.program_index)), dtype=np.float32)
+        rows = np.arange(n)
+        for column, prefix, strength in (("lineage", "lineage_", cfg.lineage_strength),
+                                         ("cell_type", "type_", cfg.type_strength),
+                                         ("cell_subtype", "subtype_", cfg.subtype_strength)):
+            ids = np.array([bio.program_index[prefix + v] for v in st[column]])
+            activity[rows, ids] = strength
+        activity[rows, [bio.program_index[f"tissue_{t}"] for t in tissue]] = cfg.tissue_strength
+        cycling = rng.random(n) < cfg.cycling_share
+        activity[cycling, bio.program_index["cycling"]] = cfg.cycling_strength
+        activity *= np.exp(rng.normal(0.0, cfg.activity_sd, activity.shape)).astype(np.float32)
+        tech_id = np.array([cfg.technologies.index(t) for t in technology])
+        donor_id = np.array([self.donors.index(d) for d in donor])
+        log_rate = bio.base + activity @ bio.loadings + bio.tech[tech_id] + bio.donor[donor_id]  # [n, G]
+        log_rate -= log_rate.max(1, keepdims=True)
+        profile = np.exp(log_rate)
+        profile /= profile.sum(1, keepdims=True)
+        median = np.asarray(cfg.median_library)[tech_id]
+        library = np.exp(rng.normal(np.log(median), cfg.library_sd))
+        mean = profile * library[:, None]
+        # Negative binomial as a gamma-Poisson mixture.
+        counts = rng.poisson(rng.gamma(bio.theta, mean / bio.theta)).astype(np.int32)
+        obs = pd.DataFrame({
+            "tissue": tissue, "lineage": st["lineage"].values, "cell_type": st["cell_type"].values,
+            "cell_subtype": st["cell_subtype"].values, "donor": donor, "technology": technology,
+            "batch": [f"{d}_{t}" for d, t in zip(donor, technology)],
+        }, index=names)
+        return self._to_anndata(sp.csr_matrix(counts), obs)
+
+    def _to_anndata(self, counts: sp.csr_matrix, obs: pd.DataFrame) -> ad.AnnData:
+        bio = self.bio
+        for column in obs.columns:
+            obs[column] = pd.Categorical(obs[column])
+        adata = ad.AnnData(X=counts.copy(), obs=obs, var=pd.DataFrame(index=bio.genes))
+        adata.layers["counts"] = counts
+        adata.uns["gene_programs"] = {p: [bio.genes[g] for g in members] for p, members in bio.programs.items()}
+        adata.uns["program_drivers"] = {p: bio.genes[g] for p, g in bio.drivers.items()}
+        adata.uns["atlas_config"] = {k: (list(v) if isinstance(v, tuple) else v)
+                                     for k, v in dataclasses.asdict(self.config).items()}
+        return adata
+
+    def _check_choices(self, tissues, technologies, donors):
+        cfg = self.config
+        tissues = list(tissues or cfg.tissues)
+        technologies = list(technologies or cfg.technologies)
+        donors = list(donors or self.donors)
+        for kind, chosen, known in (("tissue", tissues, cfg.tissues), ("technology", technologies, cfg.technologies),
+                                    ("donor", donors, self.donors)):
+            unknown = sorted(set(chosen) - set(known))
+            if unknown:
+                raise ValueError(f"unknown {kind}(s) {unknown}; the atlas has {list(known)}")
+        return tissues, technologies, donors
+
+    def iter_chunks(self, n_cells: int, *, tissues: Sequence[str] | None = None,
+                    technologies: Sequence[str] | None = None, donors: Sequence[str] | None = None,
+                    seed: int = 0, name_prefix: str = "cell", chunk_size: int = 10000) -> Iterator[ad.AnnData]:
+        """Yield AnnData chunks of at most ``chunk_size`` cells; together they are ``sample(...)``."""
+        if n_cells < 1:
+            raise ValueError(f"n_cells must be >= 1, got {n_cells}")
+        tissues, technologies, donors = self._check_choices(tissues, technologies, donors)
+        for chunk, start in enumerate(range(0, n_cells, chunk_size)):
+            n = min(chunk_size, n_cells - start)
+            rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 1, seed, chunk]))
+            names = [f"{name_prefix}-{i:07d}" for i in range(start, start + n)]
+            yield self._chunk(n, rng, tissues, technologies, donors, names)
+
+    def sample(self, n_cells: int, **kwargs) -> ad.AnnData:
+        """``n_cells`` cells as one AnnData (concatenation of :meth:`iter_chunks`)."""
+        chunks = list(self.iter_chunks(n_cells, **kwargs))
+        if len(chunks) == 1:
+            return chunks[0]
+        counts = sp.vstack([c.layers["counts"] for c in chunks]).tocsr()
+        obs = pd.concat([c.obs.astype(str) for c in chunks])
+        return self._to_anndata(counts, obs)
+
+
+def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n_ood: int,
+                        seed: int = 0) -> dict[str, ad.AnnData]:
+    """The study's three datasets, drawn from one atlas without overlap.
+
+    - ``corpus``: pretraining corpus, the first half of the donors, technologies except the last;
+    - ``downstream``: held-out donors (the next 30%) with the corpus technologies, several
+      batches, for annotation (enough donors that a split by donor leaves >= 2 in test);
+    - ``ood``: the remaining donors, sequenced with the last technology, never in the corpus.
+
+    No overlap: the donor sets are disjoint, each dataset has its own random stream (seed) and
+    its own cell-name prefix.
+    """
+    if config.n_donors < 8:
+        raise ValueError(f"make_study_datasets needs n_donors >= 8 to hold out donors, got {config.n_donors}")
+    if len(config.technologies) < 2:
+        raise ValueError("make_study_datasets needs >= 2 technologies: the last is held out for 'ood'")
+    atlas = SyntheticAtlas(config)
+    n_corpus_donors = int(0.5 * config.n_donors)
+    n_down_donors = int(0.3 * config.n_donors)
+    corpus_donors = atlas.donors[:n_corpus_donors]
+    down_donors = atlas.donors[n_corpus_donors:n_corpus_donors + n_down_donors]
+    ood_donors = atlas.donors[n_corpus_donors + n_down_donors:]
+    seen_tech, unseen_tech = list(config.technologies[:-1]), [config.technologies[-1]]
+    return {
+        "corpus": atlas.sample(n_corpus, donors=corpus_donors, technologies=seen_tech,
+                               seed=3 * seed, name_prefix="corpus"),
+        "downstream": atlas.sample(n_downstream, donors=down_donors, technologies=seen_tech,
+                                   seed=3 * seed + 1, name_prefix="downstream"),
+        "ood": atlas.sample(n_ood, donors=ood_donors, technologies=unseen_tech,
+                            seed=3 * seed + 2, name_prefix="ood"),
+    }

@@ -1,0 +1,224 @@
+"""Profiles and notebook parameters.
+
+A *profile* (``profiles/<name>.yaml``) is the one config that drives both the workflow (which
+runs exist) and the book (which pages its table of contents lists). Each section of a profile
+maps onto a dataclass of the library, so a misspelled key fails at load time with the list of
+keys that exist, instead of being silently ignored.
+
+Notebook parameters are checked by :func:`check_notebook_parameters`: papermill only *warns*
+on a parameter the notebook does not declare, so every notebook validates its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Where the repository's profiles live, relative to the repository root.
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile or a notebook parameter is unknown, mistyped or out of range."""
+
+
+@dataclass
+class DataSection:
+    """Which data the study runs on and how the downstream dataset is split."""
+    source: str = "synthetic"          # "synthetic": the built-in atlas (scfm_lib.atlas)
+    atlas: dict = field(default_factory=dict)  # AtlasConfig overrides
+    n_corpus: int = 20000              # cells in the full (100%) pretraining corpus
+    n_downstream: int = 3000           # cells in the held-out annotation dataset
+    n_ood: int = 1500                  # cells of a technology never seen in pretraining
+    n_val_pretrain: int = 500          # held-out corpus cells for the pretraining validation loss
+    seed: int = 0                      # seed of the atlas draws and of the splits
+    split_by: str = "donor"            # downstream train/val/test split: whole donors per split
+    label_key: str = "cell_type"       # the label the narrow task predicts
+    batch_key: str = "batch"           # the batch the integration metrics correct for
+    context_genes: int = 64            # top-N expressed genes per cell given to the model
+
+
+@dataclass
+class EvaluateSection:
+    knn_k: int = 15                    # neighbours of the frozen kNN classifier
+    leiden_resolution: float = 1.0     # resolution of zero-shot Leiden clustering
+    n_top_genes: int = 1000            # highly variable genes of the baselines
+    n_pcs: int = 50                    # PCs of the PCA baselines
+
+
+@dataclass
+class StatsSection:
+    n_boot: int = 2000                 # bootstrap resamples for every confidence interval
+    ci: float = 0.95                   # confidence level
+
+
+@dataclass
+class WorkflowSection:
+    cores: int = 2                     # cores snakemake may use
+    threads_per_job: int = 1           # torch threads per notebook job
+    pretrain_launch: str = ""          # prefix for pretraining jobs (e.g. a torchrun command)
+
+
+@dataclass
+class Profile:
+    name: str
+    title: str = ""
+    description: str = ""
+    fractions: list = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01, 0.0])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    data: DataSection = field(default_factory=DataSection)
+    model: dict = field(default_factory=dict)      # ScFMConfig fields (vocab_size is set from data)
+    pretrain: dict = field(default_factory=dict)   # PretrainConfig fields
+    finetune: dict = field(default_factory=dict)   # FinetuneConfig fields
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    stats: StatsSection = field(default_factory=StatsSection)
+    workflow: WorkflowSection = field(default_factory=WorkflowSection)
+
+    def __post_init__(self) -> None:
+        if not self.fractions:
+            raise ConfigError(f"profile {self.name!r}: 'fractions' is empty; list at least one, e.g. [1.0, 0.0]")
+        for f in self.fractions:
+            if not isinstance(f, (int, float)) or not 0.0 <= float(f) <= 1.0:
+                raise ConfigError(f"profile {self.name!r}: fraction {f!r} is outside [0, 1]; "
+                                  "fractions are shares of the full corpus, e.g. 0.1 for 10%")
+        if len(set(map(float, self.fractions))) != len(self.fractions):
+            raise ConfigError(f"profile {self.name!r}: 'fractions' has duplicates: {self.fractions}")
+        self.fractions = [float(f) for f in self.fractions]
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, "
+                              f"got {self.seeds!r}")
+
+    # The typed configs of the library, built here so a bad key fails when the profile loads.
+    def model_config(self, vocab_size: int):
+        from scfm_lib.model import ScFMConfig
+        return build_dataclass(ScFMConfig, {"context_genes": self.data.context_genes, **self.model,
+                                            "vocab_size": vocab_size}, "model")
+
+    def pretrain_config(self, **overrides):
+        from scfm_lib.train import PretrainConfig
+        return build_dataclass(PretrainConfig, {**self.pretrain, **_not_none(overrides)}, "pretrain")
+
+    def finetune_config(self, **overrides):
+        from scfm_lib.train import FinetuneConfig
+        return build_dataclass(FinetuneConfig, {**self.finetune, **_not_none(overrides)}, "finetune")
+
+    def atlas_config(self):
+        from scfm_lib.atlas import AtlasConfig
+        return build_dataclass(AtlasConfig, self.data.atlas, "data.atlas")
+
+    def run_ids(self) -> list[str]:
+        """Every (fraction, seed) pretraining run of the grid, as ``f<fraction>_s<seed>``."""
+        return [run_id(f, s) for f in self.fractions for s in self.seeds]
+
+
+def run_id(fraction: float, seed: int) -> str:
+    return f"f{float(fraction)}_s{int(seed)}"
+
+
+def _not_none(mapping: dict) -> dict:
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+def build_dataclass(cls, values: dict, where: str):
+    """``cls(**values)``, but an unknown key names the section and the keys that exist."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in profile section '{where}'; "
+                          f"known keys: {sorted(known)}. Fix the spelling or remove the key.")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"profile section '{where}': {err}") from err
+
+
+def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = None) -> Profile:
+    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(profiles_dir or PROFILES_DIR) / f"{name_or_path}.yaml"
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
+        raise ConfigError(f"profile file {path} does not exist; available profiles: {available}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"{path}: a profile is a YAML mapping with at least a 'name' key")
+    sections = {"data": DataSection, "evaluate": EvaluateSection, "stats": StatsSection,
+                "workflow": WorkflowSection}
+    values = dict(raw)
+    for key, cls in sections.items():
+        if key in values:
+            values[key] = build_dataclass(cls, values[key] or {}, key)
+    profile = build_dataclass(Profile, values, "<top level>")
+    # Build the library configs once so a misspelled key fails here, not an hour into the run.
+    profile.pretrain_config()
+    profile.finetune_config()
+    profile.atlas_config()
+    profile.model_config(vocab_size=16)
+    return profile
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook parameters
+# --------------------------------------------------------------------------------------------
+#: Names IPython defines in every kernel; anything else not declared is an unknown parameter.
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None) or annotation is None:
+        return value is None
+    if annotation is float:  # papermill passes 1 for 1.0
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or annotation)
+
+
+def check_notebook_parameters(namespace: dict, ranges: dict[str, tuple] | None = None) -> dict:
+    """Validate a notebook's parameters after papermill has injected its values.
+
+    Call it in the cell right after the ``parameters`` cell, with ``globals()``. The parameters
+    cell must be the notebook's first code cell and declare each parameter with a type
+    annotation (``seed: int = 0  # comment``), and this check must run before the notebook
+    defines any other variable. Returns the parameters as a dict.
+
+    Raises :class:`ConfigError` for a name papermill injected that the notebook does not declare
+    (a typo such as ``-p sed 1``), a value of the wrong type, or a value outside ``ranges``
+    (``{"fraction": (0.0, 1.0)}``, bounds inclusive).
+    """
+    annotations = namespace.get("__annotations__", {})
+    if isinstance(annotations, dict):
+        annotations = {k: (eval(v, namespace) if isinstance(v, str) else v)  # noqa: S307
+                       for k, v in annotations.items()}
+    declared = set(annotations)
+    # Parameters are plain values: imported modules and functions are not candidates.
+    given = {k for k, v in namespace.items() if not k.startswith("_") and k not in _KERNEL_NAMES
+             and not isinstance(v, types.ModuleType) and not callable(v)}
+    unknown = sorted(given - declared)
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes "
+                          f"{sorted(declared)}. Check the spelling of the -p options.")
+    params = {}
+    for name, annotation in annotations.items():
+        value = namespace[name]
+        if not _matches(value, annotation):
+            raise ConfigError(f"parameter {name!r} must be {annotation}, got {value!r} "
+                              f"({type(value).__name__}); pass e.g. -p {name} <value of that type>")
+        params[name] = value
+    for name, (low, high) in (ranges or {}).items():
+        value = params[name]
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"parameter {name!r} = {value!r} is outside [{low}, {high}]")
+    return params

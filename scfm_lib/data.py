@@ -1,0 +1,270 @@
+"""The data layer: validation, gene vocabulary, tokens, nested corpus reductions and splits.
+
+Raw integer counts live in ``adata.layers["counts"]`` (scanpy/scvi-tools convention). Every
+check raises :class:`ScfmDataError` with a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scfm_lib.io import atomic_path, atomic_write
+
+PAD_ID, CLS_ID, MASK_ID = 0, 1, 2
+SPECIAL_TOKENS = ("<pad>", "<cls>", "<mask>")
+
+
+class ScfmDataError(ValueError):
+    """The input data cannot be used as given; the message says why and what to do."""
+
+
+# ------------------------------------------------------------------------------ validation
+def _matrix(adata: ad.AnnData, layer: str):
+    if layer not in adata.layers:
+        hint = ('if adata.X holds raw counts, set adata.layers["counts"] = adata.X.copy()'
+                if layer == "counts" else f'store the matrix in adata.layers["{layer}"]')
+        raise ScfmDataError(f"layer {layer!r} not found (layers present: {list(adata.layers)}); {hint}")
+    return adata.layers[layer]
+
+
+def _values(matrix) -> np.ndarray:
+    """The stored values of a dense or sparse matrix, without densifying a sparse one."""
+    if sp.issparse(matrix):
+        return np.asarray(matrix.data)
+    return np.asarray(matrix).ravel()
+
+
+def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequence[str] = ()) -> None:
+    """Check that ``adata.layers[layer]`` holds raw counts and that ``obs`` has the needed columns.
+
+    Raises :class:`ScfmDataError` for: a missing layer, an empty matrix, NaN/Inf, negative
+    values, non-integer values (normalized, log or scaled data), duplicated gene names and
+    missing ``obs`` columns.
+    """
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ScfmDataError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+                            "check the filtering that produced it")
+    values = _values(_matrix(adata, layer))
+    if values.dtype.kind not in "biuf":
+        raise ScfmDataError(f"layer {layer!r} has dtype {values.dtype}; counts must be numeric")
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            n_bad = int((~np.isfinite(values)).sum())
+            raise ScfmDataError(f"layer {layer!r} holds {n_bad} NaN or infinite values; counts are finite "
+                                "integers: drop or re-count the affected cells")
+    if (values < 0).any():
+        raise ScfmDataError(f"layer {layer!r} holds negative values (min {values.min():g}); counts are >= 0: "
+                            "pass raw UMI/read counts, not scaled or centred data")
+    if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+        example = values[values != np.round(values)][:3]
+        raise ScfmDataError(f"layer {layer!r} holds non-integer values (e.g. {example.tolist()}): it looks "
+                            "normalized, log-transformed or scaled; pass raw integer counts (adata.raw or the "
+                            "original count matrix)")
+    if adata.var_names.has_duplicates:
+        dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+        raise ScfmDataError(f"duplicated gene names, e.g. {dups}; call adata.var_names_make_unique() or "
+                            "sum the duplicated genes")
+    missing = [c for c in required_obs if c not in adata.obs.columns]
+    if missing:
+        raise ScfmDataError(f"obs column(s) {missing} not found (obs has {list(adata.obs.columns)}); add them "
+                            "or point the profile at the right column (e.g. data.label_key)")
+
+
+def log_normalize(adata: ad.AnnData, layer: str = "counts", target_sum: float = 1e4) -> ad.AnnData:
+    """A copy whose ``X`` is ``log1p(counts / total * target_sum)``; counts stay in ``layers``."""
+    import scanpy as sc
+
+    out = adata.to_memory() if adata.isbacked else adata.copy()
+    out.X = _matrix(out, layer).astype(np.float32)
+    sc.pp.normalize_total(out, target_sum=target_sum)
+    sc.pp.log1p(out)
+    return out
+
+
+# ------------------------------------------------------------------------------ vocabulary
+class GeneVocab:
+    """Gene name <-> token id; ids 0-2 are the special tokens, genes start at 3."""
+
+    def __init__(self, genes: Sequence[str]):
+        genes = [str(g) for g in genes]
+        if len(set(genes)) != len(genes):
+            raise ScfmDataError("the vocabulary has duplicated genes; make gene names unique first")
+        self.genes = genes
+        self._index = {g: i + len(SPECIAL_TOKENS) for i, g in enumerate(genes)}
+
+    def __len__(self) -> int:
+        return len(SPECIAL_TOKENS) + len(self.genes)
+
+    def encode(self, names: Sequence[str]) -> np.ndarray:
+        """Token ids of ``names`` (int64), -1 for genes outside the vocabulary."""
+        return np.array([self._index.get(str(n), -1) for n in names], dtype=np.int64)
+
+    def overlap(self, names: Sequence[str]) -> float:
+        """Share of ``names`` found in the vocabulary, in [0, 1]."""
+        return float((self.encode(names) >= 0).mean()) if len(names) else 0.0
+
+    def save(self, path: str | Path) -> None:
+        with atomic_write(path) as fh:
+            json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes}, fh)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GeneVocab":
+        with open(path) as fh:
+            return cls(json.load(fh)["genes"])
+
+
+def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5) -> float:
+    """The share of the data's genes in the vocabulary; below ``min_overlap`` is an error."""
+    names = list(adata.var_names)
+    share = vocab.overlap(names)
+    if share < min_overlap:
+        found = int(round(share * len(names)))
+        missing = [n for n, i in zip(names, vocab.encode(names)) if i < 0][:5]
+        hint = ""
+        if any(str(n).startswith("ENS") for n in names[:50]) != any(g.startswith("ENS") for g in vocab.genes[:50]):
+            hint = " The data and the vocabulary use different identifiers (Ensembl IDs vs gene symbols): map one to the other."
+        raise ScfmDataError(f"only {share:.1%} of the data's genes ({found} of {len(names)}) are in the model's "
+                            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}.{hint}")
+    return share
+
+
+# ------------------------------------------------------------------------------ tokens
+@dataclass
+class CellTokens:
+    """The model input: per cell its top expressed genes and their log-normalized values."""
+    gene_ids: np.ndarray  # int64 [n_cells, context], PAD_ID where a cell has fewer expressed genes
+    values: np.ndarray    # float32 [n_cells, context], log1p(count / total * 1e4); 0 at padding
+
+    def __post_init__(self) -> None:
+        if self.gene_ids.shape != self.values.shape or self.gene_ids.ndim != 2:
+            raise ScfmDataError(f"gene_ids {self.gene_ids.shape} and values {self.values.shape} must be "
+                                "2-D arrays of the same shape")
+
+    def __len__(self) -> int:
+        return self.gene_ids.shape[0]
+
+    def subset(self, idx) -> "CellTokens":
+        return CellTokens(self.gene_ids[idx], self.values[idx])
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, gene_ids=self.gene_ids, values=self.values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CellTokens":
+        with np.load(path) as npz:
+            return cls(npz["gene_ids"], npz["values"])
+
+
+def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str = "counts",
+             min_overlap: float = 0.5, chunk_size: int = 4096) -> CellTokens:
+    """Each cell's top-``context_genes`` expressed vocabulary genes by count (descending, ties by
+    gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell."""
+    if context_genes < 1:
+        raise ScfmDataError(f"context_genes must be >= 1, got {context_genes}")
+    validate_counts(adata, layer=layer)
+    check_vocab_overlap(adata, vocab, min_overlap)
+    ids = vocab.encode(adata.var_names)
+    known = np.flatnonzero(ids >= 0)
+    matrix = _matrix(adata, layer)
+    gene_ids = np.full((adata.n_obs, context_genes), PAD_ID, dtype=np.int64)
+    values = np.zeros((adata.n_obs, context_genes), dtype=np.float32)
+    for start in range(0, adata.n_obs, chunk_size):
+        block = matrix[start:start + chunk_size]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        block = block.astype(np.float32)                                   # [n, G]
+        total = block.sum(1, keepdims=True)
+        counts = block[:, known]                                           # [n, G_known]
+        # Stable sort on -count keeps gene order among ties.
+        order = np.argsort(-counts, axis=1, kind="stable")[:, :context_genes]
+        top = np.take_along_axis(counts, order, axis=1)                    # [n, context]
+        present = top > 0
+        rows = slice(start, start + len(block))
+        k = order.shape[1]
+        gene_ids[rows, :k] = np.where(present, ids[known][order], PAD_ID)
+        norm = np.log1p(top / np.maximum(total, 1.0) * 1e4)
+        values[rows, :k] = np.where(present, norm, 0.0)
+    return CellTokens(gene_ids, values)
+
+
+# ------------------------------------------------------------------------------ subsets, splits, labels
+def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
+    """Sorted cell indices per fraction; smaller fractions lie inside larger ones.
+
+    One seeded permutation; fraction ``f`` takes its first ``round(f * n_cells)`` cells (at
+    least one for ``f > 0``, none for ``f == 0``).
+    """
+    bad = [f for f in fractions if not 0.0 <= float(f) <= 1.0]
+    if bad:
+        raise ScfmDataError(f"fractions {bad} are outside [0, 1]; a fraction is a share of the corpus")
+    order = np.random.default_rng(seed).permutation(n_cells)
+    out = {}
+    for f in fractions:
+        n = 0 if f == 0 else max(1, int(round(float(f) * n_cells)))
+        out[float(f)] = np.sort(order[:n])
+    return out
+
+
+def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Disjoint ``train``/``val``/``test`` cell indices covering every cell.
+
+    With ``by`` (an ``obs`` column such as ``"donor"`` or ``"batch"``) whole groups go to one split,
+    so evaluation always sees unseen donors or batches.
+    """
+    obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
+    if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
+        raise ScfmDataError(f"fractions {fractions} must be three shares summing to 1 (train, val, test)")
+    rng = np.random.default_rng(seed)
+    n = len(obs)
+    if by is None:
+        order = rng.permutation(n)
+        cut1, cut2 = int(round(fractions[0] * n)), int(round((fractions[0] + fractions[1]) * n))
+        parts = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
+    else:
+        if by not in obs.columns:
+            raise ScfmDataError(f"cannot split by {by!r}: obs has {list(obs.columns)}")
+        groups = np.asarray(pd.unique(obs[by].astype(str)))
+        if len(groups) < 3:
+            raise ScfmDataError(f"splitting by {by!r} needs >= 3 groups, found {len(groups)}; use by=None "
+                                "for a random split")
+        groups = groups[rng.permutation(len(groups))]
+        n_val = max(1, int(round(fractions[1] * len(groups))))
+        n_test = max(1, int(round(fractions[2] * len(groups))))
+        n_train = len(groups) - n_val - n_test
+        if n_train < 1:
+            raise ScfmDataError(f"{len(groups)} groups of {by!r} are too few for three splits")
+        assignment = {g: "train" for g in groups[:n_train]}
+        assignment.update({g: "val" for g in groups[n_train:n_train + n_val]})
+        assignment.update({g: "test" for g in groups[n_train + n_val:]})
+        labels = obs[by].astype(str).map(assignment).to_numpy()
+        parts = {s: np.flatnonzero(labels == s) for s in ("train", "val", "test")}
+    return {k: np.sort(v) for k, v in parts.items()}
+
+
+def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
+    """Classes (sorted, from the training labels) and integer codes of each label array."""
+    train_labels = np.asarray(train_labels).astype(str)
+    classes = sorted(set(train_labels))
+    if len(classes) < 2:
+        raise ScfmDataError(f"the training labels hold a single class ({classes}); a classifier needs "
+                            ">= 2: check the label column and the split")
+    index = {c: i for i, c in enumerate(classes)}
+    coded = [np.array([index[x] for x in train_labels], dtype=np.int64)]
+    for labels in others:
+        labels = np.asarray(labels).astype(str)
+        unseen = sorted(set(labels) - set(classes))
+        if unseen:
+            raise ScfmDataError(f"labels {unseen} occur in evaluation cells but not in training cells; "
+                                "split by another column or drop those cells")
+        coded.append(np.array([index[x] for x in labels], dtype=np.int64))
+    return classes, coded

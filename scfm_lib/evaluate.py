@@ -1,0 +1,124 @@
+"""Evaluations on embeddings and baselines without pretraining (arrays in, labels or scores out).
+
+- frozen: :func:`linear_probe`, :func:`knn_classify` on cell embeddings;
+- zero-shot: :func:`cluster_scores` (Leiden vs true labels), :func:`scib_scores` (scib-metrics);
+- baselines: :func:`hvg_logreg` and :func:`pca_embedding` from raw counts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from scfm_lib import metrics
+from scfm_lib.data import log_normalize
+
+
+def classification_scores(y_true, y_pred) -> dict[str, float]:
+    return {"accuracy": metrics.accuracy(y_true, y_pred), "macro_f1": metrics.macro_f1(y_true, y_pred)}
+
+
+def linear_probe(Z_train: np.ndarray, y_train: np.ndarray, Z_test: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Standardize, then multinomial logistic regression (L2, C=1) on frozen embeddings."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+    return model.fit(Z_train, y_train).predict(Z_test)
+
+
+def knn_classify(Z_train: np.ndarray, y_train: np.ndarray, Z_test: np.ndarray, k: int = 15) -> np.ndarray:
+    """Majority vote of the ``k`` nearest training cells, Euclidean after standardization."""
+    model = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=min(k, len(Z_train))))
+    return model.fit(Z_train, y_train).predict(Z_test)
+
+
+def leiden_clusters(Z: np.ndarray, resolution: float = 1.0, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
+    """Leiden clusters (scanpy, igraph flavour) of the kNN graph of an embedding."""
+    import scanpy as sc
+
+    view = ad.AnnData(np.zeros((len(Z), 1), dtype=np.float32))
+    view.obsm["X_emb"] = np.asarray(Z, dtype=np.float32)
+    sc.pp.neighbors(view, use_rep="X_emb", n_neighbors=n_neighbors, random_state=seed)
+    sc.tl.leiden(view, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    return view.obs["leiden"].astype(int).to_numpy()
+
+
+def cluster_scores(Z: np.ndarray, labels: np.ndarray, resolution: float = 1.0, seed: int = 0) -> dict:
+    """ARI and NMI of Leiden clusters of ``Z`` against ``labels``, and the number of clusters."""
+    clusters = leiden_clusters(Z, resolution=resolution, seed=seed)
+    return {"ari": metrics.ari(labels, clusters), "nmi": metrics.nmi(labels, clusters),
+            "n_clusters": int(len(np.unique(clusters)))}
+
+
+def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
+                pre_integrated: np.ndarray | None = None) -> pd.DataFrame:
+    """All scib-metrics metrics for several embeddings of the same cells, unscaled.
+
+    Rows: embedding names; columns: the individual metrics plus ``Bio conservation``,
+    ``Batch correction`` and ``Total``. ``pre_integrated`` is the unintegrated reference (the PCA
+    of log-normalized counts) that the PCR-comparison metric compares against; without it the
+    first embedding's PCA is used, with a warning. One call compiles JAX once (about a minute
+    here), which is why it takes every embedding at once.
+    """
+    from scib_metrics.benchmark import Benchmarker
+
+    names = list(embeddings)
+    n = len(np.asarray(labels))
+    if len(np.unique(np.asarray(batches).astype(str))) < 2:
+        raise ValueError("scib_scores needs cells from >= 2 batches: batch-correction metrics compare "
+                         "batches; evaluate on a split that holds several donors or batches")
+    obs = pd.DataFrame({"label": pd.Categorical(np.asarray(labels).astype(str)),
+                        "batch": pd.Categorical(np.asarray(batches).astype(str))}, index=[str(i) for i in range(n)])
+    adata = ad.AnnData(np.zeros((n, 1), dtype=np.float32), obs=obs)
+    for name in names:
+        if len(embeddings[name]) != n:
+            raise ValueError(f"embedding {name!r} has {len(embeddings[name])} cells, labels have {n}")
+        adata.obsm[name] = np.asarray(embeddings[name], dtype=np.float32)
+    if pre_integrated is None:
+        warnings.warn("scib_scores: no pre_integrated embedding given; using the PCA of the first embedding")
+        pre_integrated = PCA(n_components=min(30, adata.obsm[names[0]].shape[1])).fit_transform(adata.obsm[names[0]])
+    adata.obsm["X_pre"] = np.asarray(pre_integrated, dtype=np.float32)
+    bench = Benchmarker(adata, batch_key="batch", label_key="label", embedding_obsm_keys=names,
+                        pre_integrated_embedding_obsm_key="X_pre", progress_bar=False, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scib-metrics warns when PCR comparison is clipped at 0
+        bench.benchmark()
+    table = bench.get_results(min_max_scale=False)
+    return table.drop(index="Metric Type").astype(float).loc[names]
+
+
+def _hvg_view(adata_fit: ad.AnnData, n_top_genes: int) -> list[str]:
+    import scanpy as sc
+
+    view = log_normalize(adata_fit)
+    sc.pp.highly_variable_genes(view, n_top_genes=min(n_top_genes, view.n_vars), flavor="seurat")
+    return list(view.var_names[view.var["highly_variable"]])
+
+
+def _log_expression(adata: ad.AnnData, genes: list[str]) -> np.ndarray:
+    x = log_normalize(adata)[:, genes].X
+    return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+
+
+def hvg_logreg(adata_train: ad.AnnData, y_train: np.ndarray, adata_test: ad.AnnData,
+               n_top_genes: int = 1000, seed: int = 0) -> np.ndarray:
+    """Baseline: logistic regression on log-normalized highly variable genes (chosen on train)."""
+    genes = _hvg_view(adata_train, n_top_genes)
+    return linear_probe(_log_expression(adata_train, genes), y_train, _log_expression(adata_test, genes), seed=seed)
+
+
+def pca_embedding(adata_fit: ad.AnnData, *adata_apply: ad.AnnData, n_comps: int = 50,
+                  n_top_genes: int = 1000) -> list[np.ndarray]:
+    """Baseline embedding: PCA of log-normalized HVGs, fitted on ``adata_fit`` only and applied to
+    it and to each of ``adata_apply`` (so no evaluation cell informs the fit)."""
+    genes = _hvg_view(adata_fit, n_top_genes)
+    fit = _log_expression(adata_fit, genes)
+    pca = PCA(n_components=min(n_comps, *fit.shape), random_state=0).fit(fit)
+    return [pca.transform(fit).astype(np.float32)] + [
+        pca.transform(_log_expression(a, genes)).astype(np.float32) for a in adata_apply]

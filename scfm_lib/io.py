@@ -1,0 +1,156 @@
+"""Atomic file writes and provenance records.
+
+Every result file of the study is written through :func:`atomic_write` (temp file in the same
+folder, fsync, ``os.replace``), so an interrupted run never leaves a half-written file where a
+finished one is expected. Every metrics JSON carries :func:`provenance` beside its numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+#: Packages whose versions are recorded beside every result.
+RECORDED_PACKAGES = (
+    "scfm-masking", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy",
+    "scikit-learn", "scib-metrics", "jax", "papermill", "snakemake",
+)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temp file beside ``path``; on clean exit it replaces ``path`` in one rename.
+
+    On an exception the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` for writers that want a file name (h5ad, safetensors)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` as indented JSON, atomically. NaN is written as ``null``."""
+    text = json.dumps(_to_jsonable(payload), indent=2, sort_keys=False, allow_nan=True)
+    text = text.replace("NaN", "null")
+    with atomic_write(path) as fh:
+        fh.write(text + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str | None]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+    """The current commit, with ``-dirty`` appended when the tree has uncommitted changes."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> dict:
+    """The record stored beside every result: parameters, data hashes, versions, commit, host."""
+    return {
+        "parameters": _to_jsonable(parameters),
+        "data_sha256": data_hashes or {},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def anndata_sha256(adata, layer: str = "counts") -> str:
+    """A content hash of an AnnData: counts, cell and gene names and ``obs``.
+
+    Hashing the h5ad file would not do: HDF5 stores write times, so the same data written twice
+    gives different bytes. This hash is the same whenever the content is.
+    """
+    import scipy.sparse as sp
+
+    h = hashlib.sha256()
+    counts = adata.layers[layer] if layer in adata.layers else adata.X
+    counts = sp.csr_matrix(counts)
+    counts.sort_indices()
+    for arr in (counts.indptr, counts.indices, counts.data):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update("\x00".join(map(str, adata.obs_names)).encode())
+    h.update("\x00".join(map(str, adata.var_names)).encode())
+    h.update(adata.obs.to_csv().encode())
+    return h.hexdigest()

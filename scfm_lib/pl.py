@@ -1,0 +1,104 @@
+"""Plots of the book (scanpy-style ``pl``): each takes tidy tables and returns the matplotlib Axes.
+
+All figures put pretraining corpus size on a log axis and the random-init control (0 cells) at a
+separate position on its left, since log10(0) does not exist.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+#: How each evaluation mode is named in figures, and its colour, the same in every chapter.
+MODE_LABELS = {
+    "finetune": "finetuned",
+    "linear_probe": "frozen: linear probe",
+    "knn": "frozen: kNN",
+    "leiden": "zero-shot: Leiden clusters",
+    "scib": "zero-shot: scIB",
+    "reconstruction": "zero-shot: reconstruction",
+    "pretrain": "pretraining validation",
+    "hvg_logreg": "baseline: logistic regression on HVGs",
+    "pca_knn": "baseline: PCA + kNN",
+    "pca_leiden": "baseline: PCA + Leiden",
+    "pca": "baseline: PCA",
+}
+_PALETTE = dict(zip(MODE_LABELS, sns.color_palette("colorblind", len(MODE_LABELS))))
+_BASELINE_STYLE = {"hvg_logreg": ":", "pca_knn": "--", "pca_leiden": "-.", "pca": "--"}
+CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left of the smallest corpus
+
+
+def corpus_size_positions(n_cells: pd.Series) -> pd.Series:
+    """x positions: log10(cells) for pretrained runs; the 0-cell control sits left of the smallest."""
+    n = n_cells.astype(float)
+    smallest = np.log10(n[n > 0].min()) if (n > 0).any() else 0.0
+    return pd.Series(np.where(n > 0, np.log10(np.where(n > 0, n, 1.0)), smallest - CONTROL_GAP), index=n.index)
+
+
+def _format_size_axis(ax: plt.Axes, n_cells: pd.Series) -> None:
+    sizes = np.sort(n_cells.unique())
+    pos = corpus_size_positions(pd.Series(sizes))
+    labels = ["0\n(random init)" if s == 0 else f"{int(s):,}" for s in sizes]
+    ax.set_xticks(pos.values, labels, fontsize=8)
+    ax.set_xlabel("pretraining cells (log scale)")
+
+
+def metric_vs_corpus_size(table: pd.DataFrame, metric: str, modes: list[str], *, ax: plt.Axes | None = None,
+                          baselines: pd.DataFrame | None = None, ylabel: str | None = None) -> plt.Axes:
+    """Mean metric per corpus size with its bootstrap CI over seeds, one line per mode.
+
+    ``table``: one row per (mode, metric, n_cells) with columns ``mean``, ``ci_low``, ``ci_high``
+    (as returned by :func:`scfm_lib.stats.size_table`). ``baselines``: rows (mode, metric, value)
+    drawn as horizontal lines, for methods with no pretraining.
+    """
+    ax = ax or plt.gca()
+    rows = table[(table["metric"] == metric) & table["mode"].isin(modes)].copy()
+    if rows.empty:
+        raise ValueError(f"no rows for metric {metric!r} and modes {modes}")
+    rows["x"] = corpus_size_positions(rows["n_cells"])
+    for mode in modes:
+        r = rows[rows["mode"] == mode].sort_values("x")
+        if r.empty:
+            continue
+        pretrained = r[r["n_cells"] > 0]
+        color = _PALETTE.get(mode)
+        ax.plot(pretrained["x"], pretrained["mean"], marker="o", color=color, label=MODE_LABELS.get(mode, mode))
+        ax.errorbar(r["x"], r["mean"], yerr=[r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]],
+                    fmt="none", ecolor=color, capsize=3)
+        ax.scatter(r.loc[r["n_cells"] == 0, "x"], r.loc[r["n_cells"] == 0, "mean"], marker="s",
+                   color=color, zorder=3)
+    if baselines is not None:
+        for row in baselines[baselines["metric"] == metric].itertuples():
+            ax.axhline(row.value, color="0.35", lw=1, ls=_BASELINE_STYLE.get(row.mode, "--"),
+                       label=MODE_LABELS.get(row.mode, row.mode))
+    _format_size_axis(ax, rows["n_cells"])
+    ax.set_ylabel(ylabel or metric)
+    return ax
+
+
+def loss_curves(histories: pd.DataFrame, *, ax: plt.Axes | None = None, value: str = "val_loss") -> plt.Axes:
+    """Pretraining loss against steps, one line per corpus size (mean over seeds, band = range)."""
+    ax = ax or plt.gca()
+    data = histories.dropna(subset=[value]).copy()
+    data["pretraining cells"] = data["n_cells"].map(lambda n: f"{int(n):,}")
+    order = [f"{int(n):,}" for n in sorted(data["n_cells"].unique(), reverse=True)]
+    sns.lineplot(data, x="step", y=value, hue="pretraining cells", hue_order=order, errorbar=("pi", 100),
+                 palette="viridis", ax=ax)
+    ax.set_ylabel("validation masked-value MSE" if value == "val_loss" else value)
+    return ax
+
+
+def interval_plot(summary: pd.DataFrame, estimate: str, low: str, high: str, label: str, *,
+                  ax: plt.Axes | None = None, reference: tuple[float, ...] = (0.0,)) -> plt.Axes:
+    """A forest plot: one row per line of ``summary`` (its index as label), estimate with its CI."""
+    ax = ax or plt.gca()
+    y = np.arange(len(summary))[::-1]
+    ax.errorbar(summary[estimate], y, xerr=[summary[estimate] - summary[low], summary[high] - summary[estimate]],
+                fmt="o", color="0.2", capsize=3)
+    for ref in reference:
+        ax.axvline(ref, color="0.6", lw=1, ls="--")
+    ax.set_yticks(y, [str(i) for i in summary.index], fontsize=8)
+    ax.set_xlabel(label)
+    return ax

@@ -1,0 +1,51 @@
+"""Generated pages: the table of contents follows the profile; parameter tables follow the notebooks."""
+import nbformat
+import pytest
+import yaml
+
+from scfm_lib import book
+from scfm_lib.config import load_profile
+
+
+def test_toc_lists_every_chapter_and_run(tmp_path):
+    profile = load_profile("tiny")
+    path = book.write_toc(profile, tmp_path)
+    toc = yaml.safe_load(path.read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    runs = [s["file"] for s in toc["parts"][-1]["chapters"][0]["sections"]]
+    assert toc["root"] == "book/tiny/intro"
+    assert [f"book/tiny/{name}" for name, _ in book.CHAPTERS] == files[:len(book.CHAPTERS)]
+    assert len(runs) == 2 * len(profile.fractions) * len(profile.seeds) + 1
+    assert "book/tiny/runs/evaluate_f0.1_s1" in runs
+
+
+def test_committed_toc_is_the_quick_profile(repo):
+    committed = yaml.safe_load((repo / "_toc.yml").read_text())
+    assert committed == book.toc(load_profile("quick"))
+
+
+def test_every_notebook_template_has_documented_typed_parameters(repo):
+    templates = sorted((repo / "nbs").glob("*.ipynb"))
+    assert {p.stem for p in templates} >= {"data", "pretrain", "evaluate", "baselines", "intro", "masking"}
+    for path in templates:
+        params = book.notebook_parameters(path)
+        names = [p["name"] for p in params]
+        assert names[:3] == ["profile", "profiles_dir", "results_dir"], path
+        nb = nbformat.read(path, as_version=4)
+        assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code"), f"{path}: outputs not stripped"
+        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        assert "parameters" in first_code.metadata.get("tags", []), f"{path}: parameters must be the first code cell"
+
+
+def test_parameter_tables(repo):
+    text = book.parameter_tables(repo / "nbs")
+    assert "### `nbs/pretrain.ipynb`" in text
+    assert "| `fraction` | `float` | `0.1` |" in text
+
+
+def test_parameter_line_without_comment_is_refused(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("seed: int = 0")])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    with pytest.raises(ValueError, match="# what it is"):
+        book.notebook_parameters(tmp_path / "x.ipynb")

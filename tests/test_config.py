@@ -1,0 +1,105 @@
+"""Profiles and notebook parameters: bad input fails early with a message that names the fix."""
+import dataclasses
+
+import pytest
+import yaml
+
+from scfm_lib.config import ConfigError, check_notebook_parameters, load_profile, run_id
+
+
+def write_profile(tmp_path, **changes):
+    base = {"name": "t", "fractions": [1.0, 0.0], "seeds": [0], "data": {"n_corpus": 100}}
+    base.update(changes)
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.mark.parametrize("name", ["quick", "tiny"])
+def test_shipped_profiles_load(name):
+    profile = load_profile(name)
+    assert profile.name == name
+    assert 0.0 in profile.fractions and 1.0 in profile.fractions
+    assert len(profile.run_ids()) == len(profile.fractions) * len(profile.seeds)
+    assert profile.model_config(vocab_size=100).vocab_size == 100
+
+
+def test_quick_profile_has_the_study_defaults():
+    profile = load_profile("quick")
+    assert profile.fractions == [1.0, 0.3, 0.1, 0.03, 0.01, 0.0]
+    assert len(profile.seeds) >= 3
+
+
+def test_profile_values_reach_library_configs(tmp_path):
+    path = write_profile(tmp_path, pretrain={"max_steps": 7}, model={"d_model": 32, "n_heads": 2})
+    profile = load_profile(path)
+    assert profile.pretrain_config().max_steps == 7
+    assert profile.pretrain_config(max_steps=9).max_steps == 9
+    assert profile.pretrain_config(max_steps=None).max_steps == 7  # None = keep the profile's value
+    assert profile.model_config(vocab_size=10).d_model == 32
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"pretrain": {"max_stpes": 5}}, "max_stpes"),
+    ({"data": {"n_corpsu": 5}}, "n_corpsu"),
+    ({"bogus": 1}, "bogus"),
+    ({"fractions": [1.5]}, "outside [0, 1]"),
+    ({"fractions": []}, "empty"),
+    ({"fractions": [0.1, 0.1]}, "duplicates"),
+    ({"seeds": [-1]}, "seeds"),
+    ({"model": {"d_model": 30, "n_heads": 4}}, "model"),
+])
+def test_bad_profiles_are_refused(tmp_path, changes, fragment):
+    with pytest.raises(ConfigError, match=None) as err:
+        load_profile(write_profile(tmp_path, **changes))
+    assert fragment in str(err.value)
+
+
+def test_unknown_key_lists_known_keys(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_profile(write_profile(tmp_path, pretrain={"max_stpes": 5}))
+    assert "max_steps" in str(err.value) and "known keys" in str(err.value)
+
+
+def test_missing_profile_names_the_available_ones():
+    with pytest.raises(ConfigError) as err:
+        load_profile("no_such_profile")
+    assert "quick" in str(err.value)
+
+
+def test_run_id_is_stable():
+    assert run_id(0.1, 2) == "f0.1_s2"
+    assert run_id(1, 0) == "f1.0_s0"
+
+
+def _namespace(**values):
+    """A notebook's globals after the parameters cell and papermill's injected cell."""
+    ns = {"__annotations__": {"fraction": float, "seed": int, "max_steps": int | None, "profile": str},
+          "fraction": 0.1, "seed": 0, "max_steps": None, "profile": "quick",
+          "In": [], "Out": {}, "get_ipython": lambda: None, "_i1": "", "dataclasses": dataclasses}
+    ns.update(values)
+    return ns
+
+
+def test_notebook_parameters_pass():
+    params = check_notebook_parameters(_namespace(fraction=1, max_steps=5))
+    assert params == {"fraction": 1, "seed": 0, "max_steps": 5, "profile": "quick"}
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"fracton": 0.5}, "unknown notebook parameter(s) ['fracton']"),
+    ({"seed": "zero"}, "parameter 'seed' must be"),
+    ({"seed": 1.5}, "parameter 'seed' must be"),
+    ({"max_steps": "many"}, "parameter 'max_steps' must be"),
+    ({"fraction": True}, "parameter 'fraction' must be"),
+])
+def test_notebook_parameters_refused(values, fragment):
+    with pytest.raises(ConfigError) as err:
+        check_notebook_parameters(_namespace(**values))
+    assert fragment in str(err.value)
+
+
+def test_notebook_parameter_ranges():
+    with pytest.raises(ConfigError, match="outside"):
+        check_notebook_parameters(_namespace(fraction=1.5), ranges={"fraction": (0.0, 1.0)})
+    check_notebook_parameters(_namespace(fraction=1.0), ranges={"fraction": (0.0, 1.0)})
