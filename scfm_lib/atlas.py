@@ -39,6 +39,7 @@ class AtlasConfig:
     types_per_lineage: int = 3
     subtypes_per_type: int = 2
     genes_per_program: int = 20
+    marker_bias: float = 1.0            # how strongly program members favour highly expressed genes
     tissues: tuple = ("blood", "lung", "liver", "gut", "skin")
     technologies: tuple = ("tech_A", "tech_B", "tech_C")
     median_library: tuple = (1500.0, 2500.0, 1000.0)   # per technology, median counts per cell
@@ -114,9 +115,13 @@ class SyntheticAtlas:
                     names.append(f"subtype_{subtype}")
                     subtype_rows.append({"lineage": lin, "cell_type": cell_type, "cell_subtype": subtype})
         names += [f"tissue_{t}" for t in cfg.tissues] + ["cycling"]
-        # Members: consecutive blocks of one gene permutation (wrapping when genes run out), so
-        # programs overlap only when the atlas has fewer genes than programs x genes_per_program.
-        order = rng.permutation(cfg.n_genes)
+        base = rng.normal(0.0, cfg.base_sd, cfg.n_genes).astype(np.float32)
+        # Members: consecutive blocks of a gene order (wrapping when genes run out), so programs
+        # overlap only when the atlas has fewer genes than programs x genes_per_program. As in
+        # real tissues, identity genes are mostly moderately to highly expressed: the order
+        # draws genes with probability rising with their baseline (marker_bias = 0: uniform).
+        weights = np.exp(cfg.marker_bias * (base - base.mean()) / cfg.base_sd)
+        order = rng.choice(cfg.n_genes, size=cfg.n_genes, replace=False, p=weights / weights.sum())
         programs, drivers = {}, {}
         loadings = np.zeros((len(names), cfg.n_genes), dtype=np.float32)
         for p, name in enumerate(names):
@@ -141,7 +146,7 @@ class SyntheticAtlas:
         return _Biology(
             genes=genes, programs=programs, drivers=drivers, loadings=loadings, subtypes=subtypes,
             composition=composition, program_index=program_index,
-            base=rng.normal(0.0, cfg.base_sd, cfg.n_genes).astype(np.float32),
+            base=base,
             tech=rng.normal(0.0, cfg.tech_gene_sd, (len(cfg.technologies), cfg.n_genes)).astype(np.float32),
             donor=rng.normal(0.0, cfg.donor_gene_sd, (cfg.n_donors, cfg.n_genes)).astype(np.float32),
             theta=np.exp(rng.normal(np.log(cfg.theta_median), 0.5, cfg.n_genes)).astype(np.float32),

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from scfm_lib.config import Profile, load_profile
+from scfm_lib.config import Profile, load_profile, run_id
 from scfm_lib.io import atomic_write
 from scfm_lib.results import load_runs
 
@@ -38,8 +38,9 @@ _PARAM_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>[^=]+?)\s*=\s*
 def toc(profile: Profile) -> dict:
     """The ``_toc.yml`` content for a profile: intro, chapters, guides, then every run notebook."""
     base = f"book/{profile.name}"
-    runs = [{"file": f"{base}/runs/{kind}_{rid}"} for rid in profile.run_ids() for kind in RUN_TEMPLATES]
-    runs.append({"file": f"{base}/runs/baselines"})
+    runs = [{"file": f"{base}/runs/{kind}_{run_id(f, s)}", "title": f"{kind.capitalize()}: fraction {f:g}, seed {s}"}
+            for f in profile.fractions for s in profile.seeds for kind in RUN_TEMPLATES]
+    runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})
     return {
         "format": "jb-book",
         "root": f"{base}/intro",
@@ -100,6 +101,18 @@ def write_parameter_tables(nbs_dir: str | Path, out_path: str | Path) -> Path:
     return Path(out_path)
 
 
+def hide_parameter_cells(path: str | Path) -> None:
+    """Collapse the parameters cell and papermill's injected-parameters cell of an executed notebook
+    (tag ``hide-cell``): the values stay one click away for the reader, out of the way otherwise."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    with atomic_write(path) as fh:
+        nbformat.write(nb, fh)
+
+
 def runs_page(profile: Profile, results_dir: str | Path) -> str:
     """The appendix index: every job of the profile with its parameters, data hash and commit."""
     runs = load_runs(results_dir)
@@ -135,10 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--profile", default="quick")
         p.add_argument("--profiles-dir", default=None)
         p.add_argument("--root", default=".")
+    p = sub.add_parser("hide-params")
+    p.add_argument("notebook")
     p = sub.add_parser("params")
     p.add_argument("--nbs", default="nbs")
     p.add_argument("--out", default="book/parameters.md")
     args = parser.parse_args(argv)
+    if args.command == "hide-params":
+        hide_parameter_cells(args.notebook)
+        return
     if args.command == "params":
         print(write_parameter_tables(args.nbs, args.out))
         return

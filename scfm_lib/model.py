@@ -3,7 +3,10 @@
 A cell is the set of its top-N expressed genes. Each position carries a gene-token embedding
 plus an embedding of the gene's expression value; a CLS token is prepended. There is no
 positional embedding: genes form a set, not a sequence. Pretraining hides the value of a share
-of the genes (their value embedding is replaced by a learned mask embedding) and predicts it.
+of the genes (their value embedding is replaced by a learned mask embedding) and predicts it
+twice, as scGPT does: from each gene's own hidden state (masked value prediction) and from the
+cell embedding alone (scGPT's "MVC" objective). The second term is what trains the cell
+embedding: without it nothing asks the CLS token to summarize the cell.
 
 Shapes: B cells in a batch, L gene positions (context), D model width.
 """
@@ -102,6 +105,7 @@ class ScFM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.value_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 1))
+        self.gene_query = nn.Linear(cfg.d_model, cfg.d_model)  # cell-embedding objective: gene -> query
         self.apply(self._init_weights)
         nn.init.normal_(self.cls_embedding, std=0.02)
         nn.init.normal_(self.mask_value_embedding, std=0.02)
@@ -151,13 +155,22 @@ class ScFM(nn.Module):
     def predict_values(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.value_head(hidden[:, 1:]).squeeze(-1)                    # [B, L]
 
+    def predict_values_from_cell(self, cell: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
+        """Each gene's value from the cell embedding alone: <query(gene), cell>. [B, D] -> [B, L]."""
+        query = self.gene_query(self.gene_embedding(gene_ids))               # [B, L, D]
+        return (query * cell.unsqueeze(1)).sum(-1)                           # [B, L]
+
     def masked_value_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float,
                           generator: torch.Generator | None = None) -> torch.Tensor:
-        """MSE of predicted vs true values at a random ``mask_ratio`` of each cell's genes
-        (at least one per cell), whose values the model does not see."""
+        """Pretraining loss at a random ``mask_ratio`` of each cell's genes (at least one per
+        cell), whose values the model does not see: MSE of the per-gene prediction plus MSE of
+        the prediction from the cell embedding."""
         mask = random_value_mask(gene_ids, mask_ratio, generator)            # [B, L]
-        predicted = self.predict_values(self(gene_ids, values, value_mask=mask))
-        return F.mse_loss(predicted.float()[mask], values.float()[mask])
+        hidden = self(gene_ids, values, value_mask=mask)                     # [B, 1 + L, D]
+        target = values.float()[mask]
+        from_gene = self.predict_values(hidden).float()[mask]
+        from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
+        return F.mse_loss(from_gene, target) + F.mse_loss(from_cell, target)
 
 
 def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -59,12 +59,14 @@ def masking_index(slope_finetuned: float, slope_frozen: float) -> float:
     return float((slope_frozen - slope_finetuned) / denominator)
 
 
-def _resample_within_fraction(keys: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+def _fraction_blocks(series: pd.DataFrame) -> list[np.ndarray]:
+    """Row positions of each corpus size: the strata of the bootstrap."""
+    return list(series.groupby("n_cells").indices.values())
+
+
+def _resample_within_fraction(blocks: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Row positions of one bootstrap resample: seeds drawn with replacement within each fraction."""
-    picks = []
-    for _, positions in keys.groupby("n_cells").indices.items():
-        picks.append(rng.choice(positions, size=len(positions), replace=True))
-    return np.concatenate(picks)
+    return np.concatenate([rng.choice(positions, size=len(positions), replace=True) for positions in blocks])
 
 
 def bootstrap_over_seeds(series: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], *,
@@ -77,7 +79,8 @@ def bootstrap_over_seeds(series: pd.DataFrame, statistic: Callable[[pd.DataFrame
     series = series.reset_index(drop=True)
     estimate = statistic(series)
     rng = np.random.default_rng(seed)
-    draws = np.array([statistic(series.iloc[_resample_within_fraction(series, rng)]) for _ in range(n_boot)])
+    blocks = _fraction_blocks(series)
+    draws = np.array([statistic(series.iloc[_resample_within_fraction(blocks, rng)]) for _ in range(n_boot)])
     draws = draws[np.isfinite(draws)]
     if len(draws) == 0:
         return estimate, float("nan"), float("nan")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from scfm_lib.data import CellTokens
 from scfm_lib.io import atomic_path, file_sha256, read_json, write_json

@@ -2,6 +2,7 @@
 
 These tests run real notebooks in real kernels, so they take minutes, not seconds.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -58,6 +59,16 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     dry = _snakemake(repo, root, venv_env, "-n")
     assert dry.returncode == 0
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    # Same seed, same metrics: rerun one pretraining + evaluation job from scratch.
+    evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "f1.0_s0.json"
+    before = json.loads(evaluated.read_text())
+    shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "f1.0_s0")
+    again = _snakemake(repo, root, venv_env, str(evaluated.relative_to(root)), "--forcerun", "pretrain", "evaluate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads(evaluated.read_text())
+    assert after["records"] == before["records"]
+    assert after["provenance"]["created_utc"] >= before["provenance"]["created_utc"]
 
 
 def test_failed_notebook_never_lands_in_the_book(repo, tmp_path, venv_env):

@@ -1,0 +1,74 @@
+"""Frozen, zero-shot and baseline evaluations on data with a known answer."""
+import numpy as np
+import pytest
+
+from scfm_lib import evaluate
+from scfm_lib.atlas import AtlasConfig, SyntheticAtlas
+from scfm_lib.data import encode_labels, split_cells
+
+
+def blobs(n_per=60, n_classes=4, dim=8, spread=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per)
+    return centers[y] + rng.normal(0, spread, (len(y), dim)), y
+
+
+def test_probes_separate_blobs_and_sit_at_chance_on_random_labels():
+    Z, y = blobs()
+    Z_test, y_test = blobs(seed=0)[0] + 0.01, y
+    for predict in (lambda: evaluate.linear_probe(Z, y, Z_test), lambda: evaluate.knn_classify(Z, y, Z_test, k=5)):
+        assert evaluate.classification_scores(y_test, predict())["accuracy"] > 0.95
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=(400, 8))
+    labels = rng.integers(0, 4, 400)
+    chance = evaluate.classification_scores(labels[200:], evaluate.linear_probe(noise[:200], labels[:200], noise[200:]))
+    assert chance["accuracy"] < 0.4
+
+
+def test_leiden_finds_planted_clusters_deterministically():
+    Z, y = blobs(n_per=80, spread=0.2)
+    scores = evaluate.cluster_scores(Z, y, resolution=0.5, seed=0)
+    assert scores["ari"] > 0.9 and scores["nmi"] > 0.9
+    assert scores == evaluate.cluster_scores(Z, y, resolution=0.5, seed=0)
+
+
+def test_scib_scores_with_scib_metrics():
+    """One test only: scib-metrics compiles JAX once per process (about a minute)."""
+    Z, y = blobs(n_per=75, n_classes=4, dim=10)
+    batch = np.tile([0, 1, 2], len(y) // 3)
+    rng = np.random.default_rng(0)
+    shifted = Z + batch[:, None] * 2.0  # an embedding with a strong batch effect
+    table = evaluate.scib_scores({"clean": Z, "batchy": shifted}, y, batch, pre_integrated=shifted + rng.normal(0, 0.1, Z.shape))
+    assert list(table.index) == ["clean", "batchy"]
+    for column in ["Bio conservation", "Batch correction", "Total"]:
+        assert table[column].between(0, 1).all()
+    assert table.loc["clean", "Batch correction"] > table.loc["batchy", "Batch correction"]
+    with pytest.raises(ValueError, match=">= 2 batches"):
+        evaluate.scib_scores({"clean": Z}, y, np.zeros(len(y)))
+
+
+@pytest.fixture(scope="module")
+def atlas_data():
+    adata = SyntheticAtlas(AtlasConfig(n_genes=300, n_donors=12)).sample(900, seed=0)
+    parts = split_cells(adata, by=None, seed=0)
+    train, test = adata[parts["train"]].copy(), adata[parts["test"]].copy()
+    classes, (y_train, y_test) = encode_labels(train.obs["cell_type"], test.obs["cell_type"])
+    return train, test, y_train, y_test, classes
+
+
+def test_baselines_beat_chance_on_the_atlas(atlas_data):
+    train, test, y_train, y_test, classes = atlas_data
+    y_pred = evaluate.hvg_logreg(train, y_train, test, n_top_genes=150)
+    assert evaluate.classification_scores(y_test, y_pred)["accuracy"] > 3 / len(classes)
+    pca_train, pca_test = evaluate.pca_embedding(train, test, n_comps=20, n_top_genes=150)
+    assert pca_train.shape == (train.n_obs, 20) and pca_test.shape == (test.n_obs, 20)
+    y_knn = evaluate.knn_classify(pca_train, y_train, pca_test, k=10)
+    assert evaluate.classification_scores(y_test, y_knn)["accuracy"] > 3 / len(classes)
+
+
+def test_pca_baseline_is_fitted_on_training_cells_only(atlas_data):
+    train, test, *_ = atlas_data
+    _, test_a = evaluate.pca_embedding(train, test, n_comps=10, n_top_genes=150)
+    _, test_b = evaluate.pca_embedding(train, test[:50], n_comps=10, n_top_genes=150)
+    np.testing.assert_allclose(test_a[:50], test_b, rtol=1e-4, atol=1e-4)  # other test cells change nothing

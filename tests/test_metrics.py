@@ -1,0 +1,91 @@
+"""Metric functions against independent implementations and constructed cases."""
+import itertools
+from math import comb
+
+import numpy as np
+import pytest
+
+from scfm_lib import metrics
+
+
+def reference_ari(a, b):
+    """Hubert & Arabie's adjusted Rand index from the contingency table."""
+    ua, ub = np.unique(a), np.unique(b)
+    table = np.array([[np.sum((a == x) & (b == y)) for y in ub] for x in ua])
+    index = sum(comb(int(n), 2) for n in table.ravel())
+    rows = sum(comb(int(n), 2) for n in table.sum(1))
+    cols = sum(comb(int(n), 2) for n in table.sum(0))
+    expected = rows * cols / comb(len(a), 2)
+    return (index - expected) / (0.5 * (rows + cols) - expected)
+
+
+def reference_nmi(a, b):
+    n = len(a)
+    ua, ub = np.unique(a), np.unique(b)
+    p = np.array([[np.sum((a == x) & (b == y)) / n for y in ub] for x in ua])
+    pa, pb = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
+    h = lambda q: -(q[q > 0] * np.log(q[q > 0])).sum()  # noqa: E731
+    return mi / ((h(pa) + h(pb)) / 2)
+
+
+def reference_macro_f1(t, p):
+    scores = []
+    for c in np.unique(t):
+        tp = np.sum((t == c) & (p == c))
+        precision = tp / max(np.sum(p == c), 1)
+        recall = tp / np.sum(t == c)
+        scores.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    return np.mean(scores)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_reference_implementations(seed):
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 4, 200)
+    p = np.where(rng.random(200) < 0.6, t, rng.integers(0, 5, 200))
+    assert metrics.accuracy(t, p) == pytest.approx(np.mean(t == p))
+    assert metrics.macro_f1(t, p) == pytest.approx(reference_macro_f1(t, p))
+    assert metrics.ari(t, p) == pytest.approx(reference_ari(t, p))
+    assert metrics.nmi(t, p) == pytest.approx(reference_nmi(t, p))
+
+
+def test_constructed_cases():
+    t = np.array([0, 0, 1, 1, 2, 2])
+    assert metrics.accuracy(t, t) == 1.0 and metrics.macro_f1(t, t) == 1.0
+    relabelled = np.array([5, 5, 3, 3, 9, 9])  # same partition, other names
+    assert metrics.ari(t, relabelled) == pytest.approx(1.0)
+    assert metrics.nmi(t, relabelled) == pytest.approx(1.0)
+    assert metrics.nmi(t, np.zeros(6)) == pytest.approx(0.0)
+    # A class predicted but absent from y_true does not enter the macro mean.
+    assert metrics.macro_f1(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 7])) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.accuracy(["a", "b"], ["a", "c"]) == 0.5
+
+
+def test_ranges_over_random_labels():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.integers(0, 3, 30), rng.integers(0, 3, 30)
+        assert -0.5 <= metrics.ari(a, b) <= 1
+        assert 0 <= metrics.nmi(a, b) <= 1
+        assert 0 <= metrics.macro_f1(a, b) <= 1
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (([0, 1], [0]), "same cells"), (([], []), "empty"), (([0.0, np.nan], [0, 1]), "NaN"),
+    ((np.zeros((2, 2)), np.zeros((2, 2))), "1-D"),
+])
+def test_bad_input(args, fragment):
+    for fn in (metrics.accuracy, metrics.macro_f1, metrics.ari, metrics.nmi):
+        with pytest.raises(ValueError, match=fragment):
+            fn(*args)
+
+
+def test_permutation_invariance_of_clustering_scores():
+    rng = np.random.default_rng(1)
+    t, p = rng.integers(0, 3, 60), rng.integers(0, 4, 60)
+    for perm in itertools.islice(itertools.permutations(range(4)), 5):
+        q = np.array(perm)[p]
+        assert metrics.ari(t, q) == pytest.approx(metrics.ari(t, p))
+        assert metrics.nmi(t, q) == pytest.approx(metrics.nmi(t, p))
