@@ -5,9 +5,26 @@ Layout follows scanpy/scvi-tools conventions:
 - ``data``      validation, gene vocabulary, nested corpus reductions, splits, tokenization
 - ``model``     the scGPT-style transformer (one ``nn.Module`` file)
 - ``train``     pretraining and finetuning runners, checkpoints
+- ``tl``        tools on AnnData (``tl.embed`` writes ``obsm["X_scfm"]``)
 - ``evaluate``  frozen, zero-shot and baseline evaluations on embeddings
 - ``metrics``   metric functions (arrays in, float out)
 - ``stats``     the masking statistic (slopes, bootstrap CIs, masking index)
+- ``pl``        the book's figures
+- ``config``, ``results``, ``io``, ``book``: profiles, metrics files, provenance, generated pages
+
+Submodules load on first use (``import scfm_lib as sl; sl.tl.embed(...)``), so importing the
+package for its configuration does not import torch.
 """
 
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = ("atlas", "book", "config", "data", "evaluate", "io", "metrics", "model", "pl", "results",
+               "stats", "tl", "train")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"scfm_lib.{name}")
+    raise AttributeError(f"module 'scfm_lib' has no attribute {name!r}")

@@ -38,7 +38,12 @@ class AtlasConfig:
     n_lineages: int = 4                 # lineage 0 is immune and present in every tissue
     types_per_lineage: int = 3
     subtypes_per_type: int = 2
-    genes_per_program: int = 20
+    # Member genes per program, by level: lineages differ in many genes, subtypes in few.
+    lineage_genes: int = 100
+    type_genes: int = 40
+    subtype_genes: int = 15
+    tissue_genes: int = 30
+    cycling_genes: int = 40
     marker_bias: float = 1.0            # how strongly program members favour highly expressed genes
     tissues: tuple = ("blood", "lung", "liver", "gut", "skin")
     technologies: tuple = ("tech_A", "tech_B", "tech_C")
@@ -65,8 +70,9 @@ class AtlasConfig:
         if len(self.median_library) != len(self.technologies):
             raise ValueError("median_library needs one value per technology "
                              f"({len(self.technologies)}), got {len(self.median_library)}")
-        if self.n_genes < self.genes_per_program:
-            raise ValueError(f"n_genes ({self.n_genes}) must be at least genes_per_program ({self.genes_per_program})")
+        largest = max(self.lineage_genes, self.type_genes, self.subtype_genes, self.tissue_genes, self.cycling_genes)
+        if self.n_genes < largest:
+            raise ValueError(f"n_genes ({self.n_genes}) must be at least the largest program ({largest} genes)")
         self.tissues = tuple(self.tissues)
         self.technologies = tuple(self.technologies)
         self.median_library = tuple(float(x) for x in self.median_library)
@@ -102,30 +108,35 @@ class SyntheticAtlas:
         cfg = self.config
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
         genes = [f"G{g:04d}" for g in range(cfg.n_genes)]
-        names, subtype_rows = [], []
+        names, sizes, subtype_rows = [], [], []
         lineages = LINEAGE_NAMES[:cfg.n_lineages]
         for lin in lineages:
             names.append(f"lineage_{lin}")
+            sizes.append(cfg.lineage_genes)
         for lin in lineages:
             for t in range(cfg.types_per_lineage):
                 cell_type = f"{lin}-{t + 1}"
                 names.append(f"type_{cell_type}")
+                sizes.append(cfg.type_genes)
                 for s in range(cfg.subtypes_per_type):
                     subtype = f"{cell_type}{'abcdefgh'[s]}"
                     names.append(f"subtype_{subtype}")
+                    sizes.append(cfg.subtype_genes)
                     subtype_rows.append({"lineage": lin, "cell_type": cell_type, "cell_subtype": subtype})
         names += [f"tissue_{t}" for t in cfg.tissues] + ["cycling"]
+        sizes += [cfg.tissue_genes] * len(cfg.tissues) + [cfg.cycling_genes]
         base = rng.normal(0.0, cfg.base_sd, cfg.n_genes).astype(np.float32)
         # Members: consecutive blocks of a gene order (wrapping when genes run out), so programs
-        # overlap only when the atlas has fewer genes than programs x genes_per_program. As in
+        # overlap only when the atlas has fewer genes than all programs together. As in
         # real tissues, identity genes are mostly moderately to highly expressed: the order
         # draws genes with probability rising with their baseline (marker_bias = 0: uniform).
         weights = np.exp(cfg.marker_bias * (base - base.mean()) / cfg.base_sd)
         order = rng.choice(cfg.n_genes, size=cfg.n_genes, replace=False, p=weights / weights.sum())
         programs, drivers = {}, {}
         loadings = np.zeros((len(names), cfg.n_genes), dtype=np.float32)
-        for p, name in enumerate(names):
-            members = order[np.arange(p * cfg.genes_per_program, (p + 1) * cfg.genes_per_program) % cfg.n_genes]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        for p, (name, start, size) in enumerate(zip(names, starts, sizes)):
+            members = order[np.arange(start, start + size) % cfg.n_genes]
             weights = rng.uniform(0.5, 1.0, size=len(members))
             weights[0] = 1.0  # the driver: the most strongly loaded member
             programs[name] = np.sort(members)

@@ -254,7 +254,7 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
 def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
     """Classes (sorted, from the training labels) and integer codes of each label array."""
     train_labels = np.asarray(train_labels).astype(str)
-    classes = sorted(set(train_labels))
+    classes = sorted(set(train_labels.tolist()))
     if len(classes) < 2:
         raise ScfmDataError(f"the training labels hold a single class ({classes}); a classifier needs "
                             ">= 2: check the label column and the split")
@@ -262,7 +262,7 @@ def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
     coded = [np.array([index[x] for x in train_labels], dtype=np.int64)]
     for labels in others:
         labels = np.asarray(labels).astype(str)
-        unseen = sorted(set(labels) - set(classes))
+        unseen = sorted(set(labels.tolist()) - set(classes))
         if unseen:
             raise ScfmDataError(f"labels {unseen} occur in evaluation cells but not in training cells; "
                                 "split by another column or drop those cells")

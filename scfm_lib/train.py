@@ -246,7 +246,7 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
         if step % cfg.eval_every == 0 or step == total:
             val_loss = reconstruction_loss(model, val, cfg.mask_ratio, seed=0) if len(val) else float("nan")
             model.train()
-            history.append({"step": step, "train_loss": float(loss), "val_loss": val_loss, "lr": lr})
+            history.append({"step": step, "train_loss": float(loss.detach()), "val_loss": val_loss, "lr": lr})
             bar.set_postfix(val_loss=f"{val_loss:.4f}")
         if step % cfg.checkpoint_every == 0 or step == total:
             checkpoint()
@@ -300,7 +300,7 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
         optimizer.step()
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             val_loss = _classifier_loss(classifier, val, y_val)
-            history.append({"step": step, "train_loss": float(loss), "val_loss": val_loss})
+            history.append({"step": step, "train_loss": float(loss.detach()), "val_loss": val_loss})
             if val_loss < best["val_loss"]:
                 best = {"val_loss": val_loss, "step": step, "state": copy.deepcopy(classifier.state_dict())}
                 waited = 0

@@ -17,7 +17,7 @@ def venv_env() -> dict:
     """The environment for subprocesses: this interpreter's bin folder first on PATH."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("MPLBACKEND", "Agg")
+    env.pop("MPLBACKEND", None)  # the notebooks draw inline; a non-inline backend would drop figures
     return env
 
 

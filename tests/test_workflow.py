@@ -25,8 +25,9 @@ def _book_root(repo, tmp_path):
 
 def _snakemake(repo, root, env, *extra, profile="tiny", profiles_dir=None):
     config = [f"profile={profile}"] + ([f"profiles_dir={profiles_dir}"] if profiles_dir else [])
+    # Targets and options before --config, which takes every following word as a name=value pair.
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "--cores", "2",
-           "--config", *config, *extra]
+           *extra, "--config", *config]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1500)
 
 
