@@ -28,6 +28,17 @@ RECORDED_PACKAGES = (
 )
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temp file in ``path``'s folder (same filesystem, so the rename is atomic), with the
+    permissions a plain ``open`` would give rather than mkstemp's owner-only 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temp file beside ``path``; on clean exit it replaces ``path`` in one rename.
@@ -35,8 +46,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     On an exception the temp file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -53,8 +63,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path`` for writers that want a file name (h5ad, safetensors)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)

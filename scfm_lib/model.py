@@ -2,18 +2,25 @@
 
 A cell is the set of its top-N expressed genes. Each position carries a gene-token embedding
 plus an embedding of the gene's expression value; a CLS token is prepended. There is no
-positional embedding: genes form a set, not a sequence. Pretraining hides the value of a share
-of the genes (their value embedding is replaced by a learned mask embedding) and predicts it
-twice, as scGPT does: from each gene's own hidden state (masked value prediction) and from the
-cell embedding alone (scGPT's "MVC" objective). The second term is what trains the cell
-embedding: without it nothing asks the CLS token to summarize the cell.
+positional embedding: genes form a set, not a sequence, so the output does not depend on the
+order of the genes or on trailing padding.
 
-Shapes: B cells in a batch, L gene positions (context), D model width.
+Pretraining hides the value of a share of each cell's genes (their value embedding is replaced
+by a learned mask embedding) and predicts it, as scGPT does, twice:
+
+1. from each gene's own hidden state (masked value prediction, the "expression head");
+2. from the cell embedding alone (scGPT's "MVC" objective, weight ``mvc_weight``).
+
+The second term is what trains the cell embedding: without it nothing asks the CLS token to
+summarize the cell. Both terms are squared errors at the hidden positions only.
+
+Shapes: B cells in a batch, L gene positions (context), D model width, H heads.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -21,39 +28,60 @@ import torch.nn.functional as F
 
 from scfm_lib.data import PAD_ID
 
+VALUE_ENCODINGS = ("continuous", "binned")
+POOLINGS = ("cls", "mean")
+
 
 @dataclass
 class ScFMConfig:
-    vocab_size: int                    # genes + special tokens (GeneVocab length)
-    context_genes: int = 64            # L: top expressed genes per cell
-    d_model: int = 128                 # D
+    vocab_size: int                     # genes + special tokens (len(GeneVocab))
+    context_genes: int = 64             # L: top expressed genes per cell (the tokenization uses it)
+    d_model: int = 128                  # D
     n_layers: int = 4
     n_heads: int = 4
-    d_ff: int | None = None            # MLP width; None = 4 * d_model
+    d_ff: int | None = None             # MLP width; None = 4 * d_model
     dropout: float = 0.0
-    value_encoding: str = "continuous" # "continuous": MLP on the value; "binned": embedding of its bin
-    n_bins: int = 51                   # bins over [0, max_value] when binned
-    max_value: float = 10.0            # log1p(CP10k) values above are clipped when binned
-    pooling: str = "cls"               # cell embedding: "cls" token or "mean" over genes
+    value_encoding: str = "continuous"  # "continuous": MLP on the value; "binned": embedding of its bin
+    n_bins: int = 51                    # bins centred on an even grid over [0, max_value] when binned
+    max_value: float = 10.0             # log1p(CP10k) values are clipped to [0, max_value]
+    pooling: str = "cls"                # cell embedding: "cls" token or masked "mean" over genes
+    mvc_weight: float = 1.0             # weight of the predict-from-cell-embedding loss; 0 = off
 
     def __post_init__(self) -> None:
+        if self.vocab_size < 4:
+            raise ValueError(f"vocab_size must be >= 4 (3 special tokens + genes), got {self.vocab_size}; "
+                             "pass len(GeneVocab)")
+        for name in ("context_genes", "d_model", "n_heads", "n_layers", "n_bins"):
+            minimum = 2 if name == "n_bins" else 1
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        if self.value_encoding not in ("continuous", "binned"):
-            raise ValueError(f"value_encoding must be 'continuous' or 'binned', got {self.value_encoding!r}")
-        if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {self.pooling!r}")
-        if self.vocab_size < 4 or self.context_genes < 1:
-            raise ValueError(f"vocab_size ({self.vocab_size}) must be >= 4 and context_genes "
-                             f"({self.context_genes}) >= 1")
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
+                             "change one of them (e.g. d_model 128 with n_heads 4)")
+        if self.value_encoding not in VALUE_ENCODINGS:
+            raise ValueError(f"value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.max_value > 0:
+            raise ValueError(f"max_value must be > 0, got {self.max_value}")
+        if self.mvc_weight < 0:
+            raise ValueError(f"mvc_weight must be >= 0, got {self.mvc_weight}")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
+        if self.d_ff < 1:
+            raise ValueError(f"d_ff must be >= 1 or None (= 4 * d_model), got {self.d_ff}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ScFMConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ScFMConfig keys {unknown}; known keys are {sorted(known)}")
         return cls(**values)
 
 
@@ -66,17 +94,18 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x [B, T, D], keep [B, T] bool (False = padding: never attended to) -> [B, T, D]."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)                                # 3 x [B, T, D]
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D/H]
-        mask = keep[:, None, None, :]                                        # [B, 1, 1, T] True = attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        attend = keep[:, None, None, :]                                      # [B, 1, 1, T] key-padding mask
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
+                                           dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, D/H]
         return self.proj(y.transpose(1, 2).reshape(B, T, D))                 # [B, T, D]
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block."""
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, cfg: ScFMConfig):
         super().__init__()
@@ -87,12 +116,14 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), keep))
-        return x + self.drop(self.mlp(self.ln2(x)))
+        x = x + self.drop(self.attn(self.ln1(x), keep))                      # [B, T, D]
+        return x + self.drop(self.mlp(self.ln2(x)))                          # [B, T, D]
 
 
 class ScFM(nn.Module):
-    def __init__(self, config: ScFMConfig):
+    """The encoder. ``generator`` seeds the initialization (None: torch's global generator)."""
+
+    def __init__(self, config: ScFMConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = cfg = config
         self.gene_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD_ID)
@@ -100,97 +131,131 @@ class ScFM(nn.Module):
             self.value_encoder = nn.Sequential(nn.Linear(1, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
         else:
             self.value_encoder = nn.Embedding(cfg.n_bins, cfg.d_model)
-        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))
-        self.mask_value_embedding = nn.Parameter(torch.zeros(cfg.d_model))
+        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))         # the CLS token's gene + value embedding
+        self.mask_value_embedding = nn.Parameter(torch.zeros(cfg.d_model))  # replaces a hidden gene's value embedding
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.value_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 1))
-        self.gene_query = nn.Linear(cfg.d_model, cfg.d_model)  # cell-embedding objective: gene -> query
-        self.apply(self._init_weights)
-        nn.init.normal_(self.cls_embedding, std=0.02)
-        nn.init.normal_(self.mask_value_embedding, std=0.02)
+        # MVC objective: each gene becomes a query that reads its value off the cell embedding.
+        self.gene_query = nn.Linear(cfg.d_model, cfg.d_model) if cfg.mvc_weight > 0 else None
+        self._init_weights(generator)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+    @torch.no_grad()
+    def _init_weights(self, generator: torch.Generator | None) -> None:
+        """nanoGPT: normal(0, 0.02) weights, zero biases, residual projections scaled by
+        1/sqrt(2 * n_layers) so the residual stream does not grow with depth."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                is_residual = name.endswith("attn.proj") or name.endswith("mlp.2")
+                nn.init.normal_(module.weight, 0.0, residual_std if is_residual else 0.02, generator=generator)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        self.gene_embedding.weight[PAD_ID].zero_()
+        nn.init.normal_(self.cls_embedding, 0.0, 0.02, generator=generator)
+        nn.init.normal_(self.mask_value_embedding, 0.0, 0.02, generator=generator)
 
-    def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def n_parameters(self, include_embeddings: bool = True) -> int:
+        """Number of parameters; without the gene-embedding table if ``include_embeddings`` is False."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_embeddings else n - self.gene_embedding.weight.numel()
 
     def encode_values(self, values: torch.Tensor) -> torch.Tensor:
+        """values [B, L] (log1p CP10k) -> value embeddings [B, L, D]."""
+        values = values.clamp(0.0, self.config.max_value)
         if self.config.value_encoding == "continuous":
             return self.value_encoder(values.unsqueeze(-1))                  # [B, L, D]
-        bins = (values.clamp(0, self.config.max_value) / self.config.max_value * (self.config.n_bins - 1))
-        return self.value_encoder(bins.round().long())                       # [B, L, D]
+        bins = (values / self.config.max_value * (self.config.n_bins - 1)).round().long()  # [B, L] in [0, n_bins)
+        return self.value_encoder(bins)                                      # [B, L, D]
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor,
                 value_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """gene_ids [B, L] long, values [B, L] float, value_mask [B, L] bool (True = hidden)
+        """gene_ids [B, L] long, values [B, L] float, value_mask [B, L] bool (True = value hidden)
         -> hidden states [B, 1 + L, D], CLS first."""
+        if gene_ids.shape != values.shape or gene_ids.ndim != 2:
+            raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
+        if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
+            raise ValueError(f"gene ids must lie in [0, {self.config.vocab_size}) (the model's vocab_size), found "
+                             f"[{int(gene_ids.min())}, {int(gene_ids.max())}]: tokenize with the model's own GeneVocab")
         B, L = gene_ids.shape
         value_emb = self.encode_values(values)                               # [B, L, D]
         if value_mask is not None:
-            value_emb = torch.where(value_mask.unsqueeze(-1), self.mask_value_embedding, value_emb)
+            value_emb = torch.where(value_mask.unsqueeze(-1), self.mask_value_embedding.to(value_emb.dtype), value_emb)
         x = self.gene_embedding(gene_ids) + value_emb                        # [B, L, D]
-        x = torch.cat([self.cls_embedding.expand(B, 1, -1), x], dim=1)       # [B, 1 + L, D]
+        x = torch.cat([self.cls_embedding.to(x.dtype).expand(B, 1, -1), x], dim=1)  # [B, 1 + L, D]
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device),
-                          gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]
+                          gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]; CLS always kept
         for block in self.blocks:
-            x = block(x, keep)
-        return self.ln_f(x)
+            x = block(x, keep)                                               # [B, 1 + L, D]
+        return self.ln_f(x)                                                  # [B, 1 + L, D]
 
     def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
-        """hidden [B, 1 + L, D] -> cell embedding [B, D]."""
+        """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes."""
         if self.config.pooling == "cls":
-            return hidden[:, 0]
-        keep = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)           # [B, L, 1]
-        return (hidden[:, 1:] * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+            return hidden[:, 0]                                              # [B, D]
+        present = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)        # [B, L, 1]
+        return (hidden[:, 1:] * present).sum(1) / present.sum(1).clamp(min=1.0)  # [B, D]
 
     def cell_embedding(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return self.pool(self(gene_ids, values), gene_ids)                   # [B, D]
+        """gene_ids [B, L], values [B, L] -> [B, D]."""
+        return self.pool(self(gene_ids, values), gene_ids)
 
     def predict_values(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.value_head(hidden[:, 1:]).squeeze(-1)                    # [B, L]
+        """The expression head: each gene's value from its own hidden state. [B, 1 + L, D] -> [B, L]."""
+        return self.value_head(hidden[:, 1:]).squeeze(-1)
 
     def predict_values_from_cell(self, cell: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
-        """Each gene's value from the cell embedding alone: <query(gene), cell>. [B, D] -> [B, L]."""
+        """Each gene's value from the cell embedding alone: <query(gene), cell>. cell [B, D] -> [B, L]."""
+        if self.gene_query is None:
+            raise ValueError("this model has no cell-embedding head (mvc_weight=0)")
         query = self.gene_query(self.gene_embedding(gene_ids))               # [B, L, D]
         return (query * cell.unsqueeze(1)).sum(-1)                           # [B, L]
 
     def masked_value_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float,
                           generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pretraining loss at a random ``mask_ratio`` of each cell's genes (at least one per
-        cell), whose values the model does not see: MSE of the per-gene prediction plus MSE of
-        the prediction from the cell embedding."""
+        """Pretraining loss (scalar): hide the values of a random ``mask_ratio`` of each cell's genes
+        (at least one; see :func:`random_value_mask`) and predict them. Mean squared error at the
+        hidden positions only, from the gene states, plus ``mvc_weight`` x the same error of the
+        prediction from the cell embedding."""
         mask = random_value_mask(gene_ids, mask_ratio, generator)            # [B, L]
         hidden = self(gene_ids, values, value_mask=mask)                     # [B, 1 + L, D]
-        target = values.float()[mask]
-        from_gene = self.predict_values(hidden).float()[mask]
-        from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
-        return F.mse_loss(from_gene, target) + F.mse_loss(from_cell, target)
+        if not mask.any():  # every cell is empty padding: nothing to predict
+            return hidden.sum() * 0.0
+        target = values.float()[mask]                                        # [M]
+        loss = F.mse_loss(self.predict_values(hidden).float()[mask], target)
+        if self.gene_query is not None:
+            from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
+            loss = loss + self.config.mvc_weight * F.mse_loss(from_cell, target)
+        return loss
 
 
-def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """[B, L] bool: ``ceil(mask_ratio * n_genes)`` random non-padding positions per cell."""
-    present = gene_ids != PAD_ID
-    scores = torch.rand(gene_ids.shape, generator=generator, device="cpu").to(gene_ids.device)
+def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """[B, L] bool, True at ``ceil(mask_ratio * n_genes)`` random non-padding positions of each
+    cell (at least one; none in a cell without genes). Draws one uniform number per position."""
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+    present = gene_ids != PAD_ID                                             # [B, L]
+    scores = torch.rand(gene_ids.shape, generator=generator, device="cpu").to(gene_ids.device)  # [B, L]
     scores = scores.masked_fill(~present, 2.0)                               # padding sorts last
     n_mask = (present.sum(1).float() * mask_ratio).ceil().clamp(min=1).long()  # [B]
-    rank = scores.argsort(dim=1).argsort(dim=1)                              # rank of each position
+    rank = scores.argsort(dim=1).argsort(dim=1)                              # [B, L] rank of each position
     return (rank < n_mask[:, None]) & present
 
 
 class CellClassifier(nn.Module):
     """An ScFM encoder with a linear head on its cell embedding."""
 
-    def __init__(self, encoder: ScFM, n_classes: int):
+    def __init__(self, encoder: ScFM, n_classes: int, generator: torch.Generator | None = None):
         super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.d_model, n_classes)
+        with torch.no_grad():
+            nn.init.normal_(self.head.weight, 0.0, 0.02, generator=generator)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.cell_embedding(gene_ids, values))      # [B, C]
-
+        """gene_ids [B, L], values [B, L] -> logits [B, C]."""
+        return self.head(self.encoder.cell_embedding(gene_ids, values))

@@ -3,24 +3,32 @@
 Kept apart from the ``nn.Module`` (model.py) and from the AnnData API (tl.py). A checkpoint is
 a folder::
 
-    model.safetensors   weights
-    checkpoint.json     model config, training config, step, history, sha256 of the weights
-    trainer_state.pt    optimizer, schedule position, RNG and data-order state (for resume)
+    model.safetensors   the weights
+    checkpoint.json     model config, pretraining config, step, history, n_train, sha256 of the weights
+    trainer_state.pt    everything a resume needs, in one file: weights, optimizer, step (the
+                        learning-rate schedule is a function of the step), RNG and data-order state
 
-Every file is written atomically and ``checkpoint.json`` last, so a folder whose JSON exists
-holds a complete checkpoint. Same seed, same numbers on CPU, with or without an interruption.
+Every file is written atomically (``trainer_state.pt`` first, ``checkpoint.json`` last), so a
+folder whose JSON exists holds a complete checkpoint, and a run killed at any moment resumes
+from its last ``trainer_state.pt``. Same seed, same numbers on CPU, with or without a kill.
+The initialization, data order and masks use their own seeded generators; torch's global
+generator (used by dropout only) is seeded, checkpointed and restored for the caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -29,36 +37,44 @@ from scfm_lib.data import CellTokens
 from scfm_lib.io import atomic_path, file_sha256, read_json, write_json
 from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, random_value_mask
 
+WEIGHTS, META, TRAINER_STATE = "model.safetensors", "checkpoint.json", "trainer_state.pt"
+DEVICE = torch.device("cpu")
+VAL_MASK_SEED = 0  # validation masks: the same for every step, run and checkpoint
+
 
 @dataclass
 class PretrainConfig:
     max_steps: int = 500               # optimizer steps with budget="steps" (the same for every corpus size)
     batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
+    lr: float = 1e-3                   # peak learning rate
+    weight_decay: float = 0.01         # AdamW, on linear-layer matrices only
+    warmup_steps: int = 50             # linear warmup, then cosine decay
     min_lr_ratio: float = 0.1          # the cosine schedule ends at min_lr_ratio * lr
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0             # max global gradient norm
     mask_ratio: float = 0.25           # share of each cell's genes whose value is hidden
     bf16: bool = True                  # bfloat16 autocast (CPU and CUDA)
-    eval_every: int = 50
+    eval_every: int = 50               # steps between validation losses (and history rows)
     checkpoint_every: int = 100
-    seed: int = 0
-    budget: str = "steps"              # "steps": max_steps for all; "epochs": ceil(epochs * n / batch)
+    seed: int = 0                      # initialization, data order, masks, dropout
+    budget: str = "steps"              # "steps": max_steps for all; "epochs": ceil(epochs * n_train / batch_size)
     epochs: float | None = None
-    num_threads: int | None = None
+    num_threads: int | None = None     # torch.set_num_threads; None = leave as is
 
     def __post_init__(self) -> None:
         if self.budget not in ("steps", "epochs"):
             raise ValueError(f"budget must be 'steps' or 'epochs', got {self.budget!r}")
-        if self.budget == "epochs" and not (self.epochs and self.epochs > 0):
-            raise ValueError("budget='epochs' needs epochs > 0 (e.g. epochs: 2)")
+        if self.budget == "epochs" and not (self.epochs is not None and self.epochs > 0):
+            raise ValueError(f"budget='epochs' needs epochs > 0 (e.g. epochs=2.0), got epochs={self.epochs}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if self.max_steps < 1 or self.batch_size < 1:
-            raise ValueError("max_steps and batch_size must be >= 1")
+        _check_positive(self, ("max_steps", "batch_size", "lr", "grad_clip", "eval_every", "checkpoint_every"))
+        if self.warmup_steps < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("warmup_steps and weight_decay must be >= 0 and min_lr_ratio in [0, 1]; got "
+                             f"{self.warmup_steps}, {self.weight_decay}, {self.min_lr_ratio}")
+        _check_threads(self.num_threads)
 
     def total_steps(self, n_train: int) -> int:
+        """Optimizer steps of a run on ``n_train`` cells."""
         if self.budget == "epochs":
             return max(1, math.ceil(self.epochs * n_train / self.batch_size))
         return self.max_steps
@@ -68,42 +84,63 @@ class PretrainConfig:
 class FinetuneConfig:
     max_steps: int = 300
     batch_size: int = 64
-    lr: float = 3e-4                   # encoder learning rate
-    head_lr: float = 3e-3              # the new linear head starts from scratch: a larger rate
+    lr: float = 3e-4                   # encoder learning rate (constant)
+    head_lr: float = 3e-3              # the new linear head starts from scratch: 10x the encoder rate
     weight_decay: float = 0.01
     eval_every: int = 25
-    patience: int = 4                  # evaluations without validation improvement before stopping
+    patience: int = 4                  # evaluations without validation-loss improvement before stopping
     bf16: bool = True
+    seed: int = 0                      # head initialization, data order, dropout
     grad_clip: float = 1.0
-    seed: int = 0
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("max_steps", "batch_size", "lr", "head_lr", "eval_every", "patience", "grad_clip"))
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check_threads(self.num_threads)
 
 
-def _autocast(enabled: bool, device: torch.device):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+def _check_positive(cfg, names: tuple[str, ...]) -> None:
+    bad = {n: getattr(cfg, n) for n in names if not getattr(cfg, n) > 0}
+    if bad:
+        raise ValueError(f"{type(cfg).__name__}: {bad} must be > 0")
 
 
-def _decay_groups(model: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices of linear layers only (not norms, biases, embeddings)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        is_matrix = p.ndim >= 2 and "embedding" not in name and "value_encoder.0" not in name
-        (decay if is_matrix else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lr": lr},
-            {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+def _check_threads(num_threads: int | None) -> None:
+    if num_threads is not None and num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
 
 
+# ---------------------------------------------------------------------------- building blocks
 def cosine_lr(step: int, total: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to ``cfg.lr``, then cosine decay to ``cfg.min_lr_ratio * cfg.lr``."""
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup to ``cfg.lr`` over
+    ``cfg.warmup_steps``, then cosine decay to ``cfg.min_lr_ratio * cfg.lr`` at ``total``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on the matrices of linear layers only; not on norms, biases or
+    embeddings (gene, bin, CLS, mask, and the 1 -> D layer that embeds a scalar value)."""
+    decayed = {id(m.weight) for m in module.modules() if isinstance(m, nn.Linear) and m.in_features > 1}
+    params = list(module.parameters())
+    return [{"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay, "lr": lr},
+            {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0, "lr": lr}]
+
+
 class EpochSampler:
-    """Seeded shuffled epochs of cell indices, with a state that survives a restart."""
+    """Batches of cell indices from seeded shuffled epochs; a state that survives a restart.
+
+    A batch that crosses an epoch boundary continues in the next shuffled epoch, so with fewer
+    cells than ``batch_size`` a batch holds cells more than once (each with its own masks).
+    """
 
     def __init__(self, n: int, seed: int):
+        if n < 1:
+            raise ValueError("EpochSampler needs at least one cell")
         self.n, self.rng = n, np.random.default_rng(seed)
         self.order, self.position = self.rng.permutation(n), 0
 
@@ -116,217 +153,337 @@ class EpochSampler:
             picks.append(self.order[self.position:self.position + take])
             self.position += take
             batch_size -= take
-        return np.concatenate(picks)
+        return np.concatenate(picks)                                         # [batch_size] int64
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "order": self.order, "position": self.position}
+        return {"rng": self.rng.bit_generator.state, "order": torch.from_numpy(self.order.astype(np.int64)),
+                "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.order, self.position = np.asarray(state["order"]), int(state["position"])
+        self.order, self.position = state["order"].numpy().copy(), int(state["position"])
 
 
-def _tensors(tokens: CellTokens, idx=None, device=torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
-    gene_ids = tokens.gene_ids if idx is None else tokens.gene_ids[idx]
-    values = tokens.values if idx is None else tokens.values[idx]
-    return torch.from_numpy(np.ascontiguousarray(gene_ids)).to(device), torch.from_numpy(np.ascontiguousarray(values)).to(device)
+def _tensors(tokens: CellTokens, idx=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """gene_ids [b, L] int64 and values [b, L] float32 of cells ``idx``."""
+    gene_ids = np.ascontiguousarray(tokens.gene_ids[idx], dtype=np.int64)
+    values = np.ascontiguousarray(tokens.values[idx], dtype=np.float32)
+    return torch.from_numpy(gene_ids).to(DEVICE), torch.from_numpy(values).to(DEVICE)
+
+
+def _autocast(enabled: bool):
+    return torch.autocast(device_type=DEVICE.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no grad inside; the module's previous mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def tokens_sha256(tokens: CellTokens) -> str:
+    """A content hash of tokens (shapes, dtypes and bytes): identifies a run's training cells."""
+    h = hashlib.sha256()
+    for arr in (tokens.gene_ids, tokens.values):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def initial_model(model_config: ScFMConfig, seed: int) -> ScFM:
+    """The seeded initialization every run of ``seed`` starts from (and the 0% control keeps)."""
+    return ScFM(model_config, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model: ScFM, out_dir: str | Path, meta: dict, trainer_state: dict | None = None) -> None:
+def save_checkpoint(model: ScFM, out_dir: str | Path, meta: dict) -> None:
+    """Write ``model.safetensors``, then ``checkpoint.json`` (``meta`` + model config + weights hash)."""
     out_dir = Path(out_dir)
-    with atomic_path(out_dir / "model.safetensors") as tmp:
+    with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    if trainer_state is not None:
-        with atomic_path(out_dir / "trainer_state.pt") as tmp:
-            torch.save(trainer_state, tmp)
-    write_json(out_dir / "checkpoint.json", {**meta, "model_config": model.config.to_dict(),
-                                             "weights_sha256": file_sha256(out_dir / "model.safetensors")})
+    write_json(out_dir / META, {**meta, "model_config": model.config.to_dict(),
+                                "weights_sha256": file_sha256(out_dir / WEIGHTS)})
+
+
+def _rerun_hint(out_dir: Path) -> str:
+    return f"delete the folder {out_dir} and rerun the job that made it"
 
 
 def load_checkpoint(out_dir: str | Path) -> ScFM:
-    """The model of a checkpoint folder, after checking its weights against the recorded hash."""
+    """The model of a checkpoint folder (eval mode), after checking its weights against the
+    sha256 recorded in ``checkpoint.json``."""
     out_dir = Path(out_dir)
-    meta_path, weights = out_dir / "checkpoint.json", out_dir / "model.safetensors"
+    meta_path, weights = out_dir / META, out_dir / WEIGHTS
     for path in (meta_path, weights):
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete; delete {out_dir} and "
-                                    "rerun its pretraining job")
+            raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete; {_rerun_hint(out_dir)}")
     meta = read_json(meta_path)
-    if file_sha256(weights) != meta["weights_sha256"]:
-        raise ValueError(f"{weights} does not match the sha256 recorded in {meta_path}: the file is corrupt "
-                         f"or truncated; delete {out_dir} and rerun its pretraining job")
+    if file_sha256(weights) != meta.get("weights_sha256"):
+        raise ValueError(f"{weights} does not match the sha256 recorded in {meta_path}: the file is corrupt, "
+                         f"truncated or from another run; {_rerun_hint(out_dir)}")
     model = ScFM(ScFMConfig.from_dict(meta["model_config"]))
     model.load_state_dict(load_file(str(weights)))
     return model.eval()
 
 
 def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) -> ScFM:
-    """The random-init control: the seeded initialization saved as a step-0 checkpoint."""
-    torch.manual_seed(seed)
-    model = ScFM(model_config)
+    """The random-init (0%) control: the initialization of seed ``seed`` saved as a step-0
+    checkpoint (``n_train`` 0). Its weights equal those every pretraining run of that seed
+    starts from."""
+    out_dir = Path(out_dir)
+    if (out_dir / META).exists() and read_json(out_dir / META).get("step", 0) > 0:
+        raise ValueError(f"{out_dir} holds a pretrained checkpoint; pick another folder for the random-init "
+                         "control (or delete this one)")
+    model = initial_model(model_config, seed)
     save_checkpoint(model, out_dir, {"step": 0, "total_steps": 0, "n_train": 0, "seed": seed,
-                                     "pretrain_config": None, "history": []})
-    return model
+                                     "pretrain_config": None, "train_sha256": None, "history": []})
+    return model.eval()
 
 
 # ---------------------------------------------------------------------------- pretraining
-@torch.no_grad()
-def reconstruction_loss(model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = 0,
+def reconstruction_loss(model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = VAL_MASK_SEED,
                         batch_size: int = 256) -> float:
-    """Masked-value MSE over ``tokens`` with fixed seeded masks: comparable across checkpoints."""
-    model.eval()
+    """Masked-value MSE of the expression head (>= 0, lower is better) over ``tokens``, fp32,
+    with masks drawn from ``seed``: the same masks for every model, so comparable across steps,
+    runs and checkpoints. NaN for no tokens."""
+    if len(tokens) == 0:
+        return float("nan")
     generator = torch.Generator().manual_seed(seed)
     squared, count = 0.0, 0
-    for start in range(0, len(tokens), batch_size):
-        gene_ids, values = _tensors(tokens, slice(start, start + batch_size))
-        mask = random_value_mask(gene_ids, mask_ratio, generator)
-        predicted = model.predict_values(model(gene_ids, values, value_mask=mask))
-        squared += float(((predicted[mask] - values[mask]) ** 2).sum())
-        count += int(mask.sum())
-    return squared / max(count, 1)
+    with _eval_mode(model):
+        for start in range(0, len(tokens), batch_size):
+            gene_ids, values = _tensors(tokens, slice(start, start + batch_size))  # [b, L] each
+            mask = random_value_mask(gene_ids, mask_ratio, generator)             # [b, L]
+            predicted = model.predict_values(model(gene_ids, values, value_mask=mask))  # [b, L]
+            squared += float(((predicted[mask].float() - values[mask]) ** 2).sum())
+            count += int(mask.sum())
+    return squared / count if count else float("nan")
+
+
+def _run_identity(model_config: ScFMConfig, cfg: PretrainConfig, train: CellTokens) -> dict:
+    """What makes two runs the same run (the thread count does not change the numbers)."""
+    pretrain_config = {k: v for k, v in asdict(cfg).items() if k != "num_threads"}
+    return {"model_config": model_config.to_dict(), "pretrain_config": pretrain_config,
+            "n_train": len(train), "train_sha256": tokens_sha256(train)}
+
+
+def _check_same_run(stored: dict, run: dict, source: Path) -> None:
+    """Refuse to resume (or skip) a checkpoint made by another configuration or other data."""
+    if stored.get("pretrain_config") is None:
+        raise ValueError(f"{source} belongs to a random-init control (step 0), not to this pretraining run; "
+                         "give the run its own folder or delete this one")
+    expected = {"model_config": ScFMConfig.from_dict(stored["model_config"]).to_dict(),
+                "pretrain_config": {k: v for k, v in asdict(PretrainConfig(**stored["pretrain_config"])).items()
+                                    if k != "num_threads"},
+                "n_train": stored.get("n_train"), "train_sha256": stored.get("train_sha256")}
+    differ = []
+    for section in ("model_config", "pretrain_config"):
+        differ += [f"{section}.{k}: {expected[section].get(k)!r} there, {v!r} now"
+                   for k, v in run[section].items() if expected[section].get(k) != v]
+    if expected["n_train"] != run["n_train"]:
+        differ.append(f"n_train: {expected['n_train']} there, {run['n_train']} now")
+    elif expected["train_sha256"] not in (None, run["train_sha256"]):
+        differ.append("the training cells differ (train_sha256)")
+    if differ:
+        raise ValueError(f"{source} was written by a different run ({'; '.join(differ)}); delete "
+                         f"{source.parent} to start over, or pass the configuration and data it was made with")
 
 
 def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: PretrainConfig,
              out_dir: str | Path, progress: bool = True) -> dict:
-    """Pretrain on masked-value prediction; resumes from ``out_dir`` if it holds a checkpoint.
+    """Pretrain on masked-value prediction, checkpointing to ``out_dir``.
 
-    Returns ``{"history": [...], "step": int, "n_train": int, "seconds": float}``.
+    If ``out_dir`` holds a finished checkpoint of the same run, returns without training; an
+    unfinished one is resumed (bit-identical to an uninterrupted run on CPU); a checkpoint of
+    another configuration or other data is an error.
+
+    Returns ``{"history", "step", "total_steps", "n_train", "val_loss", "steps_run", "seconds"}``:
+    ``history`` rows are ``{step, train_loss (mean since the previous row), val_loss, lr}``;
+    ``steps_run``/``seconds`` count this call only (0 when the run was already finished).
     """
     if len(train) == 0:
-        raise ValueError("no training cells: use init_checkpoint for the random-init control")
+        raise ValueError("no training cells: use init_checkpoint for the random-init (0%) control")
+    if train.gene_ids.shape[1] != model_config.context_genes:
+        raise ValueError(f"the training tokens hold {train.gene_ids.shape[1]} genes per cell but the model "
+                         f"config says context_genes={model_config.context_genes}; tokenize with the same context")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(out_dir)
-    device = torch.device("cpu")
     total = cfg.total_steps(len(train))
-    torch.manual_seed(cfg.seed)
-    model = ScFM(model_config)
-    optimizer = torch.optim.AdamW(_decay_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-    sampler = EpochSampler(len(train), cfg.seed)
-    mask_generator = torch.Generator().manual_seed(cfg.seed + 1)
-    history, step = [], 0
+    run = _run_identity(model_config, cfg, train)
 
-    if (out_dir / "checkpoint.json").exists():
-        meta = read_json(out_dir / "checkpoint.json")
+    if (out_dir / META).exists():
+        meta = read_json(out_dir / META)
+        _check_same_run(meta, run, out_dir / META)
         if meta["step"] >= total:
-            return {"history": meta["history"], "step": meta["step"], "n_train": meta["n_train"], "seconds": 0.0}
-        model = load_checkpoint(out_dir)
-        state = torch.load(out_dir / "trainer_state.pt", weights_only=False)
-        optimizer = torch.optim.AdamW(_decay_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.load_state_dict(state["sampler"])
-        mask_generator.set_state(state["mask_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, step = meta["history"], meta["step"]
+            history = meta["history"]
+            return {"history": history, "step": meta["step"], "total_steps": total, "n_train": meta["n_train"],
+                    "val_loss": _last_val_loss(history), "steps_run": 0, "seconds": 0.0}
+        if not (out_dir / TRAINER_STATE).exists():
+            raise FileNotFoundError(f"{out_dir / TRAINER_STATE} is missing, so the unfinished run in {out_dir} "
+                                    f"cannot resume; {_rerun_hint(out_dir)}")
 
-    def checkpoint() -> None:
-        meta = {"step": step, "total_steps": total, "n_train": len(train), "seed": cfg.seed,
-                "pretrain_config": asdict(cfg), "history": history}
-        state = {"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                 "mask_generator": mask_generator.get_state(), "torch_rng": torch.get_rng_state()}
-        save_checkpoint(model, out_dir, meta, state)
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+        torch.manual_seed(cfg.seed)          # dropout's generator; checkpointed below
+        model = initial_model(model_config, cfg.seed).train()
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+        sampler = EpochSampler(len(train), cfg.seed)
+        mask_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        step, history, window = 0, [], []  # window: train losses since the last history row
 
-    started = time.perf_counter()
-    model.train()
-    bar = tqdm(total=total, initial=step, disable=not progress, desc="pretrain")
-    while step < total:
-        lr = cosine_lr(step, total, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        gene_ids, values = _tensors(train, sampler.next_batch(cfg.batch_size), device)
-        with _autocast(cfg.bf16, device):
-            loss = model.masked_value_loss(gene_ids, values, cfg.mask_ratio, mask_generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == total:
-            val_loss = reconstruction_loss(model, val, cfg.mask_ratio, seed=0) if len(val) else float("nan")
-            model.train()
-            history.append({"step": step, "train_loss": float(loss.detach()), "val_loss": val_loss, "lr": lr})
-            bar.set_postfix(val_loss=f"{val_loss:.4f}")
-        if step % cfg.checkpoint_every == 0 or step == total:
-            checkpoint()
-    bar.close()
-    return {"history": history, "step": step, "n_train": len(train), "seconds": time.perf_counter() - started}
+        if (out_dir / TRAINER_STATE).exists():
+            state = torch.load(out_dir / TRAINER_STATE, weights_only=True)
+            _check_same_run(state["run"], run, out_dir / TRAINER_STATE)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            sampler.load_state_dict(state["sampler"])
+            mask_generator.set_state(state["mask_generator"])
+            torch.set_rng_state(state["torch_rng"])
+            step, history, window = state["step"], state["history"], state["window"]
+
+        def checkpoint() -> None:
+            with atomic_path(out_dir / TRAINER_STATE) as tmp:
+                torch.save({"run": run, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
+                            "torch_rng": torch.get_rng_state(), "history": history, "window": window}, tmp)
+            save_checkpoint(model, out_dir, {"step": step, "total_steps": total, "n_train": len(train),
+                                             "seed": cfg.seed, "pretrain_config": asdict(cfg),
+                                             "train_sha256": run["train_sha256"], "history": history})
+
+        first_step, started = step, time.perf_counter()
+        bar = tqdm(total=total, initial=step, disable=not progress, desc="pretrain")
+        while step < total:
+            lr = cosine_lr(step, total, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            gene_ids, values = _tensors(train, sampler.next_batch(cfg.batch_size))  # [B, L] each
+            with _autocast(cfg.bf16):
+                loss = model.masked_value_loss(gene_ids, values, cfg.mask_ratio, mask_generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            window.append(float(loss.detach()))
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == total:
+                val_loss = reconstruction_loss(model, val, cfg.mask_ratio)
+                history.append({"step": step, "train_loss": float(np.mean(window)), "val_loss": val_loss, "lr": lr})
+                window = []
+                bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{val_loss:.4f}")
+            if step % cfg.checkpoint_every == 0 or step == total:
+                checkpoint()
+        bar.close()
+    return {"history": history, "step": step, "total_steps": total, "n_train": len(train),
+            "val_loss": _last_val_loss(history), "steps_run": step - first_step,
+            "seconds": time.perf_counter() - started}
+
+
+def _last_val_loss(history: list[dict]) -> float:
+    value = history[-1]["val_loss"] if history else None
+    return float("nan") if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------- finetuning and inference
-@torch.no_grad()
-def _classifier_loss(classifier: CellClassifier, tokens: CellTokens, labels: np.ndarray, batch_size: int = 256) -> float:
-    classifier.eval()
-    total = 0.0
-    for start in range(0, len(tokens), batch_size):
-        gene_ids, values = _tensors(tokens, slice(start, start + batch_size))
-        logits = classifier(gene_ids, values)
-        total += float(F.cross_entropy(logits, torch.from_numpy(labels[start:start + batch_size]), reduction="sum"))
-    return total / len(tokens)
+def _classifier_eval(classifier: CellClassifier, tokens: CellTokens, labels: np.ndarray,
+                     batch_size: int = 256) -> tuple[float, float]:
+    """Mean cross-entropy (>= 0) and accuracy (in [0, 1]) over ``tokens``, fp32."""
+    loss, correct = 0.0, 0
+    with _eval_mode(classifier):
+        for start in range(0, len(tokens), batch_size):
+            logits = classifier(*_tensors(tokens, slice(start, start + batch_size)))  # [b, C]
+            target = torch.from_numpy(labels[start:start + batch_size])
+            loss += float(F.cross_entropy(logits.float(), target, reduction="sum"))
+            correct += int((logits.argmax(1) == target).sum())
+    return loss / len(tokens), correct / len(tokens)
+
+
+def _check_labels(labels, tokens: CellTokens, n_classes: int, name: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(tokens):
+        raise ValueError(f"{name} has shape {labels.shape}; it needs one label per cell ({len(tokens)} cells)")
+    if len(labels) == 0:
+        raise ValueError(f"{name} is empty: finetuning needs training and validation cells")
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"{name} must hold integer class codes in [0, {n_classes}); encode string labels "
+                         "with scfm_lib.data.encode_labels")
+    return labels.astype(np.int64)
 
 
 def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, val: CellTokens, y_val: np.ndarray,
                         n_classes: int, cfg: FinetuneConfig, progress: bool = False) -> tuple[CellClassifier, dict]:
-    """Full finetuning (all encoder weights + a linear head), early stopping on validation loss.
+    """Full finetuning (all encoder weights + a linear head on the cell embedding), cross-entropy,
+    early stopping on validation loss.
 
     The encoder passed in is copied, never modified. Returns the classifier at its best
-    validation step and a log (``best_step``, ``steps_run``, ``best_val_loss``, ``history``).
+    validation evaluation (step 0 = the untrained head on the pretrained encoder) and a log
+    ``{"best_step", "steps_run", "best_val_loss", "history": [{step, train_loss, val_loss, val_accuracy}]}``.
     """
-    if len(train) != len(y_train) or len(val) != len(y_val):
-        raise ValueError("tokens and labels differ in length")
-    device = torch.device("cpu")
-    torch.manual_seed(cfg.seed)
-    classifier = CellClassifier(copy.deepcopy(encoder), n_classes)
-    optimizer = torch.optim.AdamW(
-        _decay_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
-        + [{"params": classifier.head.parameters(), "weight_decay": 0.0, "lr": cfg.head_lr}])
-    sampler = EpochSampler(len(train), cfg.seed)
-    labels = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
-    y_val = np.asarray(y_val, dtype=np.int64)
-    best = {"val_loss": _classifier_loss(classifier, val, y_val), "step": 0,
-            "state": copy.deepcopy(classifier.state_dict())}
-    history, waited, step = [{"step": 0, "val_loss": best["val_loss"]}], 0, 0
-    for step in tqdm(range(1, cfg.max_steps + 1), disable=not progress, desc="finetune"):
+    y_train = _check_labels(y_train, train, n_classes, "y_train")
+    y_val = _check_labels(y_val, val, n_classes, "y_val")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # dropout
+        classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
+        optimizer = torch.optim.AdamW(param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
+                                      + param_groups(classifier.head, cfg.head_lr, cfg.weight_decay))
+        sampler = EpochSampler(len(train), cfg.seed)
+        labels = torch.from_numpy(y_train)
+
+        val_loss, val_accuracy = _classifier_eval(classifier, val, y_val)
+        history = [{"step": 0, "train_loss": None, "val_loss": val_loss, "val_accuracy": val_accuracy}]
+        best = {"val_loss": val_loss, "step": 0, "state": copy.deepcopy(classifier.state_dict())}
+        waited, step, window = 0, 0, []
         classifier.train()
-        idx = sampler.next_batch(cfg.batch_size)
-        gene_ids, values = _tensors(train, idx, device)
-        with _autocast(cfg.bf16, device):
-            logits = classifier(gene_ids, values)
-        loss = F.cross_entropy(logits.float(), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
-        optimizer.step()
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            val_loss = _classifier_loss(classifier, val, y_val)
-            history.append({"step": step, "train_loss": float(loss.detach()), "val_loss": val_loss})
-            if val_loss < best["val_loss"]:
-                best = {"val_loss": val_loss, "step": step, "state": copy.deepcopy(classifier.state_dict())}
-                waited = 0
-            else:
-                waited += 1
-                if waited >= cfg.patience:
-                    break
+        for step in tqdm(range(1, cfg.max_steps + 1), disable=not progress, desc="finetune"):
+            idx = sampler.next_batch(cfg.batch_size)
+            with _autocast(cfg.bf16):
+                logits = classifier(*_tensors(train, idx))                   # [B, C]
+            loss = F.cross_entropy(logits.float(), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
+            optimizer.step()
+            window.append(float(loss.detach()))
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                val_loss, val_accuracy = _classifier_eval(classifier, val, y_val)
+                history.append({"step": step, "train_loss": float(np.mean(window)), "val_loss": val_loss,
+                                "val_accuracy": val_accuracy})
+                window = []
+                if val_loss < best["val_loss"]:
+                    best, waited = {"val_loss": val_loss, "step": step,
+                                    "state": copy.deepcopy(classifier.state_dict())}, 0
+                else:
+                    waited += 1
+                    if waited >= cfg.patience:
+                        break
     classifier.load_state_dict(best["state"])
     classifier.eval()
     return classifier, {"best_step": best["step"], "steps_run": step, "best_val_loss": best["val_loss"],
                         "history": history}
 
 
-@torch.no_grad()
 def predict(classifier: CellClassifier, tokens: CellTokens, batch_size: int = 256) -> np.ndarray:
-    """Predicted class index per cell (int64 [N])."""
-    classifier.eval()
-    out = [classifier(*_tensors(tokens, slice(s, s + batch_size))).argmax(1).numpy()
-           for s in range(0, len(tokens), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    """Predicted class code per cell (int64 [N]), eval mode, fp32."""
+    out = []
+    with _eval_mode(classifier):
+        for start in range(0, len(tokens), batch_size):
+            out.append(classifier(*_tensors(tokens, slice(start, start + batch_size))).argmax(1).numpy())
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-@torch.no_grad()
 def embed(model: ScFM, tokens: CellTokens, batch_size: int = 256) -> np.ndarray:
-    """Cell embeddings (float32 [N, D]) in fp32, eval mode."""
-    model.eval()
-    out = [model.cell_embedding(*_tensors(tokens, slice(s, s + batch_size))).float().numpy()
-           for s in range(0, len(tokens), batch_size)]
+    """Cell embeddings (float32 [N, D]), eval mode, fp32."""
+    out = []
+    with _eval_mode(model):
+        for start in range(0, len(tokens), batch_size):
+            out.append(model.cell_embedding(*_tensors(tokens, slice(start, start + batch_size))).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.d_model), dtype=np.float32)

@@ -1,5 +1,6 @@
 """Atomic writes, provenance and content hashes."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     io.write_json(path, {"a": 1})
     io.write_json(path, {"a": 2, "nan": float("nan")})
     assert json.loads(path.read_text()) == {"a": 2, "nan": None}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() would leave it, not 0600
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 

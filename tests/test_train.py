@@ -126,7 +126,7 @@ def test_corrupt_or_missing_checkpoint_is_refused(tmp_path):
     with pytest.raises(ValueError, match="sha256.*delete"):
         train.load_checkpoint(tmp_path / "ck")
     weights_file.unlink()
-    with pytest.raises(FileNotFoundError, match="rerun its pretraining job"):
+    with pytest.raises(FileNotFoundError, match="missing.*rerun"):
         train.load_checkpoint(tmp_path / "ck")
 
 
