@@ -17,8 +17,13 @@ package for its configuration does not import torch.
 """
 
 import importlib
+import warnings
 
 __version__ = "0.1.0"
+
+# scanpy's dependencies import tqdm.auto, which warns in a kernel without ipywidgets; the warning
+# adds nothing to an executed notebook but the path of the local install.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 _SUBMODULES = ("atlas", "book", "config", "data", "evaluate", "io", "metrics", "model", "pl", "results",
                "stats", "tl", "train")

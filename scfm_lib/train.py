@@ -22,7 +22,7 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -339,7 +339,12 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
         step, history, window = 0, [], []  # window: train losses since the last history row
 
         if (out_dir / TRAINER_STATE).exists():
-            state = torch.load(out_dir / TRAINER_STATE, weights_only=True)
+            try:
+                state = torch.load(out_dir / TRAINER_STATE, weights_only=True)
+                state["run"]
+            except Exception as error:  # truncated, or written by an older scfm_lib
+                raise ValueError(f"{out_dir / TRAINER_STATE} cannot be read ({type(error).__name__}), so the run "
+                                 f"cannot resume; {_rerun_hint(out_dir)}") from error
             _check_same_run(state["run"], run, out_dir / TRAINER_STATE)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

@@ -1,5 +1,4 @@
-"""The transformer: shapes, padding, gradients, masking, config validation."""
-import numpy as np
+"""The transformer: shapes, padding and order invariance, gradients, masking, config validation."""
 import pytest
 import torch
 
@@ -7,96 +6,217 @@ from scfm_lib.data import PAD_ID
 from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, random_value_mask
 
 torch.set_num_threads(1)
+VOCAB, CONTEXT, D = 40, 16, 32
 
 
-def small_config(**changes):
-    return ScFMConfig(**{"vocab_size": 40, "context_genes": 8, "d_model": 16, "n_layers": 2, "n_heads": 2,
+def small_config(**changes) -> ScFMConfig:
+    return ScFMConfig(**{"vocab_size": VOCAB, "context_genes": CONTEXT, "d_model": D, "n_layers": 2, "n_heads": 2,
                          **changes})
 
 
-def batch(n_cells=3, length=8, seed=0):
+def make_model(seed=0, **changes) -> ScFM:
+    return ScFM(small_config(**changes), generator=torch.Generator().manual_seed(seed))
+
+
+def batch(n_cells=4, length=CONTEXT, seed=0):
+    """Random cells without repeated genes; cell 0 expresses only 5 genes (the rest is padding)."""
     g = torch.Generator().manual_seed(seed)
-    gene_ids = torch.randint(3, 40, (n_cells, length), generator=g)
-    gene_ids[0, 5:] = PAD_ID  # the first cell expresses only 5 genes
-    values = torch.rand(n_cells, length, generator=g) * 4
+    gene_ids = torch.stack([torch.randperm(VOCAB - 3, generator=g)[:length] + 3 for _ in range(n_cells)])
+    gene_ids[0, 5:] = PAD_ID
+    values = torch.rand(n_cells, length, generator=g) * 4 + 0.5
     values[gene_ids == PAD_ID] = 0
     return gene_ids, values
 
 
-@pytest.mark.parametrize("encoding", ["continuous", "binned"])
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_shapes(encoding, pooling):
-    torch.manual_seed(0)
-    model = ScFM(small_config(value_encoding=encoding, pooling=pooling))
+ENCODINGS_POOLINGS = [(e, p) for e in ("continuous", "binned") for p in ("cls", "mean")]
+
+
+@pytest.mark.parametrize("encoding, pooling", ENCODINGS_POOLINGS)
+def test_output_shapes(encoding, pooling):
+    model = make_model(value_encoding=encoding, pooling=pooling)
     gene_ids, values = batch()
-    assert model(gene_ids, values).shape == (3, 9, 16)
-    assert model.cell_embedding(gene_ids, values).shape == (3, 16)
-    assert model.predict_values(model(gene_ids, values)).shape == (3, 8)
-    assert CellClassifier(model, 5)(gene_ids, values).shape == (3, 5)
+    hidden = model(gene_ids, values)
+    assert hidden.shape == (4, 1 + CONTEXT, D)
+    assert model.cell_embedding(gene_ids, values).shape == (4, D)
+    assert model.predict_values(hidden).shape == (4, CONTEXT)
+    assert model.predict_values_from_cell(model.pool(hidden, gene_ids), gene_ids).shape == (4, CONTEXT)
+    assert CellClassifier(model, 5)(gene_ids, values).shape == (4, 5)
+    loss = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(0))
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("encoding, pooling", ENCODINGS_POOLINGS)
+def test_appending_padding_does_not_change_the_cell_embedding(encoding, pooling):
+    model = make_model(value_encoding=encoding, pooling=pooling).eval()
+    gene_ids, values = batch()
+    padded_ids = torch.cat([gene_ids, torch.full((4, 7), PAD_ID)], dim=1)
+    padded_values = torch.cat([values, torch.zeros(4, 7)], dim=1)
+    with torch.no_grad():
+        short, long = model.cell_embedding(gene_ids, values), model.cell_embedding(padded_ids, padded_values)
+        assert short.abs().max() > 0.1  # a non-trivial embedding
+        torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
+        # the hidden states of the real genes do not change either
+        torch.testing.assert_close(model(gene_ids, values), model(padded_ids, padded_values)[:, :1 + CONTEXT],
+                                   atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_padding_does_not_change_the_embedding(pooling):
-    torch.manual_seed(0)
-    model = ScFM(small_config(pooling=pooling, context_genes=12)).eval()
+def test_gene_order_does_not_matter(pooling):
+    model = make_model(pooling=pooling).eval()
     gene_ids, values = batch()
-    padded_ids = torch.cat([gene_ids, torch.full((3, 4), PAD_ID)], dim=1)
-    padded_values = torch.cat([values, torch.zeros(3, 4)], dim=1)
+    perm = torch.randperm(CONTEXT, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model.cell_embedding(gene_ids, values),
-                                   model.cell_embedding(padded_ids, padded_values), atol=1e-5, rtol=1e-5)
+                                   model.cell_embedding(gene_ids[:, perm], values[:, perm]), atol=1e-5, rtol=1e-5)
 
 
-def test_gene_order_does_not_matter():
-    torch.manual_seed(0)
-    model = ScFM(small_config()).eval()
+@pytest.mark.parametrize("encoding, pooling", ENCODINGS_POOLINGS)
+def test_gradients_reach_every_parameter(encoding, pooling):
+    model = make_model(value_encoding=encoding, pooling=pooling)
     gene_ids, values = batch()
-    perm = torch.tensor([3, 1, 0, 2, 4, 7, 6, 5])
-    with torch.no_grad():
-        torch.testing.assert_close(model.cell_embedding(gene_ids[1:], values[1:]),
-                                   model.cell_embedding(gene_ids[1:, perm], values[1:, perm]), atol=1e-5, rtol=1e-5)
-
-
-def test_gradients_reach_every_parameter():
-    torch.manual_seed(0)
-    model = ScFM(small_config())
-    gene_ids, values = batch()
+    if encoding == "binned":  # values across the whole range, so most bins are used
+        values = torch.linspace(0, 10, 4 * CONTEXT).reshape(4, CONTEXT)
+        gene_ids = gene_ids.clone()
+        gene_ids[0, 5:] = torch.arange(3, 3 + CONTEXT - 5)
     loss = model.masked_value_loss(gene_ids, values, 0.3, torch.Generator().manual_seed(0))
+    seen = (gene_ids != PAD_ID) & ~random_value_mask(gene_ids, 0.3, torch.Generator().manual_seed(0))
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        if name != "cls_embedding" and "gene_embedding" not in name:
+        if name == "gene_embedding.weight":
+            used = torch.zeros(VOCAB, dtype=torch.bool)
+            used[gene_ids.unique()] = True
+            used[PAD_ID] = False
+            assert (p.grad[used].abs().sum(1) > 0).all(), "a gene in the batch gets no gradient"
+            assert (p.grad[~used] == 0).all(), "padding or absent genes get a gradient"
+        elif name == "value_encoder.weight":  # binned: exactly the bins of visible values get a gradient
+            bins = (values[seen] / 10.0 * 50).round().long()
+            used = torch.zeros(51, dtype=torch.bool)
+            used[bins] = True
+            assert used.sum() > 25
+            assert (p.grad[used].abs().sum(1) > 0).all() and (p.grad[~used] == 0).all()
+        else:
             assert p.grad.abs().sum() > 0, f"{name} receives no gradient"
 
 
-def test_mask_hides_only_real_genes_and_at_least_one():
+def test_mask_hides_only_real_genes_at_the_requested_ratio():
     gene_ids, _ = batch(n_cells=50, seed=1)
-    gene_ids[1, 1:] = PAD_ID
+    gene_ids[1, 1:] = PAD_ID  # one gene: it must be masked
+    gene_ids[2, :] = PAD_ID   # no gene: nothing to mask
     mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
     assert not mask[gene_ids == PAD_ID].any()
-    assert (mask.sum(1) >= 1).all()
-    assert mask[0].sum() == 2 and mask[2].sum() == 2  # ceil(0.25 * 5), ceil(0.25 * 8)
+    assert mask[0].sum() == 2 and mask[1].sum() == 1 and mask[2].sum() == 0  # ceil(0.25 * 5), >= 1, none
+    assert (mask[3:].sum(1) == 4).all()                                       # ceil(0.25 * 16)
+    # same generator seed, same mask; another seed, another mask
+    assert torch.equal(mask, random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0)))
+    assert not torch.equal(mask, random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(1)))
+    # every real position gets masked sometimes (uniform choice, not always the first genes)
+    hits = sum(random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(s)).int() for s in range(40))
+    assert (hits[3:] > 0).all()
 
 
-def test_loss_depends_only_on_masked_values_and_hides_them():
-    torch.manual_seed(0)
-    model = ScFM(small_config()).eval()
+def test_the_model_cannot_see_the_values_it_must_predict():
+    model = make_model().eval()
     gene_ids, values = batch()
     mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(3))
     changed = values.clone()
-    changed[mask] += 10.0  # change only the hidden values
+    changed[mask] += 3.0
     with torch.no_grad():
-        hidden_a = model(gene_ids, values, value_mask=mask)
-        hidden_b = model(gene_ids, changed, value_mask=mask)
-    torch.testing.assert_close(hidden_a, hidden_b)  # the model cannot see what it must predict
-    loss_a = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(3))
-    loss_b = model.masked_value_loss(gene_ids, changed, 0.25, torch.Generator().manual_seed(3))
-    assert loss_b > loss_a
+        torch.testing.assert_close(model(gene_ids, values, value_mask=mask), model(gene_ids, changed, value_mask=mask),
+                                   atol=0, rtol=0)
+        assert not torch.equal(model(gene_ids, values), model(gene_ids, changed))  # without the mask it would
+
+
+@pytest.mark.parametrize("mvc_weight", [0.0, 1.0])
+def test_loss_counts_masked_positions_only(mvc_weight):
+    """Silence the value encoder so values reach the loss only as targets: then changing an
+    unmasked value must leave the loss exactly as it was, and changing a masked one must not."""
+    model = make_model(mvc_weight=mvc_weight).eval()
+    with torch.no_grad():
+        model.value_encoder[2].weight.zero_()
+        model.value_encoder[2].bias.zero_()
+    gene_ids, values = batch()
+    mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(5))  # the masks the loss will draw
+    real_unmasked = (gene_ids != PAD_ID) & ~mask
+
+    def loss(v):
+        with torch.no_grad():
+            return model.masked_value_loss(gene_ids, v, 0.25, torch.Generator().manual_seed(5))
+
+    changed_unmasked, changed_masked = values.clone(), values.clone()
+    changed_unmasked[real_unmasked] += 2.0
+    changed_masked[mask] += 2.0
+    assert torch.equal(loss(values), loss(changed_unmasked))
+    assert loss(changed_masked) > loss(values) + 0.5
+
+    # and the loss is the mean squared error over the masked positions (plus the MVC term)
+    with torch.no_grad():
+        hidden = model(gene_ids, values, value_mask=mask)
+        expected = ((model.predict_values(hidden) - values)[mask] ** 2).mean()
+        if mvc_weight:
+            from_cell = model.predict_values_from_cell(model.pool(hidden, gene_ids), gene_ids)
+            expected = expected + mvc_weight * ((from_cell - values)[mask] ** 2).mean()
+    torch.testing.assert_close(loss(values), expected)
+
+
+def test_empty_cells_do_not_break_the_loss():
+    model = make_model()
+    gene_ids, values = batch()
+    gene_ids[1], values[1] = PAD_ID, 0.0  # a cell without expressed genes
+    loss = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    empty = model.masked_value_loss(torch.zeros_like(gene_ids), torch.zeros_like(values), 0.25,
+                                    torch.Generator().manual_seed(0))
+    assert empty.item() == 0.0
+    empty.backward()  # still part of the graph
+
+
+def test_bf16_autocast_is_close_to_fp32():
+    model = make_model().eval()
+    gene_ids, values = batch()
+    with torch.no_grad():
+        full = model.cell_embedding(gene_ids, values)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model.cell_embedding(gene_ids, values)
+    assert half.dtype in (torch.bfloat16, torch.float32)
+    torch.testing.assert_close(half.float(), full, atol=0.1, rtol=0.05)
+
+
+def test_initialization_is_seeded_and_nanogpt_like():
+    a, b, c = make_model(seed=0), make_model(seed=0), make_model(seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.gene_embedding.weight, c.gene_embedding.weight)
+    assert torch.equal(a.gene_embedding.weight[PAD_ID], torch.zeros(D))
+    assert abs(a.gene_embedding.weight[3:].std().item() - 0.02) < 0.002
+    assert torch.equal(a.blocks[0].attn.qkv.bias, torch.zeros(3 * D))
+
+
+def test_parameter_count():
+    V, F_ = VOCAB, 4 * D
+    block = 2 * D + (3 * D * D + 3 * D) + (D * D + D) + 2 * D + (D * F_ + F_) + (F_ * D + D)
+    expected = (V * D + (D + D) + (D * D + D) + 2 * D + 2 * block + 2 * D + (D * D + D) + (D + 1)
+                + (D * D + D))
+    model = make_model()
+    assert model.n_parameters() == expected
+    assert model.n_parameters(include_embeddings=False) == expected - V * D
+    assert make_model(mvc_weight=0.0).n_parameters() == expected - (D * D + D)  # no gene-query layer
+
+
+def test_gene_ids_outside_the_vocabulary_are_refused():
+    model = make_model()
+    gene_ids, values = batch()
+    gene_ids[2, 3] = VOCAB
+    with pytest.raises(ValueError, match="vocab"):
+        model(gene_ids, values)
+    with pytest.raises(ValueError, match="both be"):
+        model(gene_ids, values[:, :5])
 
 
 @pytest.mark.parametrize("changes, fragment", [
-    ({"d_model": 15}, "divisible"), ({"value_encoding": "log"}, "value_encoding"),
-    ({"pooling": "max"}, "pooling"), ({"vocab_size": 2}, "vocab_size"),
+    ({"d_model": 15}, "divisible by n_heads"), ({"value_encoding": "log"}, "value_encoding"),
+    ({"pooling": "max"}, "pooling"), ({"vocab_size": 2}, "vocab_size"), ({"dropout": 1.0}, "dropout"),
+    ({"n_bins": 1}, "n_bins"), ({"max_value": 0.0}, "max_value"), ({"n_layers": 0}, "n_layers"),
+    ({"mvc_weight": -1.0}, "mvc_weight"),
 ])
 def test_config_validation(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -104,6 +224,12 @@ def test_config_validation(changes, fragment):
 
 
 def test_config_round_trip():
-    cfg = small_config(d_ff=None)
-    assert cfg.d_ff == 64 and ScFMConfig.from_dict(cfg.to_dict()) == cfg
-    assert np.isfinite(ScFM(cfg).n_parameters())
+    cfg = small_config(d_ff=None, value_encoding="binned")
+    assert cfg.d_ff == 4 * D and ScFMConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown ScFMConfig keys"):
+        ScFMConfig.from_dict({**cfg.to_dict(), "n_head": 2})
+
+
+def test_classifier_needs_two_classes():
+    with pytest.raises(ValueError, match="n_classes"):
+        CellClassifier(make_model(), 1)
