@@ -10,9 +10,9 @@ Definitions (the book's masking chapter states the same):
   (``n_cells > 0``): change per tenfold more pretraining cells. The random-init control
   (``n_cells == 0``) has no logarithm and is reported beside it.
 - **spread**: mean over seeds per fraction; best fraction minus worst, control included. >= 0.
-- **masking index** ``M = (S_frozen - S_ft) / (|S_frozen| + |S_ft|)`` in [-1, 1]: 1 = finetuning
-  erases the frozen representation's dependence on corpus size, 0 = equal sensitivity,
-  negative = finetuning is more sensitive; NaN when both slopes are exactly 0.
+- **masking index** ``M = (S_frozen - S_ft) / (S_frozen + |S_ft|)`` in [-1, 1], defined when the
+  frozen representation gains from corpus size (``S_frozen > 0``), NaN otherwise: 1 = finetuning
+  gains nothing from scale, 0 = it gains as much as the frozen representation, negative = more.
 - **confidence intervals**: percentile bootstrap over seeds, resampling seeds with replacement
   *within each fraction*; for the masking index the two modes are resampled together, because
   the finetuned and frozen scores of one (fraction, seed) come from the same checkpoint.
@@ -47,16 +47,18 @@ def spread(series: pd.DataFrame) -> float:
 
 
 def masking_index(slope_finetuned: float, slope_frozen: float) -> float:
-    """``(S_frozen - S_ft) / (|S_frozen| + |S_ft|)``, in [-1, 1]; NaN if both slopes are 0.
+    """``(S_frozen - S_ft) / (S_frozen + |S_ft|)`` for ``S_frozen > 0``, in [-1, 1]; NaN otherwise.
 
-    Preferred to ``1 - S_ft / S_frozen``, which explodes as ``S_frozen -> 0``. With a negative
-    frozen slope (more data hurts the representation) a positive ``M`` still means finetuning is
-    less *helped* by data than the frozen representation; read ``M`` with ``S_frozen``.
+    Masking needs something to mask: a frozen representation that gains from corpus size. When
+    ``S_frozen <= 0`` the index is undefined (NaN), not 1: a finetuned score that falls with
+    corpus size while the frozen one is flat is not masking. For ``S_frozen > 0``: 1 = finetuning
+    gains nothing (or loses) from scale, 0 = it gains as much as the frozen representation,
+    negative = it gains more. Preferred to ``1 - S_ft / S_frozen``, which explodes as
+    ``S_frozen -> 0``.
     """
-    denominator = abs(slope_frozen) + abs(slope_finetuned)
-    if not np.isfinite(denominator) or denominator == 0:
+    if not (np.isfinite(slope_frozen) and np.isfinite(slope_finetuned)) or slope_frozen <= 0:
         return float("nan")
-    return float((slope_frozen - slope_finetuned) / denominator)
+    return float((slope_frozen - slope_finetuned) / (slope_frozen + abs(slope_finetuned)))
 
 
 def _fraction_blocks(series: pd.DataFrame) -> list[np.ndarray]:
@@ -82,7 +84,7 @@ def bootstrap_over_seeds(series: pd.DataFrame, statistic: Callable[[pd.DataFrame
     blocks = _fraction_blocks(series)
     draws = np.array([statistic(series.iloc[_resample_within_fraction(blocks, rng)]) for _ in range(n_boot)])
     draws = draws[np.isfinite(draws)]
-    if len(draws) == 0:
+    if len(draws) < n_boot / 2:  # the statistic is undefined in most resamples: no honest interval
         return estimate, float("nan"), float("nan")
     alpha = (1 - ci) / 2
     low, high = np.quantile(draws, [alpha, 1 - alpha])

@@ -38,7 +38,7 @@ def test_spread_includes_the_control():
     (0.1, 0.1, 0.0),        # equally sensitive: no masking
     (0.05, 0.1, 1 / 3),
     (0.2, 0.1, -1 / 3),     # finetuning more sensitive: amplification
-    (0.0, -0.1, -1.0),      # frozen worsens with data, finetuning flat
+    (-0.1, 0.1, 1.0),       # finetuning even loses from scale: the gain is fully hidden
 ])
 def test_masking_index_values(s_ft, s_frozen, expected):
     assert stats.masking_index(s_ft, s_frozen) == pytest.approx(expected)
@@ -46,9 +46,12 @@ def test_masking_index_values(s_ft, s_frozen, expected):
 
 def test_masking_index_is_nan_with_nothing_to_mask_and_bounded():
     assert np.isnan(stats.masking_index(0.0, 0.0))
+    assert np.isnan(stats.masking_index(0.0, -0.1))   # frozen worsens with data: nothing to mask
+    assert np.isnan(stats.masking_index(-0.1, 0.0))   # finetuning falls, frozen flat: not masking
     rng = np.random.default_rng(0)
     for a, b in rng.normal(size=(100, 2)):
-        assert -1 <= stats.masking_index(a, b) <= 1
+        m = stats.masking_index(a, b)
+        assert np.isnan(m) if b <= 0 else -1 <= m <= 1
 
 
 def test_noise_free_series_has_zero_width_intervals():
