@@ -95,8 +95,8 @@ def interval_plot(summary: pd.DataFrame, estimate: str, low: str, high: str, lab
     """A forest plot: one row per line of ``summary`` (its index as label), estimate with its CI."""
     ax = ax or plt.gca()
     y = np.arange(len(summary))[::-1]
-    ax.errorbar(summary[estimate], y, xerr=[summary[estimate] - summary[low], summary[high] - summary[estimate]],
-                fmt="o", color="0.2", capsize=3)
+    est, lo, hi = (summary[c].to_numpy(dtype=float) for c in (estimate, low, high))
+    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="0.2", capsize=3)
     for ref in reference:
         ax.axvline(ref, color="0.6", lw=1, ls="--")
     ax.set_yticks(y, [str(i) for i in summary.index], fontsize=8)
