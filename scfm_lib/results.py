@@ -26,12 +26,6 @@ import pandas as pd
 
 from scfm_lib.io import provenance, read_json, write_json
 
-#: Direction of each metric: +1 when higher is better, -1 when lower is better.
-METRIC_DIRECTION = {
-    "accuracy": 1, "macro_f1": 1, "ari": 1, "nmi": 1,
-    "bio_conservation": 1, "batch_correction": 1, "scib_total": 1,
-    "masked_mse_heldout": -1, "masked_mse_ood": -1, "val_loss": -1,
-}
 
 
 def metrics_path(results_dir: str | Path, kind: str, name: str) -> Path:
