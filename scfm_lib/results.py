@@ -27,7 +27,6 @@ import pandas as pd
 from scfm_lib.io import provenance, read_json, write_json
 
 
-
 def metrics_path(results_dir: str | Path, kind: str, name: str) -> Path:
     return Path(results_dir) / "metrics" / kind / f"{name}.json"
 
