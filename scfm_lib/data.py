@@ -28,6 +28,11 @@ class ScfmDataError(ValueError):
 
 # ------------------------------------------------------------------------------ validation
 def _matrix(adata: ad.AnnData, layer: str):
+    reason = adata.uns.get("scfm", {}).get("no_counts_reason") if layer == "counts" else None
+    if reason:
+        raise ScfmDataError(f"this dataset holds no raw counts ({reason}); it cannot be used where counts are "
+                            "required (pretraining corpus, count-based QC): pick a dataset with raw counts, or "
+                            "tokenize its log-normalized values with tokenize(..., layer='log1p_norm')")
     if layer not in adata.layers:
         hint = ('if adata.X holds raw counts, set adata.layers["counts"] = adata.X.copy()'
                 if layer == "counts" else f'store the matrix in adata.layers["{layer}"]')
@@ -121,9 +126,17 @@ class GeneVocab:
             return cls(json.load(fh)["genes"])
 
 
-def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5) -> float:
-    """The share of the data's genes in the vocabulary; below ``min_overlap`` is an error."""
+def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5,
+                        layer: str | None = None) -> float:
+    """The share of the data's genes in the vocabulary; below ``min_overlap`` is an error.
+
+    With ``layer``, only genes detected in at least one cell count: a count table listing every
+    annotated gene (most never expressed) is not penalized for genes that carry no signal.
+    """
     names = list(adata.var_names)
+    if layer is not None:
+        detected = np.asarray((_matrix(adata, layer) != 0).sum(0)).ravel() > 0
+        names = [n for n, d in zip(names, detected) if d] or names
     share = vocab.overlap(names)
     if share < min_overlap:
         found = int(round(share * len(names)))
@@ -131,7 +144,7 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
         hint = ""
         if any(str(n).startswith("ENS") for n in names[:50]) != any(g.startswith("ENS") for g in vocab.genes[:50]):
             hint = " The data and the vocabulary use different identifiers (Ensembl IDs vs gene symbols): map one to the other."
-        raise ScfmDataError(f"only {share:.1%} of the data's genes ({found} of {len(names)}) are in the model's "
+        raise ScfmDataError(f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
                             f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}.{hint}")
     return share
 
@@ -165,14 +178,31 @@ class CellTokens:
             return cls(npz["gene_ids"], npz["values"])
 
 
+def _validate_log1p_norm(adata: ad.AnnData, layer: str) -> None:
+    values = _values(_matrix(adata, layer))
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ScfmDataError(f"layer {layer!r} must hold finite log1p-normalized values >= 0 (found NaN/Inf or "
+                            "negative values: scaled data is not log-normalized)")
+
+
 def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str = "counts",
              min_overlap: float = 0.5, chunk_size: int = 4096) -> CellTokens:
     """Each cell's top-``context_genes`` expressed vocabulary genes by count (descending, ties by
-    gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell."""
+    gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell.
+
+    ``layer="log1p_norm"`` takes a dataset that ships only log-normalized values (see
+    :mod:`scfm_lib.readers`): the ranking is the same (log1p is monotone and the normalization
+    is per cell), and the values are used as given, so their normalization target is the
+    dataset's, which the data chapter reports.
+    """
     if context_genes < 1:
         raise ScfmDataError(f"context_genes must be >= 1, got {context_genes}")
-    validate_counts(adata, layer=layer)
-    check_vocab_overlap(adata, vocab, min_overlap)
+    is_counts = layer != "log1p_norm"
+    if is_counts:
+        validate_counts(adata, layer=layer)
+    else:
+        _validate_log1p_norm(adata, layer)
+    check_vocab_overlap(adata, vocab, min_overlap, layer=layer)
     ids = vocab.encode(adata.var_names)
     known = np.flatnonzero(ids >= 0)
     matrix = _matrix(adata, layer)
@@ -191,7 +221,7 @@ def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str
         rows = slice(start, start + len(block))
         k = order.shape[1]
         gene_ids[rows, :k] = np.where(present, ids[known][order], PAD_ID)
-        norm = np.log1p(top / np.maximum(total, 1.0) * 1e4)
+        norm = np.log1p(top / np.maximum(total, 1.0) * 1e4) if is_counts else top
         values[rows, :k] = np.where(present, norm, 0.0)
     return CellTokens(gene_ids, values)
 

@@ -1,0 +1,119 @@
+"""Gene identifiers across datasets: map Ensembl IDs to symbols, mouse to human, measure overlap,
+and build the pretraining vocabulary from the corpus.
+
+Datasets name genes differently (symbols, versioned Ensembl IDs, another species). The model's
+vocabulary is one list of human gene symbols, so every dataset is mapped onto symbols before it
+is tokenized, and the overlap that remains is reported per dataset: a dataset whose genes mostly
+fall outside the vocabulary cannot be evaluated fairly, and :func:`scfm_lib.data.tokenize`
+refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scfm_lib.data import GeneVocab, ScfmDataError
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+
+
+def identifier_kind(names: Sequence[str]) -> str:
+    """``"ensembl"`` when most names are Ensembl gene IDs (``ENSG00000141510[.17]``, ``ENSMUSG…``),
+    else ``"symbol"``."""
+    names = [str(n) for n in names]
+    if not names:
+        return "symbol"
+    share = np.mean([bool(_ENSEMBL.match(n)) for n in names])
+    return "ensembl" if share > 0.5 else "symbol"
+
+
+def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
+    """A two-column CSV (``from,to``) as a dict; empty targets (no ortholog) are dropped, and
+    Ensembl version suffixes (``.17``) are stripped from the keys."""
+    table = pd.read_csv(path, header=0 if header else None, usecols=[0, 1], dtype=str).dropna()
+    keys = table.iloc[:, 0].str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
+    return dict(zip(keys, table.iloc[:, 1].str.strip()))
+
+
+def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene names") -> ad.AnnData:
+    """A copy with ``var_names`` mapped through ``mapping``; unmapped genes are dropped and genes
+    mapped onto the same name are summed (counts and any log1p_norm layer stay consistent only for
+    counts, so a dataset without counts keeps the first of the duplicates).
+
+    Records ``uns["scfm"]["gene_mapping"]`` = genes before, mapped, after.
+    """
+    names = pd.Index(adata.var_names.astype(str)).str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
+    targets = names.map(lambda n: mapping.get(n))
+    keep = np.flatnonzero(targets.notna())
+    if len(keep) == 0:
+        raise ScfmDataError(f"none of the {adata.n_vars} {what} (e.g. {list(names[:3])}) are in the mapping; "
+                            "check that the mapping file matches the dataset's identifiers and species")
+    kept_targets = pd.Index(targets[keep])
+    unique = pd.Index(pd.unique(kept_targets))
+    # [n_kept, n_unique] 0/1 matrix that sums duplicated targets
+    collapse = sp.csr_matrix((np.ones(len(keep), dtype=np.float32), (np.arange(len(keep)), unique.get_indexer(kept_targets))),
+                             shape=(len(keep), len(unique)))
+    first = keep[~kept_targets.duplicated()]                                   # same order as unique
+    layers = {}
+    for name, matrix in adata.layers.items():
+        if name == "counts":
+            layers[name] = (sp.csr_matrix(matrix)[:, keep] @ collapse).tocsr()
+        else:
+            layers[name] = sp.csr_matrix(matrix)[:, first]
+    x = layers.get("counts", layers.get("log1p_norm"))
+    if x is None:
+        x = sp.csr_matrix(adata.X)[:, first]
+    out = ad.AnnData(X=x, obs=adata.obs.copy(), var=pd.DataFrame(index=unique.astype(str)), layers=layers)
+    out.uns = dict(adata.uns)
+    out.uns["scfm"] = {**dict(adata.uns.get("scfm", {})),
+                       "gene_mapping": {"genes_before": int(adata.n_vars), "mapped": int(len(keep)),
+                                        "genes_after": int(len(unique))}}
+    return out
+
+
+def harmonize_genes(adata: ad.AnnData, id_map: Mapping[str, str] | None = None,
+                    orthologs: Mapping[str, str] | None = None) -> ad.AnnData:
+    """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol), then,
+    if given, ``orthologs`` maps symbols of another species (e.g. mouse -> human)."""
+    out = adata
+    if identifier_kind(adata.var_names) == "ensembl":
+        if id_map is None:
+            raise ScfmDataError("the genes are Ensembl IDs (e.g. " + str(list(adata.var_names[:2])) + ") but the "
+                                "vocabulary uses gene symbols: pass id_map (e.g. the registry resource "
+                                "'gencode_v44_id2name', via scfm_lib.datasets.load_mapping)")
+        out = map_genes(out, id_map, "Ensembl IDs")
+    if orthologs is not None:
+        out = map_genes(out, orthologs, "genes for the ortholog table")
+    return out
+
+
+def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.DataFrame:
+    """Per dataset: its genes, how many are in the vocabulary, and the share (0-1)."""
+    rows = {}
+    for name, adata in datasets.items():
+        found = int((vocab.encode(adata.var_names) >= 0).sum())
+        rows[name] = {"genes": int(adata.n_vars), "in vocabulary": found,
+                      "share of dataset genes": found / max(adata.n_vars, 1),
+                      "share of vocabulary": found / max(len(vocab.genes), 1)}
+    return pd.DataFrame(rows).T
+
+
+def build_vocab(corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None,
+                layer: str = "counts") -> GeneVocab:
+    """The pretraining vocabulary: corpus genes detected in at least ``min_cells`` cells; with
+    ``max_genes``, the most often detected ones. Genes keep the corpus order (tokenize breaks
+    count ties by it)."""
+    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()         # [n_genes]
+    keep = np.flatnonzero(detected >= min_cells)
+    if max_genes is not None and len(keep) > max_genes:
+        keep = np.sort(keep[np.argsort(-detected[keep], kind="stable")[:max_genes]])
+    if len(keep) == 0:
+        raise ScfmDataError(f"no corpus gene is detected in >= {min_cells} cells; lower min_cells or check the corpus")
+    return GeneVocab([str(g) for g in corpus.var_names[keep]])

@@ -1,0 +1,239 @@
+"""Readers: every file format the study's datasets come in, into one AnnData layout.
+
+Each reader returns an AnnData in which
+
+- ``layers["counts"]`` holds integer counts as a CSR matrix (float32 storage, integer values),
+  and ``X`` is the same matrix (scanpy verbs then work on counts until normalized);
+- ``obs`` carries the standard columns ``cell_type``, ``batch``, ``donor``, ``tissue`` where the
+  source knows them (``obs_map`` renames source columns onto them) and always ``dataset``;
+- ``uns["scfm"]`` records where the values came from (reader, file, value kind).
+
+and then passes :func:`scfm_lib.data.validate_counts`. A file without raw counts (only
+normalized or log values) is read by :func:`read_h5ad` with ``counts=None``: its values land in
+``layers["log1p_norm"]`` and ``uns["scfm"]["no_counts_reason"]`` says why, so that every step that
+needs counts refuses it with that reason instead of silently using the wrong numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scfm_lib.data import ScfmDataError, validate_counts
+
+#: The ``obs`` columns the study knows by name; a reader fills those its source provides.
+STANDARD_OBS = ("cell_type", "batch", "donor", "tissue", "dataset")
+
+
+def round_near_integers(matrix, tol: float = 1e-6):
+    """Round values that are integers up to float error (``0.999999999999999``); CSR in, CSR out.
+
+    Count tables written through floating point (CSV exports) carry such values. A value further
+    than ``tol`` from an integer is left alone, so normalized data still fails validation.
+    """
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    rounded = np.round(matrix.data)
+    close = np.abs(matrix.data - rounded) <= tol
+    matrix.data = np.where(close, rounded, matrix.data)
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, str] | None = None,
+                reader: str = "", path: str | Path = "") -> ad.AnnData:
+    """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
+
+    ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
+    Raises :class:`ScfmDataError` when a mapped column is absent or the counts are not counts.
+    """
+    obs = adata.obs.copy()
+    for standard, source in (obs_map or {}).items():
+        if standard not in STANDARD_OBS:
+            raise ScfmDataError(f"obs_map key {standard!r} is not a standard column {STANDARD_OBS}")
+        if source not in obs.columns:
+            raise ScfmDataError(f"dataset {dataset!r}: obs column {source!r} (for {standard!r}) not found; "
+                                f"the file has {list(obs.columns)}. Fix obs_map in the dataset's registry entry.")
+        obs[standard] = obs[source].astype(str).astype("category")
+    obs["dataset"] = pd.Categorical([dataset] * adata.n_obs)
+    counts = round_near_integers(counts).astype(np.float32)
+    out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy(), layers={"counts": counts.copy()})
+    out.obs_names = [str(n) for n in adata.obs_names]
+    out.var_names = [str(n) for n in adata.var_names]
+    out.uns["scfm"] = {"dataset": dataset, "reader": reader, "file": Path(path).name, "values": "counts"}
+    validate_counts(out)
+    return out
+
+
+# ------------------------------------------------------------------------------ formats
+def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/counts",
+              obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "") -> ad.AnnData:
+    """An ``.h5ad`` file; ``counts`` says where its raw counts are.
+
+    ``counts`` is ``"X"``, ``"raw.X"`` or ``"layers/<name>"``. ``None`` declares a file without
+    counts: its ``raw.X`` (or ``X``) is kept as log-normalized values in ``layers["log1p_norm"]``
+    and ``no_counts_reason`` is recorded, so any step that needs counts refuses it.
+    """
+    source = ad.read_h5ad(path)
+    if counts is None:
+        values = source.raw.X if source.raw is not None else source.X
+        var = source.raw.var if source.raw is not None else source.var
+        values = sp.csr_matrix(values, dtype=np.float32)
+        if values.nnz and (values.data < 0).any():
+            raise ScfmDataError(f"{path}: the values are scaled (negative entries), not log-normalized")
+        out = ad.AnnData(X=values, obs=source.obs.copy(), var=var.copy(), layers={"log1p_norm": values.copy()})
+        for standard, column in (obs_map or {}).items():
+            out.obs[standard] = out.obs[column].astype(str).astype("category")
+        out.obs["dataset"] = pd.Categorical([dataset] * out.n_obs)
+        out.uns["scfm"] = {"dataset": dataset, "reader": "h5ad", "file": Path(path).name,
+                           "values": "log1p_norm", "no_counts_reason": no_counts_reason or
+                           f"{Path(path).name} holds no raw counts"}
+        return out
+    if counts == "X":
+        matrix = source.X
+    elif counts == "raw.X":
+        if source.raw is None:
+            raise ScfmDataError(f"{path}: counts='raw.X' but the file has no .raw; use counts='X' or a layer")
+        matrix, source = source.raw.X, source.raw.to_adata()
+    elif counts.startswith("layers/"):
+        name = counts.split("/", 1)[1]
+        if name not in source.layers:
+            raise ScfmDataError(f"{path}: layer {name!r} not found (layers: {list(source.layers)}); "
+                                "set counts to 'X', 'raw.X' or an existing layer")
+        matrix = source.layers[name]
+    else:
+        raise ScfmDataError(f"counts={counts!r}: use 'X', 'raw.X', 'layers/<name>' or None")
+    return standardize(source, dataset, matrix, obs_map, "h5ad", path)
+
+
+def read_10x(path: str | Path, dataset: str, var_names: str = "gene_symbols") -> ad.AnnData:
+    """Cell Ranger output: a ``filtered_feature_bc_matrix/`` folder (mtx) or an ``.h5`` file."""
+    import scanpy as sc
+
+    path = Path(path)
+    if path.is_dir():
+        source = sc.read_10x_mtx(path, var_names=var_names, make_unique=True)
+        reader = "10x_mtx"
+    elif path.suffix == ".h5":
+        source = sc.read_10x_h5(path)
+        if var_names == "gene_ids":
+            source.var_names = source.var["gene_ids"].astype(str)
+        source.var_names_make_unique()
+        reader = "10x_h5"
+    else:
+        raise ScfmDataError(f"{path}: a 10x dataset is a matrix folder (matrix.mtx[.gz], features.tsv[.gz], "
+                            "barcodes.tsv[.gz]) or a Cell Ranger .h5 file")
+    return standardize(source, dataset, source.X, None, reader, path)
+
+
+def _h5_matrix(node) -> sp.csr_matrix:
+    """A dense dataset, or a group holding CSR/CSC arrays (``data``, ``indices``, ``indptr``, ``shape``)."""
+    import h5py
+
+    if isinstance(node, h5py.Dataset):
+        return sp.csr_matrix(node[()])
+    shape = tuple(int(s) for s in (node["shape"][()] if "shape" in node else node.attrs["shape"]))
+    arrays = (node["data"][()], node["indices"][()], node["indptr"][()])
+    encoding = node.attrs.get("encoding-type", node.attrs.get("h5sparse_format", "csr"))
+    encoding = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+    build = sp.csc_matrix if encoding.startswith("csc") else sp.csr_matrix
+    return build(arrays, shape=shape).tocsr()
+
+
+def _h5_strings(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()]
+
+
+def read_hdf5_counts(path: str | Path, dataset: str, matrix_key: str = "X", label_key: str | None = "Y",
+                     genes_key: str | None = None, cells_key: str | None = None,
+                     genes_x_cells: bool = False) -> ad.AnnData:
+    """The HDF5 layout of deep-clustering benchmarks (scDeepCluster, scziDesk, ...).
+
+    A cells x genes count matrix under ``matrix_key`` (dense, or a CSR/CSC group), a label vector
+    under ``label_key`` (stored as ``obs["cell_type"]``) and optional gene and cell names.
+    ``genes_x_cells`` transposes a matrix stored the other way round.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        missing = [k for k in (matrix_key, label_key, genes_key, cells_key) if k and k not in fh]
+        if missing:
+            raise ScfmDataError(f"{path}: key(s) {missing} not found; the file holds {sorted(fh.keys())}. "
+                                "Set matrix_key/label_key/genes_key/cells_key in the registry entry.")
+        matrix = _h5_matrix(fh[matrix_key])
+        if genes_x_cells:
+            matrix = matrix.T.tocsr()
+        n_cells, n_genes = matrix.shape
+        labels = _h5_strings(fh[label_key][()]) if label_key else None
+        genes = _h5_strings(fh[genes_key][()]) if genes_key else [f"gene_{i}" for i in range(n_genes)]
+        cells = _h5_strings(fh[cells_key][()]) if cells_key else [f"cell_{i}" for i in range(n_cells)]
+    if len(genes) != n_genes or len(cells) != n_cells or (labels is not None and len(labels) != n_cells):
+        raise ScfmDataError(f"{path}: matrix is {n_cells} x {n_genes} but there are {len(cells)} cell names, "
+                            f"{len(genes)} gene names and {len(labels) if labels else 0} labels; "
+                            "if the matrix is genes x cells set genes_x_cells=True")
+    obs = pd.DataFrame(index=pd.Index(cells))
+    if labels is not None:
+        obs["cell_type"] = pd.Categorical(labels)
+    source = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=pd.Index(genes)))
+    return standardize(source, dataset, matrix, None, "hdf5_counts", path)
+
+
+def read_count_table(path: str | Path, dataset: str, genes_x_cells: bool = False, sep: str | None = None,
+                     obs: pd.DataFrame | None = None, obs_map: Mapping[str, str] | None = None) -> ad.AnnData:
+    """A CSV/TSV count table (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) with names in the
+    first row and column; cells are rows unless ``genes_x_cells``. ``obs``, if given, is a
+    per-cell table (indexed by cell name) to join, e.g. a separate label file."""
+    path = Path(path)
+    if sep is None:
+        sep = "\t" if any(s in path.suffixes for s in (".tsv", ".txt")) else ","
+    table = pd.read_csv(path, sep=sep, index_col=0)
+    if genes_x_cells:
+        table = table.T
+    non_numeric = [c for c, kind in table.dtypes.items() if kind.kind not in "biuf"][:5]
+    if non_numeric:
+        raise ScfmDataError(f"{path}: non-numeric column(s) {non_numeric} in the count table; keep only counts "
+                            "(labels go in a separate obs table)")
+    cell_obs = pd.DataFrame(index=table.index.astype(str))
+    if obs is not None:
+        missing = cell_obs.index.difference(obs.index.astype(str))
+        if len(missing):
+            raise ScfmDataError(f"{path}: {len(missing)} cells have no row in the obs table, e.g. {list(missing[:3])}")
+        cell_obs = obs.set_axis(obs.index.astype(str)).loc[cell_obs.index]
+    source = ad.AnnData(X=sp.csr_matrix(table.to_numpy(dtype=np.float64)), obs=cell_obs,
+                        var=pd.DataFrame(index=table.columns.astype(str)))
+    return standardize(source, dataset, source.X, obs_map, "count_table", path)
+
+
+READERS = {"h5ad": read_h5ad, "10x": read_10x, "hdf5_counts": read_hdf5_counts, "count_table": read_count_table}
+
+
+def read(path: str | Path, reader: str, dataset: str, **kwargs) -> ad.AnnData:
+    """Dispatch to a reader by name (``h5ad``, ``10x``, ``hdf5_counts``, ``count_table``)."""
+    if reader not in READERS:
+        raise ScfmDataError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
+    if not Path(path).exists():
+        raise ScfmDataError(f"{path} does not exist")
+    return READERS[reader](path, dataset, **kwargs)
+
+
+def concat(datasets: Sequence[ad.AnnData], genes: Sequence[str] | None = None) -> ad.AnnData:
+    """Stack datasets over a shared gene list (the given ``genes``, else the union); a gene a
+    dataset lacks counts 0 there. Only count datasets can be stacked."""
+    for a in datasets:
+        validate_counts(a)
+    genes = list(genes) if genes is not None else list(dict.fromkeys(g for a in datasets for g in a.var_names))
+    parts = []
+    for a in datasets:
+        columns = pd.Index(a.var_names).get_indexer(genes)                     # -1: absent in a
+        have = columns >= 0
+        block = sp.csr_matrix((a.n_obs, len(genes)), dtype=np.float32).tolil()
+        block[:, np.flatnonzero(have)] = sp.csr_matrix(a.layers["counts"])[:, columns[have]]
+        obs = a.obs[[c for c in STANDARD_OBS if c in a.obs.columns]].copy()
+        parts.append(ad.AnnData(X=block.tocsr(), obs=obs, var=pd.DataFrame(index=pd.Index(genes))))
+    out = ad.concat(parts, join="outer", merge="first", index_unique="-")
+    out.layers["counts"] = out.X.copy()
+    return out
