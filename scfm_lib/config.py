@@ -28,20 +28,57 @@ class ConfigError(ValueError):
     """A profile or a notebook parameter is unknown, mistyped or out of range."""
 
 
+#: Data sources a profile can name, and the data-job notebook (nbs/<template>.ipynb) of each.
+DATA_SOURCES = {"synthetic": "data", "registry": "data_real", "soma": "data_real"}
+
+
 @dataclass
 class DataSection:
     """Which data the study runs on and how the downstream dataset is split."""
-    source: str = "synthetic"          # "synthetic": the built-in atlas (scfm_lib.atlas)
-    atlas: dict = field(default_factory=dict)  # AtlasConfig overrides
-    n_corpus: int = 20000              # cells in the full (100%) pretraining corpus
-    n_downstream: int = 3000           # cells in the held-out annotation dataset
-    n_ood: int = 1500                  # cells of a technology never seen in pretraining
+    source: str = "synthetic"          # "synthetic": the built-in atlas; "registry": datasets of
+                                       # scfm_lib.datasets; "soma": a TileDB-SOMA corpus (Census)
+    atlas: dict = field(default_factory=dict)  # AtlasConfig overrides (synthetic)
+    corpus: list = field(default_factory=list)  # registry datasets pooled into the pretraining corpus
+    soma: dict = field(default_factory=dict)  # scfm_lib.soma.SomaSource fields (source "soma")
+    downstream: str = ""               # registry dataset of the narrow tasks, never in the corpus
+    ood: str = ""                      # registry dataset for zero-shot reconstruction ("" = none)
+    vocab_min_cells: int = 3           # a corpus gene enters the vocabulary if detected in >= this many cells
+    vocab_max_genes: int = 0           # cap on the vocabulary (most often detected genes; 0 = no cap)
+    n_corpus: int = 20000              # cells in the full (100%) pretraining corpus (0 = every cell)
+    n_downstream: int = 3000           # cells in the held-out annotation dataset (synthetic)
+    n_ood: int = 1500                  # cells of a technology never seen in pretraining (synthetic)
     n_val_pretrain: int = 500          # held-out corpus cells for the pretraining validation loss
     seed: int = 0                      # seed of the atlas draws and of the splits
-    split_by: str = "donor"            # downstream train/val/test split: whole donors per split
+    split_by: str = "donor"            # downstream split: whole groups of this obs column per split;
+                                       # "" = cells at random, stratified by label
     label_key: str = "cell_type"       # the label the narrow task predicts
-    batch_key: str = "batch"           # the batch the integration metrics correct for
+    batch_key: str = "batch"           # the batch the integration metrics correct for ("" = none)
     context_genes: int = 64            # top-N expressed genes per cell given to the model
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ConfigError(f"data.source {self.source!r} is unknown; use one of {sorted(DATA_SOURCES)}")
+        if self.source != "synthetic":
+            if not self.downstream:
+                raise ConfigError(f"data.source {self.source!r} needs data.downstream: the registry dataset "
+                                  "of the narrow tasks (python -m scfm_lib.datasets lists them)")
+            if self.source == "registry" and not self.corpus:
+                raise ConfigError("data.source 'registry' needs data.corpus: a list of registry datasets")
+            if self.source == "soma" and not self.soma.get("uri"):
+                raise ConfigError("data.source 'soma' needs data.soma.uri: a SOMA experiment path or 'census'")
+            held_out = {self.downstream, self.ood} & set(self.corpus)
+            if held_out:
+                raise ConfigError(f"data.corpus contains {sorted(held_out)}, a downstream/ood dataset: evaluation "
+                                  "data must never be seen in pretraining; remove it from data.corpus")
+
+    @property
+    def has_ood(self) -> bool:
+        """Whether the study has a dataset for zero-shot reconstruction outside the corpus."""
+        return self.source == "synthetic" or bool(self.ood)
+
+    @property
+    def data_template(self) -> str:
+        return DATA_SOURCES[self.source]
 
 
 @dataclass
@@ -112,6 +149,20 @@ class Profile:
         from scfm_lib.atlas import AtlasConfig
         return build_dataclass(AtlasConfig, self.data.atlas, "data.atlas")
 
+    def check_datasets(self) -> None:
+        """Every dataset the profile names is registered (a typo fails at load time)."""
+        if self.data.source == "synthetic":
+            return
+        from scfm_lib import datasets
+
+        for name in [*self.data.corpus, self.data.downstream, *([self.data.ood] if self.data.ood else [])]:
+            if name not in datasets.REGISTRY:
+                raise ConfigError(f"profile {self.name!r}: dataset {name!r} is not registered; registered: "
+                                  f"{sorted(datasets.REGISTRY)} (python -m scfm_lib.datasets)")
+        if self.data.source == "soma":
+            from scfm_lib.soma import SomaSource
+            build_dataclass(SomaSource, self.data.soma, "data.soma")
+
     def run_ids(self) -> list[str]:
         """Every (fraction, seed) pretraining run of the grid, as ``f<fraction>_s<seed>``."""
         return [run_id(f, s) for f in self.fractions for s in self.seeds]
@@ -160,6 +211,7 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
     profile.pretrain_config()
     profile.finetune_config()
     profile.atlas_config()
+    profile.check_datasets()
     profile.model_config(vocab_size=16)
     return profile
 

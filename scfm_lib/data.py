@@ -77,17 +77,40 @@ def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequ
         dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
         raise ScfmDataError(f"duplicated gene names, e.g. {dups}; call adata.var_names_make_unique() or "
                             "sum the duplicated genes")
+    _check_obs(adata, required_obs)
+
+
+def _check_obs(adata: ad.AnnData, required_obs: Sequence[str]) -> None:
     missing = [c for c in required_obs if c not in adata.obs.columns]
     if missing:
         raise ScfmDataError(f"obs column(s) {missing} not found (obs has {list(adata.obs.columns)}); add them "
                             "or point the profile at the right column (e.g. data.label_key)")
 
 
+def validate(adata: ad.AnnData, required_obs: Sequence[str] = ()) -> str:
+    """Validate whichever values the dataset holds: raw counts (``layers["counts"]``) or, for a
+    dataset shipped without them, log-normalized values (``layers["log1p_norm"]``). Returns the
+    layer name, for :func:`tokenize`."""
+    if "counts" in adata.layers or "log1p_norm" not in adata.layers:
+        validate_counts(adata, "counts", required_obs)
+        return "counts"
+    _validate_log1p_norm(adata, "log1p_norm")
+    _check_obs(adata, required_obs)
+    return "log1p_norm"
+
+
 def log_normalize(adata: ad.AnnData, layer: str = "counts", target_sum: float = 1e4) -> ad.AnnData:
-    """A copy whose ``X`` is ``log1p(counts / total * target_sum)``; counts stay in ``layers``."""
+    """A copy whose ``X`` is ``log1p(counts / total * target_sum)``; counts stay in ``layers``.
+
+    A dataset that ships only log-normalized values (``layers["log1p_norm"]``, no counts; see
+    :mod:`scfm_lib.readers`) gets those values as they are: its own normalization target applies.
+    """
     import scanpy as sc
 
     out = adata.to_memory() if adata.isbacked else adata.copy()
+    if layer == "counts" and "counts" not in out.layers and "log1p_norm" in out.layers:
+        out.X = out.layers["log1p_norm"].astype(np.float32)
+        return out
     out.X = _matrix(out, layer).astype(np.float32)
     sc.pp.normalize_total(out, target_sum=target_sum)
     sc.pp.log1p(out)
@@ -245,11 +268,12 @@ def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[
 
 
 def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, stratify: str | None = None) -> dict[str, np.ndarray]:
     """Disjoint ``train``/``val``/``test`` cell indices covering every cell.
 
     With ``by`` (an ``obs`` column such as ``"donor"`` or ``"batch"``) whole groups go to one split,
-    so evaluation always sees unseen donors or batches.
+    so evaluation always sees unseen donors or batches. Without it cells are split at random,
+    per class of the ``stratify`` column if given, so every class keeps its share in each split.
     """
     obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
     if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
@@ -257,9 +281,18 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
     rng = np.random.default_rng(seed)
     n = len(obs)
     if by is None:
-        order = rng.permutation(n)
-        cut1, cut2 = int(round(fractions[0] * n)), int(round((fractions[0] + fractions[1]) * n))
-        parts = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
+        if stratify is not None and stratify not in obs.columns:
+            raise ScfmDataError(f"cannot stratify by {stratify!r}: obs has {list(obs.columns)}")
+        strata = obs[stratify].astype(str).to_numpy() if stratify else np.zeros(n, dtype=str)
+        parts = {"train": [], "val": [], "test": []}
+        for stratum in sorted(set(strata.tolist())):
+            members = np.flatnonzero(strata == stratum)
+            order = members[rng.permutation(len(members))]
+            cut1 = int(round(fractions[0] * len(order)))
+            cut2 = int(round((fractions[0] + fractions[1]) * len(order)))
+            for name, chunk in zip(parts, (order[:cut1], order[cut1:cut2], order[cut2:])):
+                parts[name].append(chunk)
+        parts = {k: np.concatenate(v).astype(np.int64) for k, v in parts.items()}
     else:
         if by not in obs.columns:
             raise ScfmDataError(f"cannot split by {by!r}: obs has {list(obs.columns)}")

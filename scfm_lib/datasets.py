@@ -175,7 +175,8 @@ def fetch(name: str, data_dir: str | Path | None = None, offline: bool | None = 
     offline = os.environ.get("SCFM_OFFLINE", "") not in ("", "0") if offline is None else offline
     paths = {}
     for file in entry.files:
-        candidates = [d / name / file.name for d in _data_dirs(data_dir)]
+        folders = list(dict.fromkeys([name, entry.source_md or name]))    # unregistered_shared() covers source_md
+        candidates = [d / f / file.name for d in _data_dirs(data_dir) for f in folders]
         candidates += [d / file.name for d in _data_dirs(data_dir)]
         candidates += [p for p in [_package_path(entry, file), cache_dir() / name / file.name] if p is not None]
         found = next((p for p in candidates if p.is_file()), None)

@@ -61,18 +61,24 @@ def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
     """All scib-metrics metrics for several embeddings of the same cells, unscaled.
 
     Rows: embedding names; columns: the individual metrics plus ``Bio conservation``,
-    ``Batch correction`` and ``Total``. ``pre_integrated`` is the unintegrated reference (the PCA
+    ``Batch correction`` and ``Total``. ``batches=None`` (a dataset of one batch) computes the
+    bio-conservation metrics alone: no ``Batch correction`` and no ``Total`` column. ``pre_integrated`` is the unintegrated reference (the PCA
     of log-normalized counts) that the PCR-comparison metric compares against; without it the
     first embedding's PCA is used, with a warning. One call compiles JAX once (about a minute
     here), which is why it takes every embedding at once.
     """
     from scib_metrics.benchmark import Benchmarker
 
+    from scib_metrics.benchmark import BatchCorrection
+
     names = list(embeddings)
     n = len(np.asarray(labels))
-    if len(np.unique(np.asarray(batches).astype(str))) < 2:
+    if batches is not None and len(np.unique(np.asarray(batches).astype(str))) < 2:
         raise ValueError("scib_scores needs cells from >= 2 batches: batch-correction metrics compare "
-                         "batches; evaluate on a split that holds several donors or batches")
+                         "batches; evaluate on a split that holds several donors or batches, or pass "
+                         "batches=None for the bio-conservation metrics alone")
+    batch_metrics = BatchCorrection() if batches is not None else None
+    batches = np.zeros(n, dtype=int) if batches is None else batches
     obs = pd.DataFrame({"label": pd.Categorical(np.asarray(labels).astype(str)),
                         "batch": pd.Categorical(np.asarray(batches).astype(str))}, index=[str(i) for i in range(n)])
     adata = ad.AnnData(np.zeros((n, 1), dtype=np.float32), obs=obs)
@@ -85,7 +91,8 @@ def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
         pre_integrated = PCA(n_components=min(30, adata.obsm[names[0]].shape[1])).fit_transform(adata.obsm[names[0]])
     adata.obsm["X_pre"] = np.asarray(pre_integrated, dtype=np.float32)
     bench = Benchmarker(adata, batch_key="batch", label_key="label", embedding_obsm_keys=names,
-                        pre_integrated_embedding_obsm_key="X_pre", progress_bar=False, n_jobs=1)
+                        pre_integrated_embedding_obsm_key="X_pre", batch_correction_metrics=batch_metrics,
+                        progress_bar=False, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scib-metrics warns when PCR comparison is clipped at 0
         bench.benchmark()

@@ -87,6 +87,9 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
             raise ScfmDataError(f"{path}: the values are scaled (negative entries), not log-normalized")
         out = ad.AnnData(X=values, obs=source.obs.copy(), var=var.copy(), layers={"log1p_norm": values.copy()})
         for standard, column in (obs_map or {}).items():
+            if column not in out.obs.columns:
+                raise ScfmDataError(f"dataset {dataset!r}: obs column {column!r} (for {standard!r}) not found; "
+                                    f"the file has {list(out.obs.columns)}. Fix obs_map in the dataset's registry entry.")
             out.obs[standard] = out.obs[column].astype(str).astype("category")
         out.obs["dataset"] = pd.Categorical([dataset] * out.n_obs)
         out.uns["scfm"] = {"dataset": dataset, "reader": "h5ad", "file": Path(path).name,

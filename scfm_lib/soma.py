@@ -217,3 +217,16 @@ def tokenize_soma(source: SomaSource, joinids: Sequence[int], vocab: GeneVocab, 
     if not gene_ids:
         return CellTokens(np.zeros((0, context_genes), np.int64), np.zeros((0, context_genes), np.float32))
     return CellTokens(np.concatenate(gene_ids), np.concatenate(values))
+
+
+def detected_cells(source: SomaSource, joinids: Sequence[int]) -> pd.Series:
+    """Per gene (symbol), in how many of the cells ``joinids`` it has a nonzero count; streamed,
+    so a vocabulary (:func:`scfm_lib.genes.build_vocab` semantics) can be built without loading
+    the corpus."""
+    total: pd.Series | None = None
+    for chunk in iter_anndata(source, joinids):
+        counts = pd.Series(np.asarray((chunk.layers["counts"] > 0).sum(0)).ravel(), index=chunk.var_names)
+        total = counts if total is None else total.add(counts, fill_value=0)
+    if total is None:
+        raise ScfmDataError("no cells given: detected_cells needs at least one soma_joinid")
+    return total.astype(np.int64)

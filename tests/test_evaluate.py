@@ -46,6 +46,9 @@ def test_scib_scores_with_scib_metrics():
     assert table.loc["clean", "Batch correction"] > table.loc["batchy", "Batch correction"]
     with pytest.raises(ValueError, match=">= 2 batches"):
         evaluate.scib_scores({"clean": Z}, y, np.zeros(len(y)))
+    bio_only = evaluate.scib_scores({"clean": Z}, y, None, pre_integrated=Z)   # a dataset of one batch
+    assert "Bio conservation" in bio_only.columns and "Batch correction" not in bio_only.columns
+    assert 0 <= bio_only.loc["clean", "Bio conservation"] <= 1
 
 
 @pytest.fixture(scope="module")

@@ -121,3 +121,10 @@ def test_errors_name_the_problem(written, tmp_path, monkeypatch):
     monkeypatch.setattr(cellxgene_census, "open_soma", offline)
     with pytest.raises(ScfmDataError, match="needs internet.*local SOMA experiment"):
         soma.select_cells(soma.SomaSource("census"), [1.0], 0)
+
+
+def test_detected_cells_matches_in_memory_count(written):
+    uri, adata = written
+    got = soma.detected_cells(soma.SomaSource(uri, chunk_cells=64), np.arange(adata.n_obs))
+    want = pd.Series(np.asarray((adata.X > 0).sum(0)).ravel(), index=adata.var_names)
+    assert got.loc[want.index].tolist() == want.tolist()

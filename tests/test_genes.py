@@ -1,0 +1,140 @@
+"""Gene identifiers: kinds, mapping with summed duplicates, harmonization, overlap and the vocabulary."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from scfm_lib import datasets, genes
+from scfm_lib.data import GeneVocab, ScfmDataError, validate_counts
+
+
+def make(counts, var_names, log1p=False):
+    counts = np.asarray(counts, dtype=np.float32)
+    obs = pd.DataFrame({"cell_type": [f"t{i % 2}" for i in range(counts.shape[0])]},
+                       index=[f"c{i}" for i in range(counts.shape[0])])
+    layers = {"log1p_norm": sp.csr_matrix(np.log1p(counts))} if log1p else {"counts": sp.csr_matrix(counts)}
+    return ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=list(var_names)), layers=layers)
+
+
+COUNTS = np.array([[1, 2, 3, 4, 5],
+                   [0, 10, 20, 0, 7],
+                   [6, 0, 1, 1, 0]])
+
+
+@pytest.fixture(scope="module")
+def gencode():
+    return datasets.load_mapping("gencode_v44_id2name")
+
+
+def test_identifier_kind():
+    assert genes.identifier_kind(["ENSG00000141510", "ENSG00000111640.16", "ENSG00000075624.17"]) == "ensembl"
+    assert genes.identifier_kind(["ENSMUSG00000059552", "ENSMUSG00000057666"]) == "ensembl"
+    assert genes.identifier_kind(["TP53", "GAPDH", "Trp53", "MT-ND1"]) == "symbol"
+    assert genes.identifier_kind(["ENSG00000141510", "TP53", "GAPDH"]) == "symbol"       # a minority
+    assert genes.identifier_kind(["ENSG00000141510", "ENSG00000111640", "TP53"]) == "ensembl"
+    assert genes.identifier_kind(["ENSG12", "ENSGENE", "ENSG00000141510.x"]) == "symbol"  # not IDs
+    assert genes.identifier_kind([]) == "symbol"
+    assert genes.identifier_kind(pd.Index(["ENSG00000141510"])) == "ensembl"
+
+
+def test_map_genes_drops_unmapped_and_sums_duplicates():
+    adata = make(COUNTS, ["A", "B", "C", "D", "E"])
+    out = genes.map_genes(adata, {"A": "X", "B": "Y", "C": "X", "D": "Z", "unused": "W"})   # E unmapped
+    assert list(out.var_names) == ["X", "Y", "Z"]                        # order of first occurrence
+    expected = np.column_stack([COUNTS[:, 0] + COUNTS[:, 2], COUNTS[:, 1], COUNTS[:, 3]])
+    np.testing.assert_array_equal(out.layers["counts"].toarray(), expected)
+    np.testing.assert_array_equal(sp.csr_matrix(out.X).toarray(), expected)
+    assert out.uns["scfm"]["gene_mapping"] == {"genes_before": 5, "mapped": 4, "genes_after": 3}
+    assert list(out.obs_names) == list(adata.obs_names)
+    assert list(out.obs["cell_type"]) == list(adata.obs["cell_type"])
+    validate_counts(out)
+    assert list(adata.var_names) == ["A", "B", "C", "D", "E"]           # the input is untouched
+
+
+def test_map_genes_without_counts_keeps_first_duplicate():
+    adata = make(COUNTS, ["A", "B", "C", "D", "E"], log1p=True)
+    out = genes.map_genes(adata, {"A": "X", "B": "Y", "C": "X"})
+    assert list(out.var_names) == ["X", "Y"]
+    np.testing.assert_allclose(out.layers["log1p_norm"].toarray(), np.log1p(COUNTS[:, [0, 1]]), rtol=1e-6)
+
+
+def test_map_genes_versioned_ensembl_and_nothing_mapped():
+    adata = make(COUNTS[:, :3], ["ENSG00000141510.17", "ENSG00000111640.16", "ENSG00000075624"])
+    out = genes.map_genes(adata, {"ENSG00000141510": "TP53", "ENSG00000075624": "ACTB"})
+    assert list(out.var_names) == ["TP53", "ACTB"]
+    np.testing.assert_array_equal(out.layers["counts"].toarray(), COUNTS[:, [0, 2]])
+    with pytest.raises(ScfmDataError, match="none of the 3 gene names .* are in the mapping"):
+        genes.map_genes(adata, {"TP53": "Trp53"})
+
+
+def test_harmonize_refuses_ensembl_without_id_map():
+    adata = make(COUNTS[:, :3], ["ENSG00000141510.17", "ENSG00000111640.16", "ENSG00000075624.17"])
+    with pytest.raises(ScfmDataError, match="Ensembl IDs .* pass id_map .*gencode_v44_id2name"):
+        genes.harmonize_genes(adata)
+    symbols = make(COUNTS[:, :3], ["TP53", "GAPDH", "ACTB"])
+    assert genes.harmonize_genes(symbols) is symbols                     # symbols need no mapping
+
+
+def test_harmonize_with_registered_gencode_table(gencode):
+    ids = ["ENSG00000141510.17", "ENSG00000111640.16", "ENSG00000075624.17", "ENSG00000999999.1", "ENSG00000163736"]
+    adata = make(COUNTS, ids)
+    out = genes.harmonize_genes(adata, id_map=gencode)
+    assert list(out.var_names) == ["TP53", "GAPDH", "ACTB", "PPBP"]        # the unknown ID is dropped
+    np.testing.assert_array_equal(out.layers["counts"].toarray(), COUNTS[:, [0, 1, 2, 4]])
+    assert out.uns["scfm"]["gene_mapping"]["mapped"] == 4
+
+
+def test_harmonize_mouse_to_human():
+    mouse = make(COUNTS, ["Trp53", "Gapdh", "Actb", "Xist", "Cd3e"])
+    orthologs = {"Trp53": "TP53", "Gapdh": "GAPDH", "Actb": "ACTB", "Cd3e": "CD3E"}   # Xist: none
+    out = genes.harmonize_genes(mouse, orthologs=orthologs)
+    assert list(out.var_names) == ["TP53", "GAPDH", "ACTB", "CD3E"]
+    np.testing.assert_array_equal(out.layers["counts"].toarray(), COUNTS[:, [0, 1, 2, 4]])
+    # mouse Ensembl IDs: first to mouse symbols, then to human
+    mouse_ids = make(COUNTS[:, :2], ["ENSMUSG00000059552.9", "ENSMUSG00000057666"])
+    out = genes.harmonize_genes(mouse_ids, id_map={"ENSMUSG00000059552": "Trp53", "ENSMUSG00000057666": "Gapdh"},
+                                orthologs=orthologs)
+    assert list(out.var_names) == ["TP53", "GAPDH"]
+    np.testing.assert_array_equal(out.layers["counts"].toarray(), COUNTS[:, :2])
+
+
+def test_read_mapping_strips_versions_and_drops_empty(tmp_path):
+    path = tmp_path / "map.csv"
+    path.write_text("ENSG00000141510.17,TP53\nENSG00000111640,GAPDH \nENSG00000075624.3,\n")
+    assert genes.read_mapping(path) == {"ENSG00000141510": "TP53", "ENSG00000111640": "GAPDH"}
+    path.write_text("from,to\nA,B\n")
+    assert genes.read_mapping(path, header=True) == {"A": "B"}
+
+
+def test_overlap_table():
+    vocab = GeneVocab(["A", "B", "C", "D"])
+    table = genes.overlap_table({"one": make(COUNTS, ["A", "B", "X", "Y", "Z"]),
+                                 "two": make(COUNTS[:, :2], ["C", "D"])}, vocab)
+    assert list(table.index) == ["one", "two"]
+    assert table.loc["one", "genes"] == 5 and table.loc["one", "in vocabulary"] == 2
+    assert table.loc["one", "share of dataset genes"] == pytest.approx(0.4)
+    assert table.loc["one", "share of vocabulary"] == pytest.approx(0.5)
+    assert table.loc["two", "share of dataset genes"] == pytest.approx(1.0)
+    assert table.loc["two", "share of vocabulary"] == pytest.approx(0.5)
+
+
+def test_build_vocab_min_cells_and_max_genes():
+    # detection per gene (cells with count > 0): g0 5, g1 1, g2 3, g3 3, g4 0, g5 4
+    detected = [5, 1, 3, 3, 0, 4]
+    counts = np.zeros((6, 6))
+    for j, n in enumerate(detected):
+        counts[:n, j] = j + 1
+    corpus = make(counts, [f"g{j}" for j in range(6)])
+    assert genes.build_vocab(corpus, min_cells=3).genes == ["g0", "g2", "g3", "g5"]     # corpus order
+    assert genes.build_vocab(corpus, min_cells=1).genes == ["g0", "g1", "g2", "g3", "g5"]
+    assert genes.build_vocab(corpus, min_cells=0).genes == [f"g{j}" for j in range(6)]
+    assert genes.build_vocab(corpus, min_cells=3, max_genes=2).genes == ["g0", "g5"]    # most detected
+    # g2 and g3 tie at 3 cells: the earlier corpus gene wins, the result is in corpus order
+    assert genes.build_vocab(corpus, min_cells=1, max_genes=3).genes == ["g0", "g2", "g5"]
+    assert genes.build_vocab(corpus, min_cells=3, max_genes=10).genes == ["g0", "g2", "g3", "g5"]
+    with pytest.raises(ScfmDataError, match="no corpus gene is detected in >= 7 cells"):
+        genes.build_vocab(corpus, min_cells=7)
+    corpus.layers["other"] = sp.csr_matrix((counts[:, ::-1] > 0).astype(float))
+    assert genes.build_vocab(corpus, min_cells=4, layer="other").genes == ["g0", "g5"]   # detection reversed
