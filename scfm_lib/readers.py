@@ -16,6 +16,7 @@ needs counts refuses it with that reason instead of silently using the wrong num
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -78,7 +79,9 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
     counts: its ``raw.X`` (or ``X``) is kept as log-normalized values in ``layers["log1p_norm"]``
     and ``no_counts_reason`` is recorded, so any step that needs counts refuses it.
     """
-    source = ad.read_h5ad(path)
+    with warnings.catch_warnings():  # old files keep graphs in uns; anndata moves them and says so
+        warnings.filterwarnings("ignore", message="Moving element from .uns", category=FutureWarning)
+        source = ad.read_h5ad(path)
     if counts is None:
         values = source.raw.X if source.raw is not None else source.X
         var = source.raw.var if source.raw is not None else source.var
