@@ -29,7 +29,7 @@ test: install
 lock: install
 	{ echo "# Every package of the environment, pinned (pip freeze of a working install). Regenerate with"; \
 	  echo "# \`make lock\` after changing pyproject.toml."; \
-	  $(PY) -m pip freeze | grep -v -iE "^(-e|scfm)" | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; } > requirements.lock
+	  $(PY) -m pip freeze | grep -v -iE "^(-e|scfm|# Editable)" | sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/'; } > requirements.lock
 
 clean-results:
 	rm -rf results/$(PROFILE) _build

@@ -116,6 +116,7 @@ class Profile:
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     stats: StatsSection = field(default_factory=StatsSection)
     workflow: WorkflowSection = field(default_factory=WorkflowSection)
+    book_includes: list = field(default_factory=list)  # other profiles whose executed chapters the book also lists
 
     def __post_init__(self) -> None:
         if not self.fractions:

@@ -21,7 +21,23 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
 
 def test_committed_toc_is_the_quick_profile(repo):
     committed = yaml.safe_load((repo / "_toc.yml").read_text())
-    assert committed == book.toc(load_profile("quick"))
+    quick = load_profile("quick")
+    assert committed == book.toc(quick, book.included_profiles(quick, repo))
+
+
+def test_included_profile_gets_its_chapters_and_runs(tmp_path):
+    tiny, quick = load_profile("tiny"), load_profile("quick")
+    tiny.book_includes = ["quick"]
+    assert book.included_profiles(tiny, tmp_path) == []          # not run yet: left out
+    (tmp_path / "book" / "quick").mkdir(parents=True)
+    (tmp_path / "book" / "quick" / "intro.ipynb").write_text("{}")
+    toc = yaml.safe_load(book.write_toc(tiny, tmp_path).read_text())
+    assert toc["root"] == "book/tiny/intro"
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert "book/quick/intro" in files and "book/quick/masking" in files
+    appendix = toc["parts"][-1]["chapters"]
+    assert [c["file"] for c in appendix] == ["book/tiny/runs", "book/quick/runs"]
+    assert len(appendix[1]["sections"]) == 2 * len(quick.fractions) * len(quick.seeds) + 1
 
 
 def test_every_notebook_template_has_documented_typed_parameters(repo):

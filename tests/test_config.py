@@ -15,7 +15,7 @@ def write_profile(tmp_path, **changes):
     return path
 
 
-@pytest.mark.parametrize("name", ["quick", "tiny"])
+@pytest.mark.parametrize("name", ["quick", "tiny", "real", "census"])
 def test_shipped_profiles_load(name):
     profile = load_profile(name)
     assert profile.name == name
@@ -103,3 +103,24 @@ def test_notebook_parameter_ranges():
     with pytest.raises(ConfigError, match="outside"):
         check_notebook_parameters(_namespace(fraction=1.5), ranges={"fraction": (0.0, 1.0)})
     check_notebook_parameters(_namespace(fraction=1.0), ranges={"fraction": (0.0, 1.0)})
+
+
+@pytest.mark.parametrize("data_section, message", [
+    ({"source": "tabula"}, "data.source 'tabula' is unknown"),
+    ({"source": "registry", "corpus": ["celltypist_sample"]}, "needs data.downstream"),
+    ({"source": "registry", "downstream": "pbmc68k_reduced"}, "needs data.corpus"),
+    ({"source": "registry", "corpus": ["pbmc68k_reduced"], "downstream": "pbmc68k_reduced"}, "never be seen in pretraining"),
+    ({"source": "registry", "corpus": ["celltypist_smaple"], "downstream": "pbmc68k_reduced"}, "'celltypist_smaple' is not registered"),
+    ({"source": "soma", "downstream": "pbmc68k_reduced"}, "needs data.soma.uri"),
+    ({"source": "soma", "downstream": "pbmc68k_reduced", "soma": {"uri": "x", "layr": "raw"}}, "unknown key"),
+])
+def test_real_data_sections_are_checked_at_load(tmp_path, data_section, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile(write_profile(tmp_path, data=data_section))
+
+
+def test_real_profile_holds_out_its_downstream_dataset():
+    profile = load_profile("real")
+    assert profile.data.source == "registry" and profile.data.downstream not in profile.data.corpus
+    assert profile.data.data_template == "data_real" and not profile.data.has_ood
+    assert load_profile("quick").data.has_ood

@@ -145,3 +145,43 @@ def test_label_errors():
         data.encode_labels(["a", "a"])
     with pytest.raises(ScfmDataError, match=r"\['c'\]"):
         data.encode_labels(["a", "b"], ["c"])
+
+
+def test_stratified_split_keeps_every_class_in_every_split():
+    obs = pd.DataFrame({"cell_type": ["a"] * 50 + ["b"] * 10 + ["c"] * 5})
+    splits = data.split_cells(obs, fractions=(0.6, 0.2, 0.2), seed=3, stratify="cell_type")
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(obs)))
+    for idx in splits.values():
+        assert set(obs["cell_type"].iloc[idx]) == {"a", "b", "c"}
+    assert len(splits["train"]) == 30 + 6 + 3
+    assert data.split_cells(obs, seed=3, stratify="cell_type")["test"].tolist() == splits["test"].tolist()
+    with pytest.raises(ScfmDataError, match="cannot stratify"):
+        data.split_cells(obs, stratify="label")
+
+
+def test_log_normalized_dataset_tokenizes_like_its_counts():
+    """A dataset shipped as log1p(CP10k) without counts gives the tokens its counts would give."""
+    counts = make_adata(GOOD)
+    lognorm = data.log_normalize(counts)
+    shipped = ad.AnnData(lognorm.X.copy(), obs=counts.obs.copy(), var=counts.var.copy(),
+                         layers={"log1p_norm": sp.csr_matrix(lognorm.X)})
+    assert data.validate(shipped, required_obs=["cell_type"]) == "log1p_norm"
+    assert data.validate(counts) == "counts"
+    vocab = GeneVocab(list(counts.var_names))
+    want = data.tokenize(counts, vocab, context_genes=3)
+    got = data.tokenize(shipped, vocab, context_genes=3, layer="log1p_norm")
+    assert np.array_equal(got.gene_ids, want.gene_ids)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5)
+    np.testing.assert_allclose(data.log_normalize(shipped).X.toarray(), lognorm.X.toarray())
+    with pytest.raises(ScfmDataError, match="required obs|not found"):
+        data.validate(shipped, required_obs=["donor"])
+    shipped.layers["log1p_norm"].data[0] = -1.0      # scaled data is not log-normalized
+    with pytest.raises(ScfmDataError, match="log1p-normalized"):
+        data.validate(shipped)
+
+
+def test_overlap_counts_only_detected_genes():
+    adata = make_adata(np.array([[3, 0, 0, 0], [1, 0, 0, 0]]), genes=["A", "X1", "X2", "X3"])
+    assert data.check_vocab_overlap(adata, GeneVocab(["A"]), layer="counts") == 1.0
+    with pytest.raises(ScfmDataError, match="25.0%"):
+        data.check_vocab_overlap(adata, GeneVocab(["A"]))
