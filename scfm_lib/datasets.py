@@ -232,7 +232,7 @@ def table() -> pd.DataFrame:
                           "holds": e.holds, "citation": e.citation, "license": e.license,
                           "source": e.package and f"package {e.package}" or "download",
                           "sha256": ", ".join(f.sha256[:12] for f in e.files)}
-                         for e in REGISTRY.values()]).set_index("name")
+                         for e in REGISTRY.values()]).set_index("name").astype({"cells": "Int64", "genes": "Int64"})
 
 
 def unregistered_shared(shared_dir: str | Path) -> list[str]:
@@ -242,5 +242,4 @@ def unregistered_shared(shared_dir: str | Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-        print(table()[["title", "cells", "genes", "labels", "raw counts", "source"]])
+    print(table()[["cells", "genes", "labels", "raw counts", "source"]].to_string())

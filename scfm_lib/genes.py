@@ -105,15 +105,22 @@ def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.Da
     return pd.DataFrame(rows).T
 
 
-def build_vocab(corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None,
-                layer: str = "counts") -> GeneVocab:
-    """The pretraining vocabulary: corpus genes detected in at least ``min_cells`` cells; with
-    ``max_genes``, the most often detected ones. Genes keep the corpus order (tokenize breaks
-    count ties by it)."""
-    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()         # [n_genes]
-    keep = np.flatnonzero(detected >= min_cells)
+def vocab_from_detection(detected: pd.Series, min_cells: int = 3, max_genes: int | None = None) -> GeneVocab:
+    """The vocabulary from per-gene detection counts (gene -> cells with a nonzero count): genes
+    detected in at least ``min_cells`` cells; with ``max_genes``, the most often detected ones.
+    Genes keep the order of ``detected`` (tokenize breaks count ties by it)."""
+    values = detected.to_numpy()
+    keep = np.flatnonzero(values >= min_cells)
     if max_genes is not None and len(keep) > max_genes:
-        keep = np.sort(keep[np.argsort(-detected[keep], kind="stable")[:max_genes]])
+        keep = np.sort(keep[np.argsort(-values[keep], kind="stable")[:max_genes]])
     if len(keep) == 0:
         raise ScfmDataError(f"no corpus gene is detected in >= {min_cells} cells; lower min_cells or check the corpus")
-    return GeneVocab([str(g) for g in corpus.var_names[keep]])
+    return GeneVocab([str(g) for g in detected.index[keep]])
+
+
+def build_vocab(corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None,
+                layer: str = "counts") -> GeneVocab:
+    """The pretraining vocabulary of an in-memory corpus (see :func:`vocab_from_detection`); a
+    streamed corpus gets its detection counts from :func:`scfm_lib.soma.detected_cells`."""
+    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()         # [n_genes]
+    return vocab_from_detection(pd.Series(detected, index=corpus.var_names), min_cells, max_genes)
