@@ -76,8 +76,8 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 TINY_REAL = """
 name: tinyreal
 title: "Tiny real profile: smoke test on package-shipped data"
-description: Two fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced.
-fractions: [1.0, 0.0]
+description: Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced.
+fractions: [1.0, 0.3, 0.0]
 seeds: [0]
 data: {source: registry, corpus: [celltypist_sample], downstream: pbmc68k_reduced, n_corpus: 0,
        n_val_pretrain: 59, split_by: "", batch_key: "", context_genes: 32}
