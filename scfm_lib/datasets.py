@@ -68,6 +68,8 @@ def register(entry: Dataset) -> Dataset:
 
 
 # ------------------------------------------------------------------------------ the registry
+#: Files shipped with celltypist, published in its repository at the release the project pins.
+CELLTYPIST_SAMPLES = "https://raw.githubusercontent.com/Teichlab/celltypist/v1.7.1/celltypist/data/samples/"
 register(Dataset(
     name="pbmc68k_reduced",
     title="68k PBMCs (10x Genomics), 700-cell reduced subset shipped with scanpy",
@@ -92,7 +94,7 @@ register(Dataset(
     title="CellTypist's sample count table (immune cells, 559 cells)",
     files=(RegisteredFile(
         "sample_cell_by_gene.csv", "0d729bd7a9e4d8f5a8ccc167f222530f4ece8d334b939d21b796bd77daf967f2",
-        "https://raw.githubusercontent.com/Teichlab/celltypist/v1.7.1/celltypist/data/samples/sample_cell_by_gene.csv"),),
+        CELLTYPIST_SAMPLES + "sample_cell_by_gene.csv"),),
     reader="count_table",
     holds="559 cells x 32,786 genes (symbols), raw UMI counts written as floats (some as 0.999999999999999, "
           "rounded on read); no labels, no donor or batch.",
@@ -108,7 +110,7 @@ register(Dataset(
     title="GENCODE v44 human gene ID to gene symbol table (shipped with celltypist)",
     files=(RegisteredFile(
         "GENCODEv44_Gene_id2name.csv", "0a8d9b07cf63f9ef70e65f3c7afc9d2092a7d9890281172df770003827912f53",
-        "https://raw.githubusercontent.com/Teichlab/celltypist/v1.7.1/celltypist/data/samples/GENCODEv44_Gene_id2name.csv"),),
+        CELLTYPIST_SAMPLES + "GENCODEv44_Gene_id2name.csv"),),
     reader="mapping",
     holds="62,754 rows: Ensembl gene ID (unversioned), gene symbol; no header.",
     citation="Frankish et al. (2023) GENCODE: reference annotation for the human and mouse genomes. NAR 51:D942.",
@@ -121,7 +123,7 @@ register(Dataset(
     title="Ensembl 105 human to mouse ortholog symbols (shipped with celltypist)",
     files=(RegisteredFile(
         "Ensembl105_Human2Mouse_Genes.csv", "4a174c83cfa70aad7c470d8e453fda94d8fb5d70f8a2f0ae196d54c9e31369f1",
-        "https://raw.githubusercontent.com/Teichlab/celltypist/v1.7.1/celltypist/data/samples/Ensembl105_Human2Mouse_Genes.csv"),),
+        CELLTYPIST_SAMPLES + "Ensembl105_Human2Mouse_Genes.csv"),),
     reader="mapping",
     holds="47,164 rows: human symbol, mouse ortholog symbol (empty when none); no header.",
     citation="Cunningham et al. (2022) Ensembl 2022. NAR 50:D988.",
