@@ -28,8 +28,9 @@ CHAPTERS = [
 ]
 #: Per-run notebooks (templates in nbs/), executed once per grid point into book/<profile>/runs/.
 RUN_TEMPLATES = ("pretrain", "evaluate")
-#: Static pages of the book, profile-independent.
-GUIDE_PAGES = ("book/rerun", "book/workshop")
+#: Static pages of the book, profile-independent (performance.md is generated from benchmarks/results/).
+GUIDE_PAGES = ("book/rerun", "book/workshop", "book/performance")
+BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 _PARAM_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>[^=]+?)\s*=\s*(?P<default>.+?)"
                          r"\s*(?:#\s*(?P<doc>.*))?$")
@@ -37,8 +38,8 @@ _PARAM_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>[^=]+?)\s*=\s*
 
 def _run_sections(profile: Profile) -> list[dict]:
     base = f"book/{profile.name}"
-    runs = [{"file": f"{base}/runs/{kind}_{run_id(f, s)}", "title": f"{kind.capitalize()}: fraction {f:g}, seed {s}"}
-            for f in profile.fractions for s in profile.seeds for kind in RUN_TEMPLATES]
+    runs = [{"file": f"{base}/runs/{kind}_{run_id(f, s, m)}", "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}"}
+            for m, f, s in profile.runs() for kind in RUN_TEMPLATES]
     runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})
     return runs
 
@@ -152,6 +153,65 @@ def write_runs_page(profile: Profile, results_dir: str | Path, root: str | Path 
     return path
 
 
+def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
+    """The Performance page, from the JSON the benchmark scripts write (benchmarks/*.py)."""
+    results_dir = Path(results_dir)
+
+    def load(name: str) -> dict | None:
+        path = results_dir / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    lines = ["# Performance", "",
+             "**Question of this page.** How close to this hardware does training run, how does it compare with",
+             "the tool users would otherwise pick, and does memory stay flat as the corpus grows?", "",
+             "Every number below is printed by a script in `benchmarks/` and read from the JSON it writes in",
+             "`benchmarks/results/`; this page is generated from those files (`python -m scfm_lib.book perf`).",
+             "Rerun a script on your machine to get its numbers; none of them is asserted by a test.", ""]
+    throughput = load("train_throughput")
+    if throughput:
+        machine, peaks = throughput["machine"], throughput["peaks_flops"]
+        lines += ["## Training throughput", "",
+                  f"`python benchmarks/train_throughput.py` on {machine['cpu'] or 'this CPU'} ({machine['torch_threads']} "
+                  f"threads, torch {machine['torch']}), {throughput['created_utc']}. Measured matmul peak: "
+                  f"bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s.", "",
+                  "One pretraining step (forward, backward, AdamW) in bf16 autocast, batches of "
+                  f"{throughput['rows'][0]['batch']} cells of 100 to {throughput['rows'][0]['context']} expressed genes "
+                  f"(length-bucketed), vocabulary {throughput['rows'][0]['vocab']:,}. The peer is Hugging Face "
+                  "`BertForMaskedLM` (Geneformer's architecture) with the same sizes and batches, in fp32 as its "
+                  "users run it and in bf16 autocast.", "",
+                  "| family | size (D x layers) | cells/s | tokens/s | TFLOP/s | MFU (bf16 peak) | vs peer fp32 | vs peer bf16 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in throughput["rows"]:
+            lines.append(f"| {r['family']} | {r['size']} ({r['d_model']} x {r['n_layers']}) | {r['cells_per_s']:.1f} | "
+                         f"{r['tokens_per_s']:,.0f} | {r['tflops']:.3f} | {r['mfu_bf16']:.1%} | "
+                         f"{r['speedup_vs_peer_fp32']:.1f}x | {r['speedup_vs_peer_bf16']:.1f}x |")
+        lines += ["", "The encoder alone (transformer blocks, full-length batch, forward + backward, bf16):", "",
+                  "| size | TFLOP/s | share of the bf16 matmul peak |", "|---|---|---|"]
+        for name, e in throughput["encoder"].items():
+            lines.append(f"| {name} | {e['tflops']:.3f} | {e['mfu_bf16']:.1%} |")
+        lines.append("")
+    memory = load("memory")
+    if memory:
+        lines += ["## Memory as the corpus grows", "",
+                  f"`python benchmarks/memory.py`, {memory['created_utc']}: peak memory of 40 pretraining steps on the "
+                  "whole corpus, each size in a fresh process. *Anonymous* memory is what the process allocates; "
+                  "*resident* also counts file pages of the memory-mapped corpus, which the kernel can drop.", "",
+                  "| corpus cells | token file (MiB) | corpus storage | peak anonymous (MiB) | peak resident (MiB) |",
+                  "|---|---|---|---|---|"]
+        for r in memory["rows"]:
+            lines.append(f"| {r['n_cells']:,} | {r['file_mib']:.0f} | {r['storage']} | {r['peak_anon_mib']:.0f} | "
+                         f"{r['peak_rss_mib']:.0f} |")
+        lines.append("")
+    if not (throughput or memory):
+        lines.append("No benchmark results yet: run the scripts in `benchmarks/`.")
+    lines += ["## Key takeaways", "",
+              "- The numbers are this machine's; the ratios (against the matmul peak and against the peer, measured in "
+              "the same process) are what carries over.",
+              "- Masked-gene logits are computed at the masked positions only, and batches are trimmed to their "
+              "longest cell: both save work a full-sequence MLM head and padded batches spend."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scfm_lib.book", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,12 +222,20 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--root", default=".")
     p = sub.add_parser("hide-params")
     p.add_argument("notebook")
+    p = sub.add_parser("perf")
+    p.add_argument("--results", default=str(BENCHMARK_RESULTS))
+    p.add_argument("--out", default="book/performance.md")
     p = sub.add_parser("params")
     p.add_argument("--nbs", default="nbs")
     p.add_argument("--out", default="book/parameters.md")
     args = parser.parse_args(argv)
     if args.command == "hide-params":
         hide_parameter_cells(args.notebook)
+        return
+    if args.command == "perf":
+        with atomic_write(args.out) as fh:
+            fh.write(performance_page(args.results))
+        print(args.out)
         return
     if args.command == "params":
         print(write_parameter_tables(args.nbs, args.out))

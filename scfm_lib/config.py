@@ -99,7 +99,8 @@ class StatsSection:
 class WorkflowSection:
     cores: int = 2                     # cores snakemake may use
     threads_per_job: int = 1           # torch threads per notebook job
-    pretrain_launch: str = ""          # prefix for pretraining jobs (e.g. a torchrun command)
+    pretrain_launch: str = ""          # launcher of pretraining ("" = in the notebook's process); it is run as
+                                       # `<launch> -m scfm_lib.runner ...`, e.g. "torchrun --standalone --nproc_per_node 4"
 
 
 @dataclass
@@ -109,6 +110,7 @@ class Profile:
     description: str = ""
     fractions: list = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01, 0.0])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
+    families: list = field(default_factory=lambda: ["scgpt"])  # model families (scfm_lib.model.FAMILIES)
     data: DataSection = field(default_factory=DataSection)
     model: dict = field(default_factory=dict)      # ScFMConfig fields (vocab_size is set from data)
     pretrain: dict = field(default_factory=dict)   # PretrainConfig fields
@@ -128,15 +130,19 @@ class Profile:
         if len(set(map(float, self.fractions))) != len(self.fractions):
             raise ConfigError(f"profile {self.name!r}: 'fractions' has duplicates: {self.fractions}")
         self.fractions = [float(f) for f in self.fractions]
+        from scfm_lib.model import FAMILIES
+        if not self.families or any(f not in FAMILIES for f in self.families) or len(set(self.families)) != len(self.families):
+            raise ConfigError(f"profile {self.name!r}: 'families' must list distinct model families out of "
+                              f"{list(FAMILIES)}, got {self.families!r}")
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
             raise ConfigError(f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, "
                               f"got {self.seeds!r}")
 
     # The typed configs of the library, built here so a bad key fails when the profile loads.
-    def model_config(self, vocab_size: int):
+    def model_config(self, vocab_size: int, family: str | None = None):
         from scfm_lib.model import ScFMConfig
         return build_dataclass(ScFMConfig, {"context_genes": self.data.context_genes, **self.model,
-                                            "vocab_size": vocab_size}, "model")
+                                            "vocab_size": vocab_size, "family": family or self.families[0]}, "model")
 
     def pretrain_config(self, **overrides):
         from scfm_lib.train import PretrainConfig
@@ -164,13 +170,17 @@ class Profile:
             from scfm_lib.soma import SomaSource
             build_dataclass(SomaSource, self.data.soma, "data.soma")
 
+    def runs(self) -> list[tuple[str, float, int]]:
+        """Every (family, fraction, seed) pretraining run of the grid."""
+        return [(m, f, s) for m in self.families for f in self.fractions for s in self.seeds]
+
     def run_ids(self) -> list[str]:
-        """Every (fraction, seed) pretraining run of the grid, as ``f<fraction>_s<seed>``."""
-        return [run_id(f, s) for f in self.fractions for s in self.seeds]
+        """Every run of the grid, as ``<family>_f<fraction>_s<seed>``."""
+        return [run_id(f, s, m) for m, f, s in self.runs()]
 
 
-def run_id(fraction: float, seed: int) -> str:
-    return f"f{float(fraction)}_s{int(seed)}"
+def run_id(fraction: float, seed: int, family: str) -> str:
+    return f"{family}_f{float(fraction)}_s{int(seed)}"
 
 
 def _not_none(mapping: dict) -> dict:

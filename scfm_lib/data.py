@@ -119,14 +119,23 @@ def log_normalize(adata: ad.AnnData, layer: str = "counts", target_sum: float = 
 
 # ------------------------------------------------------------------------------ vocabulary
 class GeneVocab:
-    """Gene name <-> token id; ids 0-2 are the special tokens, genes start at 3."""
+    """Gene name <-> token id; ids 0-2 are the special tokens, genes start at 3.
 
-    def __init__(self, genes: Sequence[str]):
+    ``medians`` (float [len(vocab)], per token; see :func:`gene_medians`) are the corpus medians
+    the geneformer family's rank-value encoding divides by; they travel with the vocabulary so a
+    checkpoint folder tokenizes new data exactly as its training data was tokenized.
+    """
+
+    def __init__(self, genes: Sequence[str], medians: Sequence[float] | None = None):
         genes = [str(g) for g in genes]
         if len(set(genes)) != len(genes):
             raise ScfmDataError("the vocabulary has duplicated genes; make gene names unique first")
         self.genes = genes
         self._index = {g: i + len(SPECIAL_TOKENS) for i, g in enumerate(genes)}
+        self.medians = None if medians is None else np.asarray(medians, dtype=np.float64)
+        if self.medians is not None and (self.medians.shape != (len(self),) or not (self.medians > 0).all()):
+            raise ScfmDataError(f"medians must be {len(self)} positive numbers (one per token), got shape "
+                                f"{self.medians.shape}")
 
     def __len__(self) -> int:
         return len(SPECIAL_TOKENS) + len(self.genes)
@@ -140,13 +149,15 @@ class GeneVocab:
         return float((self.encode(names) >= 0).mean()) if len(names) else 0.0
 
     def save(self, path: str | Path) -> None:
+        medians = None if self.medians is None else self.medians.tolist()
         with atomic_write(path) as fh:
-            json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes}, fh)
+            json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes, "medians": medians}, fh)
 
     @classmethod
     def load(cls, path: str | Path) -> "GeneVocab":
         with open(path) as fh:
-            return cls(json.load(fh)["genes"])
+            stored = json.load(fh)
+        return cls(stored["genes"], stored.get("medians"))
 
 
 def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5,
@@ -175,9 +186,15 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
 # ------------------------------------------------------------------------------ tokens
 @dataclass
 class CellTokens:
-    """The model input: per cell its top expressed genes and their log-normalized values."""
+    """The model input: per cell its top expressed genes and their log-normalized values.
+
+    ``CellTokens.load(path, mmap=True)`` leaves the arrays on disk (memory-mapped) and
+    :meth:`subset` of such tokens is a lazy view (``rows``): training then reads each batch from
+    the file, so its memory does not grow with the corpus.
+    """
     gene_ids: np.ndarray  # int64 [n_cells, context], PAD_ID where a cell has fewer expressed genes
     values: np.ndarray    # float32 [n_cells, context], log1p(count / total * 1e4); 0 at padding
+    rows: np.ndarray | None = None  # a lazy subset: the cells are these rows of the arrays
 
     def __post_init__(self) -> None:
         if self.gene_ids.shape != self.values.shape or self.gene_ids.ndim != 2:
@@ -185,20 +202,62 @@ class CellTokens:
                                 "2-D arrays of the same shape")
 
     def __len__(self) -> int:
-        return self.gene_ids.shape[0]
+        return self.gene_ids.shape[0] if self.rows is None else len(self.rows)
+
+    @property
+    def context(self) -> int:
+        return self.gene_ids.shape[1]
+
+    def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """gene_ids and values (in memory) of cells ``idx`` (an index array or a slice)."""
+        rows = idx if self.rows is None else self.rows[idx]
+        return np.asarray(self.gene_ids[rows]), np.asarray(self.values[rows])
+
+    def chunks(self, size: int = 65536):
+        """(gene_ids, values) blocks of at most ``size`` cells, in order: a pass over the cells
+        that holds one block in memory."""
+        for start in range(0, len(self), size):
+            yield self.take(slice(start, start + size))
 
     def subset(self, idx) -> "CellTokens":
-        return CellTokens(self.gene_ids[idx], self.values[idx])
+        if isinstance(self.gene_ids, np.memmap):  # stay on disk: a view of the chosen rows
+            rows = np.arange(len(self)) if self.rows is None else self.rows
+            return CellTokens(self.gene_ids, self.values, rows=rows[idx])
+        return CellTokens(*self.take(idx))
 
     def save(self, path: str | Path) -> None:
+        gene_ids, values = self.take(slice(None))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, gene_ids=self.gene_ids, values=self.values)
+                np.savez(fh, gene_ids=gene_ids, values=values)
 
     @classmethod
-    def load(cls, path: str | Path) -> "CellTokens":
+    def load(cls, path: str | Path, mmap: bool = False) -> "CellTokens":
+        if mmap:
+            return cls(_npz_memmap(path, "gene_ids"), _npz_memmap(path, "values"))
         with np.load(path) as npz:
             return cls(npz["gene_ids"], npz["values"])
+
+
+def _npz_memmap(path: str | Path, name: str) -> np.memmap:
+    """A read-only memory map of array ``name`` inside an uncompressed ``.npz`` (what
+    :meth:`CellTokens.save` writes: each member is a plain ``.npy`` stored at an offset)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ScfmDataError(f"{path}: {name} is compressed and cannot be memory-mapped; save it with np.savez")
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            local = fh.read(30)                                            # zip local file header
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
 
 
 def _validate_log1p_norm(adata: ad.AnnData, layer: str) -> None:
@@ -208,10 +267,31 @@ def _validate_log1p_norm(adata: ad.AnnData, layer: str) -> None:
                             "negative values: scaled data is not log-normalized)")
 
 
+def gene_medians(adata: ad.AnnData, vocab: GeneVocab, layer: str = "counts") -> np.ndarray:
+    """Per vocabulary token, the median over cells of the gene's nonzero CP10k-normalized
+    expression (Geneformer's normalization factor); 1.0 for special tokens and genes never seen.
+    float64 [len(vocab)]."""
+    matrix = sp.csc_matrix(_matrix(adata, layer), dtype=np.float64)         # [n_cells, G]
+    if layer == "log1p_norm":
+        matrix.data = np.expm1(matrix.data)
+    total = np.asarray(matrix.sum(1)).ravel()                               # [n_cells]
+    medians = np.ones(len(vocab), dtype=np.float64)
+    for column, token in enumerate(vocab.encode(adata.var_names)):
+        lo, hi = matrix.indptr[column], matrix.indptr[column + 1]
+        if token >= 0 and hi > lo:
+            rows = matrix.indices[lo:hi]
+            medians[token] = np.median(matrix.data[lo:hi] / np.maximum(total[rows], 1.0) * 1e4)
+    return medians
+
+
 def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str = "counts",
-             min_overlap: float = 0.5, chunk_size: int = 4096) -> CellTokens:
+             min_overlap: float = 0.5, chunk_size: int = 4096, medians: np.ndarray | None = None) -> CellTokens:
     """Each cell's top-``context_genes`` expressed vocabulary genes by count (descending, ties by
     gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell.
+
+    With ``medians`` (:func:`gene_medians` of the corpus, per token) the genes are ranked instead
+    by expression divided by the gene's corpus median: Geneformer's rank-value encoding, which
+    lifts genes that are high *for that gene* (transcription factors) above ubiquitous ones.
 
     ``layer="log1p_norm"`` takes a dataset that ships only log-normalized values (see
     :mod:`scfm_lib.readers`): the ranking is the same (log1p is monotone and the normalization
@@ -237,8 +317,11 @@ def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str
         block = block.astype(np.float32)                                   # [n, G]
         total = block.sum(1, keepdims=True)
         counts = block[:, known]                                           # [n, G_known]
-        # Stable sort on -count keeps gene order among ties.
-        order = np.argsort(-counts, axis=1, kind="stable")[:, :context_genes]
+        key = counts
+        if medians is not None:  # expression relative to the gene's corpus median (same per-cell total)
+            key = (counts if is_counts else np.expm1(counts)) / medians[ids[known]].astype(np.float32)
+        # Stable sort on -key keeps gene order among ties.
+        order = np.argsort(-key, axis=1, kind="stable")[:, :context_genes]
         top = np.take_along_axis(counts, order, axis=1)                    # [n, context]
         present = top > 0
         rows = slice(start, start + len(block))

@@ -1,20 +1,23 @@
-"""The scGPT-style transformer: one readable file (nanoGPT style).
+"""The scFM transformer, two model families, one encoder: one readable file (nanoGPT style).
 
-A cell is the set of its top-N expressed genes. Each position carries a gene-token embedding
-plus an embedding of the gene's expression value; a CLS token is prepended. There is no
-positional embedding: genes form a set, not a sequence, so the output does not depend on the
-order of the genes or on trailing padding.
+Both families share the encoder (pre-norm transformer blocks with a key-padding mask), the CLS
+token, the cell embedding and every evaluation; they differ in what a position holds and what
+pretraining asks:
 
-Pretraining hides the value of a share of each cell's genes (their value embedding is replaced
-by a learned mask embedding) and predicts it, as scGPT does, twice:
+- ``scgpt`` (scGPT-style): a cell is the set of its top-N expressed genes; each position is a
+  gene-token embedding plus an embedding of the gene's log-normalized value, with no positional
+  embedding (genes form a set). Pretraining hides the value of a share of each cell's genes and
+  predicts it from each gene's own hidden state and (``mvc_weight``) from the cell embedding
+  alone: scGPT's "MVC" term is what trains the cell embedding. Squared error at hidden positions.
+- ``geneformer`` (Geneformer-style rank-value encoding): a cell is its expressed genes in
+  descending order of expression normalized by each gene's corpus-wide median (see
+  :func:`scfm_lib.data.tokenize_ranked`); a position is a gene-token embedding plus a learned
+  embedding of its rank. Pretraining replaces a share of the gene tokens by ``<mask>`` and
+  predicts their identity (masked language modelling). The vocabulary logits are computed at the
+  masked positions only ([M, V], never [B, L, V]), with the decoder tied to the gene embedding.
 
-1. from each gene's own hidden state (masked value prediction, the "expression head");
-2. from the cell embedding alone (scGPT's "MVC" objective, weight ``mvc_weight``).
-
-The second term is what trains the cell embedding: without it nothing asks the CLS token to
-summarize the cell. Both terms are squared errors at the hidden positions only.
-
-Shapes: B cells in a batch, L gene positions (context), D model width, H heads.
+Shapes: B cells in a batch, L gene positions (context), D model width, H heads, V vocabulary,
+M masked positions in a batch.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from scfm_lib.data import PAD_ID
+from scfm_lib.data import MASK_ID, PAD_ID
 
+FAMILIES = ("scgpt", "geneformer")
 VALUE_ENCODINGS = ("continuous", "binned")
 POOLINGS = ("cls", "mean")
 
@@ -35,6 +39,7 @@ POOLINGS = ("cls", "mean")
 @dataclass
 class ScFMConfig:
     vocab_size: int                     # genes + special tokens (len(GeneVocab))
+    family: str = "scgpt"               # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
     context_genes: int = 64             # L: top expressed genes per cell (the tokenization uses it)
     d_model: int = 128                  # D
     n_layers: int = 4
@@ -58,6 +63,8 @@ class ScFMConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
                              "change one of them (e.g. d_model 128 with n_heads 4)")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if self.value_encoding not in VALUE_ENCODINGS:
             raise ValueError(f"value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
         if self.pooling not in POOLINGS:
@@ -127,17 +134,24 @@ class ScFM(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.gene_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD_ID)
-        if cfg.value_encoding == "continuous":
-            self.value_encoder = nn.Sequential(nn.Linear(1, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
-        else:
-            self.value_encoder = nn.Embedding(cfg.n_bins, cfg.d_model)
-        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))         # the CLS token's gene + value embedding
-        self.mask_value_embedding = nn.Parameter(torch.zeros(cfg.d_model))  # replaces a hidden gene's value embedding
+        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))         # the CLS token's input embedding
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.value_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 1))
-        # MVC objective: each gene becomes a query that reads its value off the cell embedding.
-        self.gene_query = nn.Linear(cfg.d_model, cfg.d_model) if cfg.mvc_weight > 0 else None
+        self.gene_query = None
+        if cfg.family == "scgpt":
+            if cfg.value_encoding == "continuous":
+                self.value_encoder = nn.Sequential(nn.Linear(1, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+            else:
+                self.value_encoder = nn.Embedding(cfg.n_bins, cfg.d_model)
+            self.mask_value_embedding = nn.Parameter(torch.zeros(cfg.d_model))  # replaces a hidden gene's value embedding
+            self.value_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 1))
+            # MVC objective: each gene becomes a query that reads its value off the cell embedding.
+            self.gene_query = nn.Linear(cfg.d_model, cfg.d_model) if cfg.mvc_weight > 0 else None
+        else:
+            self.rank_embedding = nn.Embedding(cfg.context_genes, cfg.d_model)  # position = expression rank
+            # BERT's MLM head: transform, then logits through the (tied) gene embedding.
+            self.mlm_transform = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.LayerNorm(cfg.d_model))
+            self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         self._init_weights(generator)
 
     @torch.no_grad()
@@ -153,7 +167,8 @@ class ScFM(nn.Module):
                 nn.init.zeros_(module.bias)
         self.gene_embedding.weight[PAD_ID].zero_()
         nn.init.normal_(self.cls_embedding, 0.0, 0.02, generator=generator)
-        nn.init.normal_(self.mask_value_embedding, 0.0, 0.02, generator=generator)
+        if self.config.family == "scgpt":
+            nn.init.normal_(self.mask_value_embedding, 0.0, 0.02, generator=generator)
 
     def n_parameters(self, include_embeddings: bool = True) -> int:
         """Number of parameters; without the gene-embedding table if ``include_embeddings`` is False."""
@@ -169,19 +184,27 @@ class ScFM(nn.Module):
         return self.value_encoder(bins)                                      # [B, L, D]
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor,
-                value_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """gene_ids [B, L] long, values [B, L] float, value_mask [B, L] bool (True = value hidden)
-        -> hidden states [B, 1 + L, D], CLS first."""
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """gene_ids [B, L] long, values [B, L] float, mask [B, L] bool (True = hidden: the value for
+        scgpt, the gene identity for geneformer) -> hidden states [B, 1 + L, D], CLS first.
+        The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression."""
         if gene_ids.shape != values.shape or gene_ids.ndim != 2:
             raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
         if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
             raise ValueError(f"gene ids must lie in [0, {self.config.vocab_size}) (the model's vocab_size), found "
                              f"[{int(gene_ids.min())}, {int(gene_ids.max())}]: tokenize with the model's own GeneVocab")
         B, L = gene_ids.shape
-        value_emb = self.encode_values(values)                               # [B, L, D]
-        if value_mask is not None:
-            value_emb = torch.where(value_mask.unsqueeze(-1), self.mask_value_embedding.to(value_emb.dtype), value_emb)
-        x = self.gene_embedding(gene_ids) + value_emb                        # [B, L, D]
+        if self.config.family == "scgpt":
+            value_emb = self.encode_values(values)                           # [B, L, D]
+            if mask is not None:
+                value_emb = torch.where(mask.unsqueeze(-1), self.mask_value_embedding.to(value_emb.dtype), value_emb)
+            x = self.gene_embedding(gene_ids) + value_emb                    # [B, L, D]
+        else:
+            if L > self.config.context_genes:
+                raise ValueError(f"{L} gene positions exceed the rank embedding's context_genes="
+                                 f"{self.config.context_genes}")
+            shown = gene_ids if mask is None else gene_ids.masked_fill(mask, MASK_ID)  # [B, L]
+            x = self.gene_embedding(shown) + self.rank_embedding.weight[:L]  # [B, L, D]
         x = torch.cat([self.cls_embedding.to(x.dtype).expand(B, 1, -1), x], dim=1)  # [B, 1 + L, D]
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device),
                           gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]; CLS always kept
@@ -201,32 +224,52 @@ class ScFM(nn.Module):
         return self.pool(self(gene_ids, values), gene_ids)
 
     def predict_values(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The expression head: each gene's value from its own hidden state. [B, 1 + L, D] -> [B, L]."""
+        """scgpt's expression head: each gene's value from its own hidden state. [B, 1 + L, D] -> [B, L]."""
         return self.value_head(hidden[:, 1:]).squeeze(-1)
 
     def predict_values_from_cell(self, cell: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
         """Each gene's value from the cell embedding alone: <query(gene), cell>. cell [B, D] -> [B, L]."""
         if self.gene_query is None:
-            raise ValueError("this model has no cell-embedding head (mvc_weight=0)")
+            raise ValueError("this model has no cell-embedding head (family geneformer, or mvc_weight=0)")
         query = self.gene_query(self.gene_embedding(gene_ids))               # [B, L, D]
         return (query * cell.unsqueeze(1)).sum(-1)                           # [B, L]
 
-    def masked_value_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pretraining loss (scalar): hide the values of a random ``mask_ratio`` of each cell's genes
-        (at least one; see :func:`random_value_mask`) and predict them. Mean squared error at the
-        hidden positions only, from the gene states, plus ``mvc_weight`` x the same error of the
-        prediction from the cell embedding."""
-        mask = random_value_mask(gene_ids, mask_ratio, generator)            # [B, L]
-        hidden = self(gene_ids, values, value_mask=mask)                     # [B, 1 + L, D]
+    def gene_logits(self, hidden_masked: torch.Tensor) -> torch.Tensor:
+        """geneformer's MLM head at the masked positions only: [M, D] -> logits over genes [M, V]."""
+        return self.mlm_transform(hidden_masked) @ self.gene_embedding.weight.T + self.mlm_bias
+
+    def masked_error(self, hidden: torch.Tensor, gene_ids: torch.Tensor, values: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """Per masked position, the error of the family's pretraining prediction: squared error of
+        the expression head (scgpt) or cross-entropy of the gene identity (geneformer). [M], fp32."""
+        if self.config.family == "scgpt":
+            return (self.predict_values(hidden).float()[mask] - values.float()[mask]) ** 2
+        logits = self.gene_logits(hidden[:, 1:][mask])                       # [M, V]
+        return F.cross_entropy(logits.float(), gene_ids[mask], reduction="none")
+
+    def pretraining_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                         normalizer: float | None = None) -> torch.Tensor:
+        """The family's pretraining loss (scalar) for a given mask [B, L] (see :func:`random_value_mask`):
+        the masked error summed and divided by ``normalizer`` (default: the number of masked
+        positions, i.e. the mean), plus, for scgpt, ``mvc_weight`` x the same for the prediction
+        from the cell embedding. A data-parallel rank passes the global count as ``normalizer``,
+        so that averaging the ranks' gradients gives the single-process gradient exactly."""
+        hidden = self(gene_ids, values, mask=mask)                           # [B, 1 + L, D]
         if not mask.any():  # every cell is empty padding: nothing to predict
             return hidden.sum() * 0.0
-        target = values.float()[mask]                                        # [M]
-        loss = F.mse_loss(self.predict_values(hidden).float()[mask], target)
+        normalizer = float(mask.sum()) if normalizer is None else normalizer
+        loss = self.masked_error(hidden, gene_ids, values, mask).sum() / normalizer
         if self.gene_query is not None:
             from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
-            loss = loss + self.config.mvc_weight * F.mse_loss(from_cell, target)
+            loss = loss + self.config.mvc_weight * ((from_cell - values.float()[mask]) ** 2).sum() / normalizer
         return loss
+
+    def masked_value_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pretraining loss with a fresh random mask of ``mask_ratio`` of each cell's genes (at
+        least one per cell); the mean over masked positions. Named for the scgpt family; the
+        geneformer family masks gene identities instead."""
+        return self.pretraining_loss(gene_ids, values, random_value_mask(gene_ids, mask_ratio, generator))
 
 
 def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,

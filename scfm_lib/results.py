@@ -52,12 +52,14 @@ def load_payloads(results_dir: str | Path, kind: str) -> list[dict]:
     return [read_json(p) for p in sorted((Path(results_dir) / "metrics" / kind).glob("*.json"))]
 
 
-def load_records(results_dir: str | Path, kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """All metric records of a profile as one tidy table.
+def load_records(results_dir: str | Path, kinds: tuple[str, ...] | None = None,
+                 family: str | None = None) -> pd.DataFrame:
+    """All metric records of a profile as one tidy table; with ``family``, the runs of that model
+    family only (jobs without a family, such as the baselines, are kept).
 
-    Columns: kind, name, mode, metric, value, fraction, seed, n_cells (pretraining cells; 0 for
-    the random-init control, NaN for baselines that involve no pretraining) and any extra keys of
-    the records.
+    Columns: kind, name, family, mode, metric, value, fraction, seed, n_cells (pretraining cells;
+    0 for the random-init control, NaN for baselines that involve no pretraining) and any extra
+    keys of the records.
     """
     rows = []
     for path in sorted((Path(results_dir) / "metrics").glob("*/*.json")):
@@ -65,8 +67,10 @@ def load_records(results_dir: str | Path, kinds: tuple[str, ...] | None = None) 
         if kinds and payload["kind"] not in kinds:
             continue
         run = payload.get("run", {})
+        if family is not None and run.get("family", family) != family:
+            continue
         for rec in payload["records"]:
-            rows.append({"kind": payload["kind"], "name": payload["name"],
+            rows.append({"kind": payload["kind"], "name": payload["name"], "family": run.get("family"),
                          "fraction": run.get("fraction", np.nan), "seed": run.get("seed", np.nan),
                          "n_cells": run.get("n_pretrain_cells", np.nan), **rec})
     if not rows:

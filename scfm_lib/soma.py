@@ -206,12 +206,12 @@ def iter_anndata(source: SomaSource, joinids: Sequence[int], obs_columns: Sequen
 
 
 def tokenize_soma(source: SomaSource, joinids: Sequence[int], vocab: GeneVocab, context_genes: int,
-                  min_overlap: float = 0.5) -> CellTokens:
+                  min_overlap: float = 0.5, medians: np.ndarray | None = None) -> CellTokens:
     """:func:`data.tokenize` over the cells ``joinids`` (same order), streamed chunk by chunk: only
     the tokens (n x context) are ever whole in memory, never the count matrix."""
     gene_ids, values = [], []
     for chunk in iter_anndata(source, joinids):
-        tokens = tokenize(chunk, vocab, context_genes, layer="counts", min_overlap=min_overlap)
+        tokens = tokenize(chunk, vocab, context_genes, layer="counts", min_overlap=min_overlap, medians=medians)
         gene_ids.append(tokens.gene_ids)                                   # int64 [n_chunk, context]
         values.append(tokens.values)                                       # float32 [n_chunk, context]
     if not gene_ids:

@@ -21,5 +21,12 @@ def embed(adata: AnnData, checkpoint_dir: str | Path, *, key_added: str = "X_scf
     model = train.load_checkpoint(checkpoint_dir)
     vocab = data.GeneVocab.load(checkpoint_dir / "vocab.json")
     data.validate_counts(adata, layer=layer)
-    tokens = data.tokenize(adata, vocab, model.config.context_genes, layer=layer, min_overlap=min_overlap)
+    medians = None
+    if model.config.family == "geneformer":  # rank-value encoding: the corpus medians it was trained with
+        if vocab.medians is None:
+            raise data.ScfmDataError(f"{checkpoint_dir / 'vocab.json'} has no gene medians, which the geneformer "
+                                     "family needs to rank genes; save the vocabulary the data job wrote")
+        medians = vocab.medians
+    tokens = data.tokenize(adata, vocab, model.config.context_genes, layer=layer, min_overlap=min_overlap,
+                           medians=medians)
     adata.obsm[key_added] = train.embed(model, tokens, batch_size=batch_size)

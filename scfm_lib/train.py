@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from scfm_lib.data import CellTokens
+from scfm_lib.data import PAD_ID, CellTokens
 from scfm_lib.io import atomic_path, file_sha256, read_json, write_json
 from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, random_value_mask
 
@@ -59,8 +59,13 @@ class PretrainConfig:
     budget: str = "steps"              # "steps": max_steps for all; "epochs": ceil(epochs * n_train / batch_size)
     epochs: float | None = None
     num_threads: int | None = None     # torch.set_num_threads; None = leave as is
+    bucket_batches: int = 8            # length bucketing: sort each run of this many batches by cell length
+                                       # (short cells then share batches and skip padding); 0 = off
+    compile: bool = False              # torch.compile the training step's model (helps on GPU; see benchmarks/)
 
     def __post_init__(self) -> None:
+        if self.bucket_batches < 0:
+            raise ValueError(f"bucket_batches must be >= 0, got {self.bucket_batches}")
         if self.budget not in ("steps", "epochs"):
             raise ValueError(f"budget must be 'steps' or 'epochs', got {self.budget!r}")
         if self.budget == "epochs" and not (self.epochs is not None and self.epochs > 0):
@@ -136,19 +141,38 @@ class EpochSampler:
 
     A batch that crosses an epoch boundary continues in the next shuffled epoch, so with fewer
     cells than ``batch_size`` a batch holds cells more than once (each with its own masks).
+
+    Length bucketing (``lengths`` and ``bucket_size``): each shuffled epoch is cut into runs of
+    ``bucket_size`` cells, each run is sorted by cell length, cut into batches of ``batch_size``
+    and those batches are shuffled, so a batch holds cells of similar length and the padding
+    that :func:`_tensors` trims away is short. Epochs stay random; only batch composition changes.
     """
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, lengths: np.ndarray | None = None, bucket_size: int = 0,
+                 batch_size: int = 1):
         if n < 1:
             raise ValueError("EpochSampler needs at least one cell")
         self.n, self.rng = n, np.random.default_rng(seed)
-        self.order, self.position = self.rng.permutation(n), 0
+        self.lengths, self.bucket_size, self.batch_size = lengths, bucket_size, batch_size
+        self.order, self.position = self._epoch(), 0
+
+    def _epoch(self) -> np.ndarray:
+        order = self.rng.permutation(self.n)
+        if self.lengths is None or self.bucket_size <= self.batch_size:
+            return order
+        runs = []
+        for start in range(0, self.n, self.bucket_size):
+            run = order[start:start + self.bucket_size]
+            run = run[np.argsort(-self.lengths[run], kind="stable")]               # longest first
+            batches = [run[i:i + self.batch_size] for i in range(0, len(run), self.batch_size)]
+            runs += [batches[i] for i in self.rng.permutation(len(batches))]
+        return np.concatenate(runs)
 
     def next_batch(self, batch_size: int) -> np.ndarray:
         picks = []
         while batch_size > 0:
             if self.position == self.n:
-                self.order, self.position = self.rng.permutation(self.n), 0
+                self.order, self.position = self._epoch(), 0
             take = min(batch_size, self.n - self.position)
             picks.append(self.order[self.position:self.position + take])
             self.position += take
@@ -165,10 +189,19 @@ class EpochSampler:
 
 
 def _tensors(tokens: CellTokens, idx=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """gene_ids [b, L] int64 and values [b, L] float32 of cells ``idx``."""
-    gene_ids = np.ascontiguousarray(tokens.gene_ids[idx], dtype=np.int64)
-    values = np.ascontiguousarray(tokens.values[idx], dtype=np.float32)
+    """gene_ids [b, l] int64 and values [b, l] float32 of cells ``idx``, where l <= L drops the
+    columns that are padding in every cell of the batch (padding trails in both tokenizations,
+    and padded keys are masked, so the trimmed batch computes the same cells)."""
+    gene_ids, values = tokens.take(idx)
+    longest = max(1, int((gene_ids != PAD_ID).sum(1).max())) if len(gene_ids) else 1
+    gene_ids = np.ascontiguousarray(gene_ids[:, :longest], dtype=np.int64)
+    values = np.ascontiguousarray(values[:, :longest], dtype=np.float32)
     return torch.from_numpy(gene_ids).to(DEVICE), torch.from_numpy(values).to(DEVICE)
+
+
+def cell_lengths(tokens: CellTokens) -> np.ndarray:
+    """Genes per cell (non-padding positions), int64 [N]: what length bucketing sorts by."""
+    return np.concatenate([(g != PAD_ID).sum(1) for g, _ in tokens.chunks()] or [np.zeros(0)]).astype(np.int64)
 
 
 def _autocast(enabled: bool):
@@ -190,10 +223,11 @@ def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 def tokens_sha256(tokens: CellTokens) -> str:
     """A content hash of tokens (shapes, dtypes and bytes): identifies a run's training cells."""
     h = hashlib.sha256()
-    for arr in (tokens.gene_ids, tokens.values):
-        arr = np.ascontiguousarray(arr)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.tobytes())
+    for which in (0, 1):  # all gene ids, then all values; streamed, so a memory-mapped corpus stays on disk
+        dtype = (tokens.gene_ids, tokens.values)[which].dtype
+        h.update(f"{dtype.str}{(len(tokens), tokens.context)}".encode())
+        for block in tokens.chunks():
+            h.update(np.ascontiguousarray(block[which]).tobytes())
     return h.hexdigest()
 
 
@@ -250,21 +284,22 @@ def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) ->
 # ---------------------------------------------------------------------------- pretraining
 def reconstruction_loss(model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = VAL_MASK_SEED,
                         batch_size: int = 256) -> float:
-    """Masked-value MSE of the expression head (>= 0, lower is better) over ``tokens``, fp32,
-    with masks drawn from ``seed``: the same masks for every model, so comparable across steps,
-    runs and checkpoints. NaN for no tokens."""
+    """The family's masked-prediction loss over ``tokens`` (>= 0, lower is better), fp32: the
+    masked-value MSE of the expression head (scgpt) or the cross-entropy of masked gene
+    identities (geneformer). Masks come from ``seed``: the same for every model, so the loss is
+    comparable across steps, runs and checkpoints of a family. NaN for no tokens."""
     if len(tokens) == 0:
         return float("nan")
     generator = torch.Generator().manual_seed(seed)
-    squared, count = 0.0, 0
+    total, count = 0.0, 0
     with _eval_mode(model):
         for start in range(0, len(tokens), batch_size):
-            gene_ids, values = _tensors(tokens, slice(start, start + batch_size))  # [b, L] each
-            mask = random_value_mask(gene_ids, mask_ratio, generator)             # [b, L]
-            predicted = model.predict_values(model(gene_ids, values, value_mask=mask))  # [b, L]
-            squared += float(((predicted[mask].float() - values[mask]) ** 2).sum())
+            gene_ids, values = _tensors(tokens, slice(start, start + batch_size))  # [b, l] each
+            mask = random_value_mask(gene_ids, mask_ratio, generator)             # [b, l]
+            hidden = model(gene_ids, values, mask=mask)                           # [b, 1 + l, D]
+            total += float(model.masked_error(hidden, gene_ids, values, mask).sum())
             count += int(mask.sum())
-    return squared / count if count else float("nan")
+    return total / count if count else float("nan")
 
 
 def _run_identity(model_config: ScFMConfig, cfg: PretrainConfig, train: CellTokens) -> dict:
@@ -310,8 +345,8 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
     """
     if len(train) == 0:
         raise ValueError("no training cells: use init_checkpoint for the random-init (0%) control")
-    if train.gene_ids.shape[1] != model_config.context_genes:
-        raise ValueError(f"the training tokens hold {train.gene_ids.shape[1]} genes per cell but the model "
+    if train.context != model_config.context_genes:
+        raise ValueError(f"the training tokens hold {train.context} genes per cell but the model "
                          f"config says context_genes={model_config.context_genes}; tokenize with the same context")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -330,11 +365,18 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             raise FileNotFoundError(f"{out_dir / TRAINER_STATE} is missing, so the unfinished run in {out_dir} "
                                     f"cannot resume; {_rerun_hint(out_dir)}")
 
+    rank, world = _distributed()
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
         torch.manual_seed(cfg.seed)          # dropout's generator; checkpointed below
         model = initial_model(model_config, cfg.seed).train()
         optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-        sampler = EpochSampler(len(train), cfg.seed)
+        objective = _PretrainObjective(model)
+        if world > 1:  # gradients are averaged over ranks during backward
+            objective = torch.nn.parallel.DistributedDataParallel(objective)
+        if cfg.compile:
+            objective = torch.compile(objective, dynamic=True)
+        sampler = EpochSampler(len(train), cfg.seed, lengths=cell_lengths(train) if cfg.bucket_batches else None,
+                               bucket_size=cfg.bucket_batches * cfg.batch_size, batch_size=cfg.batch_size)
         mask_generator = torch.Generator().manual_seed(cfg.seed + 1)
         step, history, window = 0, [], []  # window: train losses since the last history row
 
@@ -354,6 +396,9 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             step, history, window = state["step"], state["history"], state["window"]
 
         def checkpoint() -> None:
+            if rank != 0:  # one writer; the others wait for it
+                _barrier(world)
+                return
             with atomic_path(out_dir / TRAINER_STATE) as tmp:
                 torch.save({"run": run, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
@@ -361,6 +406,7 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             save_checkpoint(model, out_dir, {"step": step, "total_steps": total, "n_train": len(train),
                                              "seed": cfg.seed, "pretrain_config": asdict(cfg),
                                              "train_sha256": run["train_sha256"], "history": history})
+            _barrier(world)
 
         first_step, started = step, time.perf_counter()
         bar = tqdm(total=total, initial=step, disable=not progress, desc="pretrain")
@@ -368,15 +414,20 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             lr = cosine_lr(step, total, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            gene_ids, values = _tensors(train, sampler.next_batch(cfg.batch_size))  # [B, L] each
+            # Every rank draws the same global batch and masks, then computes its share of the
+            # rows; the loss is normalized by the global masked count, so the ranks' averaged
+            # gradients equal the single-process gradient (see ScFM.pretraining_loss).
+            gene_ids, values = _tensors(train, sampler.next_batch(cfg.batch_size))  # [B, l] each
+            mask = random_value_mask(gene_ids, cfg.mask_ratio, mask_generator)     # [B, l]
+            mine = slice(rank, None, world)
             with _autocast(cfg.bf16):
-                loss = model.masked_value_loss(gene_ids, values, cfg.mask_ratio, mask_generator)
+                loss = objective(gene_ids[mine], values[mine], mask[mine], float(mask.sum()) / world)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            window.append(float(loss.detach()))
+            window.append(_mean_over_ranks(loss.detach(), world))
             bar.update(1)
             if step % cfg.eval_every == 0 or step == total:
                 val_loss = reconstruction_loss(model, val, cfg.mask_ratio)
@@ -389,6 +440,42 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
     return {"history": history, "step": step, "total_steps": total, "n_train": len(train),
             "val_loss": _last_val_loss(history), "steps_run": step - first_step,
             "seconds": time.perf_counter() - started}
+
+
+class _PretrainObjective(nn.Module):
+    """The pretraining loss as a module's forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, gene_ids, values, mask, normalizer):
+        return self.model.pretraining_loss(gene_ids, values, mask, normalizer)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of a torch.distributed run (torchrun), (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
+def _mean_over_ranks(loss: torch.Tensor, world: int) -> float:
+    """The global batch's loss: each rank holds its rows' share, scaled by the world size."""
+    if world > 1:
+        import torch.distributed as dist
+        loss = loss.clone()
+        dist.all_reduce(loss)
+        loss = loss / world
+    return float(loss)
 
 
 def _last_val_loss(history: list[dict]) -> float:

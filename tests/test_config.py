@@ -20,7 +20,7 @@ def test_shipped_profiles_load(name):
     profile = load_profile(name)
     assert profile.name == name
     assert 0.0 in profile.fractions and 1.0 in profile.fractions
-    assert len(profile.run_ids()) == len(profile.fractions) * len(profile.seeds)
+    assert len(profile.run_ids()) == len(profile.families) * len(profile.fractions) * len(profile.seeds)
     assert profile.model_config(vocab_size=100).vocab_size == 100
 
 
@@ -68,8 +68,22 @@ def test_missing_profile_names_the_available_ones():
 
 
 def test_run_id_is_stable():
-    assert run_id(0.1, 2) == "f0.1_s2"
-    assert run_id(1, 0) == "f1.0_s0"
+    assert run_id(0.1, 2, "scgpt") == "scgpt_f0.1_s2"
+    assert run_id(1, 0, "geneformer") == "geneformer_f1.0_s0"
+
+
+@pytest.mark.parametrize("families", [[], ["bert"], ["scgpt", "scgpt"]])
+def test_families_are_checked(tmp_path, families):
+    with pytest.raises(ConfigError, match="families"):
+        load_profile(write_profile(tmp_path, families=families))
+
+
+def test_each_family_gets_its_model_config(tmp_path):
+    profile = load_profile(write_profile(tmp_path, families=["scgpt", "geneformer"]))
+    assert profile.model_config(10).family == "scgpt"
+    assert profile.model_config(10, family="geneformer").family == "geneformer"
+    assert profile.run_ids()[0] == "scgpt_f1.0_s0" and profile.run_ids()[-1] == "geneformer_f0.0_s0"
+
 
 
 def _namespace(**values):

@@ -185,3 +185,48 @@ def test_overlap_counts_only_detected_genes():
     assert data.check_vocab_overlap(adata, GeneVocab(["A"]), layer="counts") == 1.0
     with pytest.raises(ScfmDataError, match="25.0%"):
         data.check_vocab_overlap(adata, GeneVocab(["A"]))
+
+
+def test_rank_value_encoding_divides_by_corpus_medians(tmp_path):
+    """Geneformer's ranking: expression / the gene's median nonzero CP10k over the corpus."""
+    counts = np.array([[10, 1, 0, 4], [20, 2, 1, 0], [30, 1, 1, 8]])
+    adata = make_adata(counts)
+    vocab = GeneVocab(list(adata.var_names))
+    medians = data.gene_medians(adata, vocab)
+    cp10k = counts / counts.sum(1, keepdims=True) * 1e4
+    for g in range(4):
+        nonzero = cp10k[:, g][counts[:, g] > 0]
+        assert medians[3 + g] == pytest.approx(np.median(nonzero))
+    assert (medians[:3] == 1.0).all()
+    tokens = data.tokenize(adata, vocab, context_genes=4, medians=medians)
+    for c in range(3):  # reference: sort the expressed genes by cp10k / median, descending
+        key = cp10k[c] / medians[3:]
+        expected = [3 + g for g in sorted(np.flatnonzero(counts[c]), key=lambda g: -key[g])]
+        assert tokens.gene_ids[c, :len(expected)].tolist() == expected
+        assert (tokens.gene_ids[c, len(expected):] == data.PAD_ID).all()
+    # Values stay log1p(CP10k) of the chosen genes, and the medians travel with the vocabulary.
+    np.testing.assert_allclose(tokens.values[0, 0], np.log1p(cp10k[0, tokens.gene_ids[0, 0] - 3]), rtol=1e-5)
+    GeneVocab(vocab.genes, medians).save(tmp_path / "v.json")
+    np.testing.assert_array_equal(GeneVocab.load(tmp_path / "v.json").medians, medians)
+    with pytest.raises(ScfmDataError, match="medians"):
+        GeneVocab(vocab.genes, medians[:-1])
+
+
+def test_memory_mapped_tokens_and_lazy_subsets(tmp_path):
+    rng = np.random.default_rng(0)
+    tokens = CellTokens(rng.integers(0, 50, (40, 6)).astype(np.int64), rng.random((40, 6)).astype(np.float32))
+    tokens.save(tmp_path / "t.npz")
+    mapped = CellTokens.load(tmp_path / "t.npz", mmap=True)
+    assert isinstance(mapped.gene_ids, np.memmap) and len(mapped) == 40 and mapped.context == 6
+    np.testing.assert_array_equal(mapped.gene_ids, tokens.gene_ids)
+    np.testing.assert_array_equal(mapped.values, tokens.values)
+    idx = np.array([3, 7, 8, 30])
+    view = mapped.subset(idx)                       # stays on disk: a view of rows
+    assert view.rows is not None and len(view) == 4
+    inner = view.subset(np.array([1, 3]))           # a view of a view
+    np.testing.assert_array_equal(inner.take(slice(None))[0], tokens.gene_ids[[7, 30]])
+    np.testing.assert_array_equal(np.concatenate([g for g, _ in view.chunks(size=3)]), tokens.gene_ids[idx])
+    view.save(tmp_path / "v.npz")                   # saving materializes the chosen cells
+    np.testing.assert_array_equal(CellTokens.load(tmp_path / "v.npz").values, tokens.values[idx])
+    from scfm_lib.train import tokens_sha256
+    assert tokens_sha256(view) == tokens_sha256(tokens.subset(idx))   # the content, whatever the storage

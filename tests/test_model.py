@@ -122,7 +122,7 @@ def test_the_model_cannot_see_the_values_it_must_predict():
     changed = values.clone()
     changed[mask] += 3.0
     with torch.no_grad():
-        torch.testing.assert_close(model(gene_ids, values, value_mask=mask), model(gene_ids, changed, value_mask=mask),
+        torch.testing.assert_close(model(gene_ids, values, mask=mask), model(gene_ids, changed, mask=mask),
                                    atol=0, rtol=0)
         assert not torch.equal(model(gene_ids, values), model(gene_ids, changed))  # without the mask it would
 
@@ -151,7 +151,7 @@ def test_loss_counts_masked_positions_only(mvc_weight):
 
     # and the loss is the mean squared error over the masked positions (plus the MVC term)
     with torch.no_grad():
-        hidden = model(gene_ids, values, value_mask=mask)
+        hidden = model(gene_ids, values, mask=mask)
         expected = ((model.predict_values(hidden) - values)[mask] ** 2).mean()
         if mvc_weight:
             from_cell = model.predict_values_from_cell(model.pool(hidden, gene_ids), gene_ids)
@@ -233,3 +233,67 @@ def test_config_round_trip():
 def test_classifier_needs_two_classes():
     with pytest.raises(ValueError, match="n_classes"):
         CellClassifier(make_model(), 1)
+
+
+# ---------------------------------------------------------------------------- the geneformer family
+def test_geneformer_logits_only_at_masked_positions():
+    model = make_model(family="geneformer")
+    gene_ids, values = batch()
+    mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
+    hidden = model(gene_ids, values, mask=mask)
+    assert hidden.shape == (4, 1 + CONTEXT, D)
+    n_masked = int(mask.sum())
+    assert model.gene_logits(hidden[:, 1:][mask]).shape == (n_masked, VOCAB)   # [M, V], not [B, L, V]
+    errors = model.masked_error(hidden, gene_ids, values, mask)
+    assert errors.shape == (n_masked,) and (errors > 0).all()
+    # An untrained model is near-uniform over the vocabulary: cross-entropy close to log(V).
+    assert abs(float(errors.detach().mean()) - torch.log(torch.tensor(float(VOCAB)))) < 0.5
+    assert not hasattr(model, "value_encoder") and model.gene_query is None
+
+
+def test_geneformer_ignores_values_and_hides_masked_identities():
+    model = make_model(family="geneformer").eval()
+    gene_ids, values = batch()
+    mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(1))
+    swapped = gene_ids.clone()
+    swapped[mask] = 3 + (gene_ids[mask] - 3 + 1) % (VOCAB - 3)            # other genes at the masked positions
+    with torch.no_grad():
+        reference = model(gene_ids, values, mask=mask)
+        torch.testing.assert_close(model(swapped, values, mask=mask), reference)     # identities hidden
+        torch.testing.assert_close(model(gene_ids, values * 3.0, mask=mask), reference)  # values unused
+        # Rank is information: reversing the genes of a cell changes its embedding.
+        order = torch.arange(CONTEXT - 1, -1, -1)
+        assert not torch.allclose(model.cell_embedding(gene_ids[1:], values[1:]),
+                                  model.cell_embedding(gene_ids[1:, order], values[1:, order]))
+
+
+def test_geneformer_learns_a_fixed_gene_program():
+    """Cells whose genes follow a fixed order: masked genes become predictable from rank."""
+    torch.manual_seed(0)
+    model = make_model(family="geneformer")
+    program = torch.arange(3, 3 + CONTEXT)                                  # the same ranked genes every cell
+    gene_ids = program.repeat(32, 1)
+    values = torch.ones_like(gene_ids, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        loss = model.masked_value_loss(gene_ids, values, 0.25, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[0] > 3.0 and losses[-1] < 0.5 * losses[0]
+
+
+def test_normalizer_splits_a_batch_into_exact_shares():
+    """Two halves normalized by the global count sum to the whole batch's loss: what makes the
+    data-parallel gradient equal the single-process one."""
+    for family in ("scgpt", "geneformer"):
+        model = make_model(family=family).eval()
+        gene_ids, values = batch(n_cells=6)
+        mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(2))
+        whole = model.pretraining_loss(gene_ids, values, mask)
+        n = float(mask.sum())
+        halves = sum(model.pretraining_loss(gene_ids[r::2], values[r::2], mask[r::2], n) for r in range(2))
+        torch.testing.assert_close(halves, whole)

@@ -26,3 +26,16 @@ def test_embed_writes_obsm_and_refuses_foreign_genes(tmp_path):
     foreign.var_names = [f"ENSG{i:05d}" for i in range(foreign.n_vars)]
     with pytest.raises(ScfmDataError, match="vocabulary"):
         tl.embed(foreign, tmp_path / "ck")
+
+
+def test_embed_with_a_geneformer_checkpoint_needs_its_medians(tmp_path):
+    adata = SyntheticAtlas(AtlasConfig(n_genes=200, n_donors=8)).sample(40, seed=0)
+    vocab = data.GeneVocab(list(adata.var_names))
+    config = ScFMConfig(vocab_size=len(vocab), context_genes=16, d_model=16, n_layers=1, n_heads=2, family="geneformer")
+    train.init_checkpoint(config, seed=0, out_dir=tmp_path / "ck")
+    vocab.save(tmp_path / "ck" / "vocab.json")
+    with pytest.raises(ScfmDataError, match="medians"):
+        tl.embed(adata, tmp_path / "ck")
+    data.GeneVocab(vocab.genes, data.gene_medians(adata, vocab)).save(tmp_path / "ck" / "vocab.json")
+    tl.embed(adata, tmp_path / "ck")
+    assert adata.obsm["X_scfm"].shape == (40, 16) and np.isfinite(adata.obsm["X_scfm"]).all()

@@ -80,9 +80,13 @@ def weights_model(path) -> ScFM:
     return train.load_checkpoint(path)
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-def test_resume_after_a_kill_is_bit_identical(tmp_path, tokens, monkeypatch, bf16):
-    """2k steps straight vs. killed after step k+7 (last checkpoint k) and resumed."""
+GENEFORMER = ScFMConfig(**{**MODEL.to_dict(), "family": "geneformer"})
+
+
+@pytest.mark.parametrize("bf16, model", [(False, MODEL), (True, MODEL), (False, GENEFORMER)])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, tokens, monkeypatch, bf16, model):
+    """2k steps straight vs. killed after step k+7 (last checkpoint k) and resumed, for both families."""
+    MODEL = model  # noqa: N806 - the family under test
     (train_tokens, _), (val_tokens, _) = tokens
     cfg = config(bf16=bf16, checkpoint_every=20, eval_every=15)  # a history window spans the kill
     train.pretrain(MODEL, train_tokens, val_tokens, cfg, tmp_path / "straight", progress=False)
@@ -212,6 +216,39 @@ def test_fewer_cells_than_a_batch(tmp_path, tokens):
     sampler = train.EpochSampler(5, seed=0)
     first = sampler.next_batch(12)
     assert len(first) == 12 and sorted(first[:5]) == list(range(5)) and sorted(first[5:10]) == list(range(5))
+
+
+def test_geneformer_pretraining_lowers_its_masked_gene_loss(tmp_path, tokens):
+    """The two cell groups use disjoint genes: a masked gene is guessable from the cell's others."""
+    (train_tokens, _), (val_tokens, _) = tokens
+    out = train.pretrain(GENEFORMER, train_tokens, val_tokens, config(max_steps=120), tmp_path / "ck", progress=False)
+    initial = train.reconstruction_loss(train.init_checkpoint(GENEFORMER, 0, tmp_path / "init"), val_tokens)
+    assert initial == pytest.approx(np.log(45), rel=0.1)               # near-uniform over the vocabulary
+    # Knowing the cell's group (20 genes) is worth log(20); the model must at least learn that.
+    assert out["val_loss"] < np.log(20) + 0.1
+
+
+def test_length_bucketing_groups_similar_cells_and_covers_every_cell():
+    lengths = np.random.default_rng(0).integers(1, 100, 256)
+    sampler = train.EpochSampler(256, seed=0, lengths=lengths, bucket_size=64, batch_size=16)
+    batches = [sampler.next_batch(16) for _ in range(16)]                 # one epoch
+    assert sorted(np.concatenate(batches)) == list(range(256))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    plain = train.EpochSampler(256, seed=0)
+    plain_spread = np.mean([np.ptp(lengths[plain.next_batch(16)]) for _ in range(16)])
+    assert spread < 0.5 * plain_spread                                     # batches of similar length
+
+
+def test_trimmed_batches_compute_the_same_cells():
+    """_tensors drops all-padding columns; the embedding of each cell does not change."""
+    tokens, _ = structured_tokens(20)
+    padded = CellTokens(np.pad(tokens.gene_ids, ((0, 0), (0, 5))), np.pad(tokens.values, ((0, 0), (0, 5))))
+    gene_ids, values = train._tensors(padded, np.arange(20))
+    assert gene_ids.shape[1] == int((tokens.gene_ids != PAD_ID).sum(1).max())
+    model = ScFM(MODEL).eval()
+    with torch.no_grad():
+        full = model.cell_embedding(torch.from_numpy(padded.gene_ids), torch.from_numpy(padded.values))
+        torch.testing.assert_close(model.cell_embedding(gene_ids, values), full, atol=1e-5, rtol=1e-5)
 
 
 def test_sampler_visits_every_cell_once_per_epoch_and_restores():

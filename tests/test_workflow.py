@@ -49,12 +49,12 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     intro = pages["intro"].read_text()
     assert "masking index" in intro.lower()
     assert (html / "book" / "rerun.html").exists() and (html / "book" / "workshop.html").exists()
-    assert (html / "book" / "tiny" / "runs" / "evaluate_f0.1_s1.html").exists()
+    assert (html / "book" / "tiny" / "runs" / "evaluate_geneformer_f0.1_s1.html").exists()
     assert "fraction" in (html / "book" / "rerun.html").read_text()  # generated parameter tables
 
     # Every job wrote its metrics with provenance beside them.
     metrics = sorted((root / "results" / "tiny" / "metrics").glob("*/*.json"))
-    assert len(metrics) == 1 + 3 * 6 + 1  # data, (pretrain, evaluate, scib) x runs, baselines
+    assert len(metrics) == 1 + 3 * 12 + 1  # data, (pretrain, evaluate, scib) x runs of 2 families, baselines
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
 
     # Rerunning skips finished jobs.
@@ -63,9 +63,9 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
     # Same seed, same metrics: rerun one pretraining + evaluation job from scratch.
-    evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "f1.0_s0.json"
+    evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "geneformer_f1.0_s0.json"
     before = json.loads(evaluated.read_text())
-    shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "f1.0_s0")
+    shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "geneformer_f1.0_s0")
     again = _snakemake(repo, root, venv_env, str(evaluated.relative_to(root)), "--forcerun", "pretrain", "evaluate")
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads(evaluated.read_text())
@@ -79,6 +79,7 @@ title: "Tiny real profile: smoke test on package-shipped data"
 description: Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced.
 fractions: [1.0, 0.3, 0.0]
 seeds: [0]
+families: [scgpt, geneformer]
 data: {source: registry, corpus: [celltypist_sample], downstream: pbmc68k_reduced, n_corpus: 0,
        n_val_pretrain: 59, split_by: "", batch_key: "", context_genes: 32}
 model: {d_model: 32, n_layers: 1, n_heads: 2}
@@ -105,10 +106,10 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "Zheng et al. (2017)" in data_page  # citations of the data used
     assert "no batch column" in data_page
     metrics = root / "results" / "tinyreal" / "metrics"
-    evaluated = json.loads((metrics / "evaluate" / "f1.0_s0.json").read_text())
+    evaluated = json.loads((metrics / "evaluate" / "geneformer_f1.0_s0.json").read_text())
     names = {r["metric"] for r in evaluated["records"]}
-    assert "masked_mse_heldout" in names and "masked_mse_ood" not in names
-    scib = json.loads((metrics / "scib" / "f1.0_s0.json").read_text())
+    assert "masked_loss_heldout" in names and "masked_loss_ood" not in names
+    scib = json.loads((metrics / "scib" / "scgpt_f1.0_s0.json").read_text())
     assert {r["metric"] for r in scib["records"]} == {"bio_conservation"}
     data_record = json.loads((metrics / "data" / "datasets.json").read_text())
     assert data_record["extra"]["file_sha256"]["pbmc68k_reduced"].startswith("e71d41e7")
@@ -130,15 +131,39 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     run = _snakemake(repo, root, env, "results/tinysoma/metrics/data/datasets.json", profile="tinysoma",
                      profiles_dir=profiles)
     assert run.returncode == 0, run.stderr[-5000:]
-    for name in ("corpus_train", "corpus_val"):
+    for family, name in [(f, n) for f in ("scgpt", "geneformer") for n in ("corpus_train", "corpus_val")]:
         decoded = []
         for p in ("tinyreal", "tinysoma"):
             vocab = GeneVocab.load(root / "results" / p / "data" / "vocab.json")
-            tokens = CellTokens.load(root / "results" / p / "data" / "tokens" / f"{name}.npz")
+            tokens = CellTokens.load(root / "results" / p / "data" / "tokens" / family / f"{name}.npz")
             genes = np.array(["<special>"] * 3 + vocab.genes)
             decoded.append((genes[tokens.gene_ids], tokens.values))
         assert (decoded[0][0] == decoded[1][0]).all()
         np.testing.assert_array_equal(decoded[0][1], decoded[1][1])
+
+
+def test_pretraining_through_a_launcher_matches_in_process(repo, tmp_path, venv_env):
+    """workflow.pretrain_launch: the pretrain job runs scfm_lib.runner under torchrun (two processes,
+    gloo on CPU), data-parallel with the same global batch, and matches the in-process run."""
+    root = _book_root(repo, tmp_path)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    tiny = (repo / "profiles" / "tiny.yaml").read_text()
+    assert "workflow: {cores: 2, threads_per_job: 1}" in tiny
+    launch = 'pretrain_launch: "python -m torch.distributed.run --standalone --nproc_per_node 2"'
+    (profiles / "tinyone.yaml").write_text(tiny.replace("name: tiny", "name: tinyone"))
+    (profiles / "tinyddp.yaml").write_text(tiny.replace("name: tiny", "name: tinyddp").replace(
+        "workflow: {cores: 2, threads_per_job: 1}", "workflow: {cores: 2, threads_per_job: 1, " + launch + "}"))
+    histories = {}
+    for name in ("tinyone", "tinyddp"):
+        target = f"results/{name}/metrics/pretrain/geneformer_f1.0_s0.json"
+        run = _snakemake(repo, root, venv_env, target, profile=name, profiles_dir=profiles)
+        assert run.returncode == 0, run.stderr[-4000:]
+        histories[name] = json.loads((root / target).read_text())["extra"]["history"]
+    assert "torch.distributed.run" in (root / "book" / "tinyddp" / "runs" / "pretrain_geneformer_f1.0_s0.ipynb").read_text()
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose([h[key] for h in histories["tinyddp"]], [h[key] for h in histories["tinyone"]],
+                                   rtol=1e-4)
 
 
 def test_failed_notebook_never_lands_in_the_book(repo, tmp_path, venv_env):

@@ -1,0 +1,69 @@
+"""Shared pieces of the benchmark scripts: matmul peak, timing, FLOP counts, result files.
+
+Benchmarks print their figures and write them to ``benchmarks/results/<name>.json`` (with the
+machine and package versions), which ``python -m scfm_lib.book perf`` turns into the book's
+Performance page. They are scripts, not tests: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    cpu = ""
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"machine": machine(), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               **payload}, indent=2))
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
+
+
+def read_result(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def seconds_per_call(fn, warmup: int = 2, repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """Measured FLOP/s of an n x n x n matrix product in ``dtype`` on this machine's CPU threads."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    seconds = seconds_per_call(lambda: a @ b, warmup=3, repeats=7)
+    return 2 * n ** 3 / seconds
+
+
+def encoder_flops(tokens: int, length: int, d_model: int, n_layers: int, d_ff: int) -> float:
+    """Forward FLOPs of the transformer blocks for ``tokens`` positions in sequences of ``length``:
+    per layer and token, the QKV, output and MLP matmuls (2 x their weights: 2 x (4 D^2 + 2 D d_ff))
+    and the attention products QK^T and AV (2 x 2 x length x D). Backward is taken as 2 x forward."""
+    per_token = n_layers * (2 * (4 * d_model ** 2 + 2 * d_model * d_ff) + 4 * length * d_model)
+    return float(tokens * per_token)

@@ -1,0 +1,152 @@
+"""Training throughput of both model families against the matmul peak and against the peer.
+
+    python benchmarks/train_throughput.py            # ~5 min on 2 cores; writes results/train_throughput.json
+
+For each family (scgpt, geneformer) at two sizes, one pretraining step (forward, backward, AdamW)
+on batches of cells with realistic lengths (the number of expressed genes varies, so batches are
+length-bucketed and trimmed as in scfm_lib.train.pretrain), in bf16 autocast:
+
+- cells/s and tokens/s (non-padding positions);
+- model FLOP utilization (MFU): the model's FLOPs per second over this machine's measured bf16
+  matmul peak (benchmarks/common.py counts the FLOPs; backward = 2 x forward);
+- the peer: Hugging Face ``transformers`` ``BertForMaskedLM`` (Geneformer's architecture) with
+  the same hidden size, layers, heads, context, vocabulary and batches, run as its users run it
+  (fp32) and in bf16 autocast; the ratio is measured in the same process;
+- the encoder alone (the transformer blocks, full-length batch), MFU against the bf16 peak.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common import encoder_flops, matmul_peak, seconds_per_call, write_result
+from scfm_lib import train
+from scfm_lib.data import CellTokens
+from scfm_lib.model import ScFM, ScFMConfig, random_value_mask
+
+VOCAB, CONTEXT, BATCH, MASK_RATIO = 20_003, 256, 32, 0.15
+SIZES = {"small": {"d_model": 128, "n_layers": 2, "n_heads": 4}, "base": {"d_model": 256, "n_layers": 4, "n_heads": 8}}
+
+
+def corpus(n_cells: int = 2048, seed: int = 0) -> CellTokens:
+    """Cells expressing 100 to 256 distinct genes (a 10x-like spread), padding after them."""
+    rng = np.random.default_rng(seed)
+    gene_ids = np.zeros((n_cells, CONTEXT), dtype=np.int64)
+    lengths = rng.integers(100, CONTEXT + 1, n_cells)
+    for c, k in enumerate(lengths):
+        gene_ids[c, :k] = rng.choice(VOCAB - 3, k, replace=False) + 3
+    values = np.where(gene_ids > 0, rng.gamma(2.0, 1.0, gene_ids.shape), 0).astype(np.float32)
+    return CellTokens(gene_ids, values)
+
+
+def batches(tokens: CellTokens, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    sampler = train.EpochSampler(len(tokens), seed, lengths=train.cell_lengths(tokens), bucket_size=8 * BATCH,
+                                 batch_size=BATCH)
+    return [train._tensors(tokens, sampler.next_batch(BATCH)) for _ in range(n)]
+
+
+def ours_step_time(family: str, size: dict, data: list) -> tuple[float, float]:
+    """Seconds per training step and model FLOPs per step, bf16 autocast."""
+    model = ScFM(ScFMConfig(vocab_size=VOCAB, context_genes=CONTEXT, family=family, **size),
+                 generator=torch.Generator().manual_seed(0)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    state = {"i": 0}
+    flops = []
+
+    def step():
+        gene_ids, values = data[state["i"] % len(data)]
+        state["i"] += 1
+        mask = random_value_mask(gene_ids, MASK_RATIO, generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model.pretraining_loss(gene_ids, values, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        B, L = gene_ids.shape
+        d, n_masked = size["d_model"], int(mask.sum())
+        head = 2 * n_masked * (d * d + d * VOCAB) if family == "geneformer" else 2 * B * L * (d * d + d)
+        flops.append(3 * (encoder_flops(B * (L + 1), L + 1, d, size["n_layers"], 4 * d) + head))
+
+    seconds = seconds_per_call(step, warmup=3, repeats=len(data))
+    return seconds, float(np.median(flops))
+
+
+def peer_step_time(size: dict, data: list, bf16: bool) -> float:
+    """Seconds per training step of transformers' BertForMaskedLM on the same batches (CLS + genes,
+    attention mask on padding, labels -100 except at masked positions: logits at every position)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    config = BertConfig(vocab_size=VOCAB, hidden_size=size["d_model"], num_hidden_layers=size["n_layers"],
+                        num_attention_heads=size["n_heads"], intermediate_size=4 * size["d_model"],
+                        max_position_embeddings=CONTEXT + 2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    state = {"i": 0}
+
+    def step():
+        gene_ids, _ = data[state["i"] % len(data)]
+        state["i"] += 1
+        mask = random_value_mask(gene_ids, MASK_RATIO, generator)
+        input_ids = torch.cat([torch.ones(len(gene_ids), 1, dtype=torch.long), gene_ids.masked_fill(mask, 2)], 1)
+        labels = torch.cat([torch.full((len(gene_ids), 1), -100), gene_ids.masked_fill(~mask, -100)], 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=input_ids, attention_mask=(input_ids != 0).long(), labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return seconds_per_call(step, warmup=3, repeats=len(data))
+
+
+def encoder_mfu(size: dict, peak: float) -> dict:
+    """Forward + backward of the transformer blocks alone on a full-length bf16 batch."""
+    model = ScFM(ScFMConfig(vocab_size=64, context_genes=CONTEXT, **size))
+    x = torch.randn(BATCH, CONTEXT + 1, size["d_model"], requires_grad=True)
+    keep = torch.ones(BATCH, CONTEXT + 1, dtype=torch.bool)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = x
+            for block in model.blocks:
+                h = block(h, keep)
+        h.float().sum().backward()
+
+    seconds = seconds_per_call(step, warmup=3, repeats=8)
+    flops = 3 * encoder_flops(BATCH * (CONTEXT + 1), CONTEXT + 1, size["d_model"], size["n_layers"], 4 * size["d_model"])
+    return {"seconds": seconds, "tflops": flops / seconds / 1e12, "mfu_bf16": flops / seconds / peak}
+
+
+def main() -> None:
+    peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
+    print(f"matmul peak: bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s")
+    tokens = corpus()
+    rows = []
+    for size_name, size in SIZES.items():
+        data = batches(tokens, 10)
+        cells = BATCH
+        real_tokens = float(np.mean([int((g != 0).sum()) for g, _ in data]))
+        peer = {"fp32": peer_step_time(size, data, bf16=False), "bf16": peer_step_time(size, data, bf16=True)}
+        for family in ("scgpt", "geneformer"):
+            seconds, flops = ours_step_time(family, size, data)
+            row = {"family": family, "size": size_name, **size, "context": CONTEXT, "vocab": VOCAB, "batch": BATCH,
+                   "cells_per_s": cells / seconds, "tokens_per_s": real_tokens / seconds,
+                   "tflops": flops / seconds / 1e12, "mfu_bf16": flops / seconds / peaks["bf16"],
+                   "peer_fp32_cells_per_s": cells / peer["fp32"], "peer_bf16_cells_per_s": cells / peer["bf16"],
+                   "speedup_vs_peer_fp32": peer["fp32"] / seconds, "speedup_vs_peer_bf16": peer["bf16"] / seconds}
+            rows.append(row)
+            print(f"{family:10s} {size_name:5s} {row['cells_per_s']:8.1f} cells/s {row['tokens_per_s']:9.0f} tokens/s "
+                  f"MFU {row['mfu_bf16']:.1%}  x{row['speedup_vs_peer_fp32']:.1f} vs BertForMaskedLM fp32 "
+                  f"(x{row['speedup_vs_peer_bf16']:.1f} vs its bf16)")
+    encoder = {name: encoder_mfu(size, peaks["bf16"]) for name, size in SIZES.items()}
+    for name, e in encoder.items():
+        print(f"encoder alone, {name}: {e['tflops']:.2f} TFLOP/s = {e['mfu_bf16']:.1%} of the bf16 matmul peak")
+    write_result("train_throughput", {"peaks_flops": peaks, "rows": rows, "encoder": encoder})
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()

@@ -1,0 +1,87 @@
+"""The pretraining runner: one grid point of the study, in-process or launched by ``torchrun``.
+
+The ``pretrain`` notebook calls :func:`pretrain_grid_point` directly, or, when the profile sets
+``workflow.pretrain_launch`` (e.g. ``torchrun --standalone --nproc_per_node 4``), runs::
+
+    <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --family F --fraction f --seed s
+
+so the same code trains on one CPU core, on several processes (gloo) or on several GPUs (NCCL)
+with data-parallel training (:func:`scfm_lib.train.pretrain`: every rank draws the same global
+batch and computes its share of the rows; gradients are averaged by DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from scfm_lib import data, train
+from scfm_lib.config import Profile, load_profile, run_id
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPU.
+    Returns (rank, world size); (0, 1) without torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: int) -> Path:
+    return Path(results_dir) / "checkpoints" / run_id(fraction, seed, family)
+
+
+def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int,
+                        max_steps: int | None = None, budget: str | None = None, progress: bool = False) -> dict:
+    """Pretrain (or, for fraction 0, save the random-init control of) one grid point into
+    ``results/<profile>/checkpoints/<run id>``. Returns the :func:`train.pretrain` outcome
+    (for the control: an empty history and ``n_train`` 0) plus the configs used."""
+    data_dir = Path(results_dir) / "data"
+    corpus = data.CellTokens.load(data_dir / "tokens" / family / "corpus_train.npz", mmap=True)  # stays on disk
+    val = data.CellTokens.load(data_dir / "tokens" / family / "corpus_val.npz")
+    subset = data.nested_subsets(len(corpus), [fraction], seed=seed)[fraction]
+    vocab = data.GeneVocab.load(data_dir / "vocab.json")
+    model_config = profile.model_config(vocab_size=len(vocab), family=family)
+    pretrain_config = profile.pretrain_config(max_steps=max_steps, budget=budget, seed=seed,
+                                              num_threads=profile.workflow.threads_per_job)
+    out_dir = checkpoint_dir(results_dir, family, fraction, seed)
+    if fraction == 0.0:
+        train.init_checkpoint(model_config, seed=seed, out_dir=out_dir)
+        outcome = {"history": [], "step": 0, "total_steps": 0, "n_train": 0, "steps_run": 0, "seconds": 0.0}
+    else:
+        outcome = train.pretrain(model_config, corpus.subset(subset), val, pretrain_config, out_dir, progress=progress)
+    vocab.save(out_dir / "vocab.json")  # the checkpoint folder is self-contained for scfm_lib.tl.embed
+    return {**outcome, "model_config": model_config, "pretrain_config": pretrain_config}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scfm_lib.runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--profiles-dir", default=None)
+    parser.add_argument("--results-dir", required=True)
+    parser.add_argument("--family", required=True)
+    parser.add_argument("--fraction", type=float, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--budget", default=None)
+    args = parser.parse_args(argv)
+    rank, _ = init_distributed()
+    profile = load_profile(args.profile, args.profiles_dir)
+    pretrain_grid_point(profile, args.results_dir, args.family, args.fraction, args.seed,
+                        args.max_steps, args.budget, progress=rank == 0)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
