@@ -213,7 +213,7 @@ class CellTokens:
         rows = idx if self.rows is None else self.rows[idx]
         return np.asarray(self.gene_ids[rows]), np.asarray(self.values[rows])
 
-    def chunks(self, size: int = 65536):
+    def chunks(self, size: int = 8192):
         """(gene_ids, values) blocks of at most ``size`` cells, in order: a pass over the cells
         that holds one block in memory."""
         for start in range(0, len(self), size):
