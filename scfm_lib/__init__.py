@@ -3,8 +3,11 @@
 Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
 - ``data``      validation, gene vocabulary, nested corpus reductions, splits, tokenization
-- ``model``     the scGPT-style transformer (one ``nn.Module`` file)
-- ``train``     pretraining and finetuning runners, checkpoints
+- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file)
+- ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints
+- ``runner``    one pretraining job of the grid, in-process or under torchrun
+- ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA)
+- ``probes``    gene-embedding retrieval and in-silico perturbation
 - ``tl``        tools on AnnData (``tl.embed`` writes ``obsm["X_scfm"]``)
 - ``evaluate``  frozen, zero-shot and baseline evaluations on embeddings
 - ``metrics``   metric functions (arrays in, float out)
@@ -25,8 +28,8 @@ __version__ = "0.1.0"
 # adds nothing to an executed notebook but the path of the local install.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-_SUBMODULES = ("atlas", "book", "config", "data", "evaluate", "io", "metrics", "model", "pl", "results",
-               "stats", "tl", "train")
+_SUBMODULES = ("atlas", "book", "config", "data", "datasets", "evaluate", "genes", "io", "metrics", "model", "pl",
+               "probes", "readers", "results", "runner", "soma", "stats", "tl", "train")
 
 
 def __getattr__(name: str):

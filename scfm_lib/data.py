@@ -350,6 +350,34 @@ def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[
     return out
 
 
+
+def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[float, np.ndarray]:
+    """Sorted indices into ``labels`` of the labelled training cells kept at each label budget.
+
+    A budget is a share in (0, 1] of each class's cells. Per class (in sorted class order) one
+    seeded permutation; budget ``b`` keeps its first ``max(1, round(b * n_class))`` cells. So the
+    subsets are stratified (every class keeps at least one labelled cell, and its share),
+    nested (a smaller budget's cells lie inside a larger one's) and deterministic for a
+    ``seed``. Keys are the budgets as floats; budget 1.0 returns every cell.
+    """
+    labels = np.asarray(labels).astype(str)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ScfmDataError(f"labels must be a non-empty 1-D array of cell labels, got shape {labels.shape}")
+    bad = [b for b in budgets if not 0.0 < float(b) <= 1.0]  # also catches NaN
+    if bad:
+        raise ScfmDataError(f"label budgets {bad} are outside (0, 1]; a budget is the share of each class's "
+                            "training cells that keep their label")
+    rng = np.random.default_rng(seed)
+    # Shuffle each class once, for all budgets: taking prefixes of one order is what nests them.
+    orders = [members[rng.permutation(len(members))]
+              for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+    out = {}
+    for b in budgets:
+        kept = [order[:max(1, int(round(float(b) * len(order))))] for order in orders]
+        out[float(b)] = np.sort(np.concatenate(kept)).astype(np.int64)
+    return out
+
+
 def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
                 seed: int = 0, stratify: str | None = None) -> dict[str, np.ndarray]:
     """Disjoint ``train``/``val``/``test`` cell indices covering every cell.

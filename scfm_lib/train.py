@@ -85,25 +85,60 @@ class PretrainConfig:
         return self.max_steps
 
 
+FINETUNE_REGIMES = ("full", "last_k", "head_only", "lora")
+# The Linear layers of every transformer block that LoRA adapts: attention qkv and output projection, and
+# both MLP layers (Block.mlp is Sequential(Linear, GELU, Linear)). A regex on the encoder's module names
+# (peft matches it in full), so the pretraining heads' Linear layers (value_head.0, ...) are left out.
+LORA_TARGET_MODULES = r"blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(0|2))"
+
+
 @dataclass
 class FinetuneConfig:
+    """Finetuning of a :class:`CellClassifier`; ``regime`` picks which weights train:
+
+    - ``"full"``: every encoder weight and the head.
+    - ``"last_k"``: the last ``last_k`` transformer blocks, the final LayerNorm (``ln_f``) and the head;
+      the embeddings, the earlier blocks and everything else stay frozen.
+    - ``"head_only"``: the head on the frozen encoder (kept in eval mode, so no dropout): a linear
+      probe on the cell embedding (CLS or mean, the encoder's ``pooling``), fitted by this loop.
+    - ``"lora"``: LoRA adapters (peft; rank ``lora_rank``, scale ``lora_alpha / lora_rank``) on the
+      attention qkv/proj and both MLP Linear layers of every block, and the head; base weights frozen.
+
+    ``lr`` is the rate of whatever trains in the encoder (blocks, adapters); ``head_lr`` the head's.
+    """
     max_steps: int = 300
     batch_size: int = 64
-    lr: float = 3e-4                   # encoder learning rate (constant)
+    lr: float = 3e-4                   # encoder learning rate (constant); for "lora", the adapters' rate
     head_lr: float = 3e-3              # the new linear head starts from scratch: 10x the encoder rate
     weight_decay: float = 0.01
     eval_every: int = 25
     patience: int = 4                  # evaluations without validation-loss improvement before stopping
     bf16: bool = True
-    seed: int = 0                      # head initialization, data order, dropout
+    seed: int = 0                      # head initialization, data order, dropout (and LoRA's initialization)
     grad_clip: float = 1.0
     num_threads: int | None = None
+    regime: str = "full"               # one of FINETUNE_REGIMES: "full", "last_k", "head_only", "lora"
+    last_k: int = 1                    # regime "last_k": how many final transformer blocks train (1..n_layers)
+    lora_rank: int = 8                 # regime "lora": rank r of each adapter
+    lora_alpha: float = 16.0           # regime "lora": the adapter update is scaled by lora_alpha / lora_rank
 
     def __post_init__(self) -> None:
         _check_positive(self, ("max_steps", "batch_size", "lr", "head_lr", "eval_every", "patience", "grad_clip"))
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         _check_threads(self.num_threads)
+        if self.regime not in FINETUNE_REGIMES:
+            raise ValueError(f"regime must be one of {FINETUNE_REGIMES}, got {self.regime!r}: 'full' trains the "
+                             "whole encoder, 'last_k' its last last_k blocks, 'head_only' none of it (a linear "
+                             "probe), 'lora' low-rank adapters; the head always trains")
+        if not (isinstance(self.last_k, (int, np.integer)) and self.last_k >= 1):
+            raise ValueError(f"last_k must be an integer >= 1 (the number of final transformer blocks to train, "
+                             f"at most the encoder's n_layers), got {self.last_k!r}")
+        if not (isinstance(self.lora_rank, (int, np.integer)) and self.lora_rank >= 1):
+            raise ValueError(f"lora_rank must be an integer >= 1 (the rank of each LoRA adapter, e.g. 8), "
+                             f"got {self.lora_rank!r}")
+        if not self.lora_alpha > 0:
+            raise ValueError(f"lora_alpha must be > 0 (e.g. 2 * lora_rank), got {self.lora_alpha!r}")
 
 
 def _check_positive(cfg, names: tuple[str, ...]) -> None:
@@ -509,24 +544,90 @@ def _check_labels(labels, tokens: CellTokens, n_classes: int, name: str) -> np.n
     return labels.astype(np.int64)
 
 
+def _inject_lora(encoder: ScFM, cfg: FinetuneConfig) -> ScFM:
+    """Add LoRA adapters to ``encoder`` in place with ``peft.inject_adapter_in_model`` (the encoder is
+    a plain nn.Module, so no PeftModel wrapper): each targeted ``nn.Linear`` becomes a
+    ``peft.tuners.lora.Linear`` holding the frozen original as ``base_layer`` plus ``lora_A`` and
+    ``lora_B`` (B starts at zero, so the adapted encoder first computes exactly what it did).
+    Returns the same encoder object; only the adapters require gradients."""
+    import peft  # heavy import; only this regime needs it
+
+    config = peft.LoraConfig(r=int(cfg.lora_rank), lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                             target_modules=LORA_TARGET_MODULES, bias="none")
+    encoder = peft.inject_adapter_in_model(config, encoder)
+    adapted = [name for name, module in encoder.named_modules() if isinstance(module, peft.tuners.lora.LoraLayer)]
+    if len(adapted) != 4 * len(encoder.blocks):  # model.py renamed a layer: the regex must follow
+        raise RuntimeError(f"LoRA adapted {adapted}, expected qkv, proj, mlp.0 and mlp.2 of each of the "
+                           f"{len(encoder.blocks)} blocks; update LORA_TARGET_MODULES in scfm_lib/train.py")
+    for name, param in encoder.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return encoder
+
+
+def _apply_regime(classifier: CellClassifier, cfg: FinetuneConfig) -> None:
+    """Set which parameters of ``classifier`` (holding its own copy of the encoder) train."""
+    encoder, n_layers = classifier.encoder, len(classifier.encoder.blocks)
+    classifier.requires_grad_(cfg.regime == "full")
+    if cfg.regime == "last_k":
+        for block in encoder.blocks[n_layers - cfg.last_k:]:
+            block.requires_grad_(True)
+        encoder.ln_f.requires_grad_(True)
+    elif cfg.regime == "lora":
+        classifier.encoder = _inject_lora(encoder, cfg)
+    classifier.head.requires_grad_(True)
+
+
+def _train_mode(classifier: CellClassifier, regime: str) -> None:
+    """Training mode, except a frozen encoder ("head_only") computes in eval mode (no dropout), so the
+    head sees exactly the embeddings :func:`embed` returns."""
+    classifier.train()
+    if regime == "head_only":
+        classifier.encoder.eval()
+
+
+def _trainable(groups: list[dict]) -> list[dict]:
+    """``groups`` without frozen parameters, and without groups that end up empty."""
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    return [g for g in groups if g["params"]]
+
+
 def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, val: CellTokens, y_val: np.ndarray,
                         n_classes: int, cfg: FinetuneConfig, progress: bool = False) -> tuple[CellClassifier, dict]:
-    """Full finetuning (all encoder weights + a linear head on the cell embedding), cross-entropy,
-    early stopping on validation loss.
+    """Finetune a linear head on the cell embedding, and the part of the encoder ``cfg.regime`` names
+    (see :class:`FinetuneConfig`), with cross-entropy and early stopping on validation loss.
+
+    Regimes: ``"full"`` (default) trains every weight; ``"last_k"`` the last ``cfg.last_k`` blocks,
+    ``ln_f`` and the head; ``"head_only"`` the head alone on the frozen encoder, i.e. a linear probe
+    (multinomial logistic regression on the frozen CLS/mean embedding): the same model a probe fits,
+    differing only by the optimizer (AdamW with weight decay, a step budget and early stopping, in
+    bf16 autocast if ``cfg.bf16``); ``"lora"`` LoRA adapters (peft) on each block's attention and MLP
+    Linear layers plus the head. Frozen parameters get ``requires_grad=False`` and are not given to
+    the optimizer, so they stay bit-identical. With regime "lora" the returned encoder holds peft's
+    LoRA layers (``...qkv.base_layer.weight``, ``...qkv.lora_A.default.weight``, ...): it computes
+    like an ScFM (``predict``, ``embed``) but its state_dict keys differ from a plain ScFM's.
 
     The encoder passed in is copied, never modified. Returns the classifier at its best
     validation evaluation (step 0 = the untrained head on the pretrained encoder) and a log
-    ``{"best_step", "steps_run", "best_val_loss", "history": [{step, train_loss, val_loss, val_accuracy}]}``.
+    ``{"best_step", "steps_run", "best_val_loss", "regime", "trainable_parameters",
+    "history": [{step, train_loss, val_loss, val_accuracy}]}``; ``trainable_parameters`` counts
+    the parameters given to the optimizer (for "full" this includes the pretraining heads, which
+    get no gradient from the classification loss).
     """
     y_train = _check_labels(y_train, train, n_classes, "y_train")
     y_val = _check_labels(y_val, val, n_classes, "y_val")
+    if cfg.regime == "last_k" and cfg.last_k > encoder.config.n_layers:  # fail before any work
+        raise ValueError(f"last_k={cfg.last_k} exceeds the encoder's n_layers={encoder.config.n_layers}; pass "
+                         f"last_k between 1 and {encoder.config.n_layers} (or regime='full' to train the "
+                         "embeddings too)")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)  # dropout
+        torch.manual_seed(cfg.seed)  # dropout (and, for "lora", the adapters' initialization)
         classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
-        optimizer = torch.optim.AdamW(param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
-                                      + param_groups(classifier.head, cfg.head_lr, cfg.weight_decay))
+        _apply_regime(classifier, cfg)
+        optimizer = torch.optim.AdamW(_trainable(param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
+                                                 + param_groups(classifier.head, cfg.head_lr, cfg.weight_decay)))
+        trainable = [p for p in classifier.parameters() if p.requires_grad]
         sampler = EpochSampler(len(train), cfg.seed)
         labels = torch.from_numpy(y_train)
 
@@ -534,15 +635,15 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
         history = [{"step": 0, "train_loss": None, "val_loss": val_loss, "val_accuracy": val_accuracy}]
         best = {"val_loss": val_loss, "step": 0, "state": copy.deepcopy(classifier.state_dict())}
         waited, step, window = 0, 0, []
-        classifier.train()
         for step in tqdm(range(1, cfg.max_steps + 1), disable=not progress, desc="finetune"):
+            _train_mode(classifier, cfg.regime)  # again after each evaluation, which restores train()
             idx = sampler.next_batch(cfg.batch_size)
             with _autocast(cfg.bf16):
                 logits = classifier(*_tensors(train, idx))                   # [B, C]
             loss = F.cross_entropy(logits.float(), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(classifier.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             window.append(float(loss.detach()))
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
@@ -560,6 +661,7 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
     classifier.load_state_dict(best["state"])
     classifier.eval()
     return classifier, {"best_step": best["step"], "steps_run": step, "best_val_loss": best["val_loss"],
+                        "regime": cfg.regime, "trainable_parameters": sum(p.numel() for p in trainable),
                         "history": history}
 
 
