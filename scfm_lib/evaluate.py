@@ -27,9 +27,17 @@ def classification_scores(y_true, y_pred) -> dict[str, float]:
 
 
 def linear_probe(Z_train: np.ndarray, y_train: np.ndarray, Z_test: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Standardize, then multinomial logistic regression (L2, C=1) on frozen embeddings."""
+    """Standardize, then multinomial logistic regression (L2, C=1) on frozen embeddings.
+
+    Fitted on one BLAS thread: lbfgs follows a slightly different path with another thread count,
+    and a checkpoint's probe score then differed between a workflow job (Snakemake sets one thread)
+    and the same notebook run by hand on two (seen on the quick profile: macro-F1 0.355 vs 0.351).
+    """
+    from threadpoolctl import threadpool_limits
+
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
-    return model.fit(Z_train, y_train).predict(Z_test)
+    with threadpool_limits(limits=1):
+        return model.fit(Z_train, y_train).predict(Z_test)
 
 
 def knn_classify(Z_train: np.ndarray, y_train: np.ndarray, Z_test: np.ndarray, k: int = 15) -> np.ndarray:
