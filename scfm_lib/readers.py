@@ -45,14 +45,9 @@ def round_near_integers(matrix, tol: float = 1e-6):
     return matrix
 
 
-def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, str] | None = None,
-                reader: str = "", path: str | Path = "") -> ad.AnnData:
-    """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
-
-    ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
-    Raises :class:`ScfmDataError` when a mapped column is absent or the counts are not counts.
-    """
-    obs = adata.obs.copy()
+def _standard_obs(obs: pd.DataFrame, dataset: str, obs_map: Mapping[str, str] | None) -> pd.DataFrame:
+    """A copy of ``obs`` with the standard columns ``obs_map`` names filled in, and ``dataset``."""
+    obs = obs.copy()
     for standard, source in (obs_map or {}).items():
         if standard not in STANDARD_OBS:
             raise ScfmDataError(f"obs_map key {standard!r} is not a standard column {STANDARD_OBS}")
@@ -60,7 +55,18 @@ def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, s
             raise ScfmDataError(f"dataset {dataset!r}: obs column {source!r} (for {standard!r}) not found; "
                                 f"the file has {list(obs.columns)}. Fix obs_map in the dataset's registry entry.")
         obs[standard] = obs[source].astype(str).astype("category")
-    obs["dataset"] = pd.Categorical([dataset] * adata.n_obs)
+    obs["dataset"] = pd.Categorical([dataset] * len(obs))
+    return obs
+
+
+def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, str] | None = None,
+                reader: str = "", path: str | Path = "") -> ad.AnnData:
+    """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
+
+    ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
+    Raises :class:`ScfmDataError` when a mapped column is absent or the counts are not counts.
+    """
+    obs = _standard_obs(adata.obs, dataset, obs_map)
     counts = round_near_integers(counts).astype(np.float32)
     out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy(), layers={"counts": counts.copy()})
     out.obs_names = [str(n) for n in adata.obs_names]
@@ -88,13 +94,8 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
         values = sp.csr_matrix(values, dtype=np.float32)
         if values.nnz and (values.data < 0).any():
             raise ScfmDataError(f"{path}: the values are scaled (negative entries), not log-normalized")
-        out = ad.AnnData(X=values, obs=source.obs.copy(), var=var.copy(), layers={"log1p_norm": values.copy()})
-        for standard, column in (obs_map or {}).items():
-            if column not in out.obs.columns:
-                raise ScfmDataError(f"dataset {dataset!r}: obs column {column!r} (for {standard!r}) not found; "
-                                    f"the file has {list(out.obs.columns)}. Fix obs_map in the dataset's registry entry.")
-            out.obs[standard] = out.obs[column].astype(str).astype("category")
-        out.obs["dataset"] = pd.Categorical([dataset] * out.n_obs)
+        out = ad.AnnData(X=values, obs=_standard_obs(source.obs, dataset, obs_map), var=var.copy(),
+                         layers={"log1p_norm": values.copy()})
         out.uns["scfm"] = {"dataset": dataset, "reader": "h5ad", "file": Path(path).name,
                            "values": "log1p_norm", "no_counts_reason": no_counts_reason or
                            f"{Path(path).name} holds no raw counts"}
