@@ -20,14 +20,17 @@ from scfm_lib.results import load_runs
 
 #: Chapter notebooks, in book order: (template name in nbs/, caption).
 CHAPTERS = [
-    ("data", "The synthetic atlas"),
+    ("data", "The data"),
     ("pretraining", "Pretraining on nested corpora"),
-    ("finetuning", "Narrow task: finetuned annotation"),
+    ("finetuning", "Narrow tasks: finetuned annotation"),
     ("frozen_zeroshot", "Frozen and zero-shot evaluation"),
+    ("open_ended", "Open-ended: what the model knows about genes"),
     ("masking", "The masking effect, quantified"),
+    ("budgets", "Where masking stops: label and step budgets"),
+    ("recommendations", "What should scFM benchmarks measure?"),
 ]
-#: Per-run notebooks (templates in nbs/), executed once per grid point into book/<profile>/runs/.
-RUN_TEMPLATES = ("pretrain", "evaluate")
+#: Chapters that exist only when the profile runs the budget sweep (evaluate.label_budgets).
+SWEEP_CHAPTERS = ("budgets",)
 #: Static pages of the book, profile-independent (performance.md is generated from benchmarks/results/).
 GUIDE_PAGES = ("book/rerun", "book/workshop", "book/performance")
 BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -36,10 +39,20 @@ _PARAM_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>[^=]+?)\s*=\s*
                          r"\s*(?:#\s*(?P<doc>.*))?$")
 
 
+def chapters(profile: Profile) -> list[str]:
+    """The chapter notebooks of a profile, in book order (the budget chapter only with a sweep)."""
+    return [name for name, _ in CHAPTERS if profile.evaluate.has_sweep or name not in SWEEP_CHAPTERS]
+
+
+def run_templates(profile: Profile) -> tuple[str, ...]:
+    """Per-run notebooks (templates in nbs/), executed once per grid point into book/<profile>/runs/."""
+    return ("pretrain", "evaluate", *(("sweep",) if profile.evaluate.has_sweep else ()))
+
+
 def _run_sections(profile: Profile) -> list[dict]:
     base = f"book/{profile.name}"
     runs = [{"file": f"{base}/runs/{kind}_{run_id(f, s, m)}", "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}"}
-            for m, f, s in profile.runs() for kind in RUN_TEMPLATES]
+            for m, f, s in profile.runs() for kind in run_templates(profile)]
     runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})
     return runs
 
@@ -49,10 +62,10 @@ def toc(profile: Profile, included: list[Profile] = ()) -> dict:
     profile (its intro and chapters), the guides, and an appendix with every run notebook."""
     base = f"book/{profile.name}"
     parts = [{"caption": "The study", "numbered": True,
-              "chapters": [{"file": f"{base}/{name}"} for name, _ in CHAPTERS]}]
+              "chapters": [{"file": f"{base}/{name}"} for name in chapters(profile)]}]
     for other in included:
         parts.append({"caption": f"The study again: {other.title}", "numbered": True,
-                      "chapters": [{"file": f"book/{other.name}/{name}"} for name in ("intro", *(n for n, _ in CHAPTERS))]})
+                      "chapters": [{"file": f"book/{other.name}/{name}"} for name in ("intro", *chapters(other))]})
     parts.append({"caption": "Use it yourself", "chapters": [{"file": page} for page in GUIDE_PAGES]})
     parts.append({"caption": "Appendix: every run",
                   "chapters": [{"file": f"book/{p.name}/runs", "sections": _run_sections(p)} for p in [profile, *included]]})

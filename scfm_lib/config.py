@@ -87,6 +87,47 @@ class EvaluateSection:
     leiden_resolution: float = 1.0     # resolution of zero-shot Leiden clustering
     n_top_genes: int = 1000            # highly variable genes of the baselines
     n_pcs: int = 50                    # PCs of the PCA baselines
+    # Finetuning regimes of every checkpoint (scfm_lib.train.FinetuneConfig.regime). The first is
+    # the benchmark's mode "finetune"; each other one is reported as mode "finetune_<regime>".
+    regimes: list = field(default_factory=lambda: ["full"])
+    # The budget sweep (nbs/sweep.ipynb, one job per checkpoint): finetune and probe on each share
+    # of the training labels (stratified, nested, seeded) x each finetuning step budget. [] = no sweep.
+    label_budgets: list = field(default_factory=list)
+    step_budgets: list = field(default_factory=list)
+    perturbation_cells: int = 100      # cells per cell type edited in the in-silico perturbation probe
+    equivalence_bound: float = 0.02    # smallest slope (metric units per tenfold more cells) that matters
+
+    def __post_init__(self) -> None:
+        from scfm_lib.train import FINETUNE_REGIMES
+        if not self.regimes or any(r not in FINETUNE_REGIMES for r in self.regimes) \
+                or len(set(self.regimes)) != len(self.regimes):
+            raise ConfigError(f"evaluate.regimes must list distinct finetuning regimes out of {list(FINETUNE_REGIMES)}, "
+                              f"got {self.regimes!r}")
+        bad = [b for b in self.label_budgets if not isinstance(b, (int, float)) or not 0 < float(b) <= 1]
+        if bad:
+            raise ConfigError(f"evaluate.label_budgets {bad} are outside (0, 1]; a budget is the share of the "
+                              "training labels kept, e.g. [0.01, 0.1, 1.0]")
+        bad = [b for b in self.step_budgets if not isinstance(b, int) or isinstance(b, bool) or b < 1]
+        if bad:
+            raise ConfigError(f"evaluate.step_budgets {bad} must be integers >= 1 (finetuning steps)")
+        if bool(self.label_budgets) != bool(self.step_budgets):
+            raise ConfigError("evaluate.label_budgets and evaluate.step_budgets go together: give both to run "
+                              "the budget sweep, or neither")
+        self.label_budgets = sorted(float(b) for b in self.label_budgets)
+        self.step_budgets = sorted(self.step_budgets)
+        if self.perturbation_cells < 1:
+            raise ConfigError(f"evaluate.perturbation_cells must be >= 1, got {self.perturbation_cells}")
+        if not self.equivalence_bound > 0:
+            raise ConfigError(f"evaluate.equivalence_bound must be > 0, got {self.equivalence_bound}")
+
+    @property
+    def has_sweep(self) -> bool:
+        """Whether the profile runs the label x step budget sweep."""
+        return bool(self.label_budgets)
+
+    def regime_mode(self, regime: str) -> str:
+        """The record mode of a finetuning regime: "finetune" for the first (main) one, else "finetune_<regime>"."""
+        return "finetune" if regime == self.regimes[0] else f"finetune_{regime}"
 
 
 @dataclass
@@ -134,6 +175,9 @@ class Profile:
         if not self.families or any(f not in FAMILIES for f in self.families) or len(set(self.families)) != len(self.families):
             raise ConfigError(f"profile {self.name!r}: 'families' must list distinct model families out of "
                               f"{list(FAMILIES)}, got {self.families!r}")
+        if "regime" in self.finetune:
+            raise ConfigError(f"profile {self.name!r}: finetune.regime is set by evaluate.regimes (its first entry is "
+                              "the main 'finetune' mode); move the regime there")
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
             raise ConfigError(f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, "
                               f"got {self.seeds!r}")

@@ -24,8 +24,20 @@ MODE_LABELS = {
     "pca_knn": "baseline: PCA + kNN",
     "pca_leiden": "baseline: PCA + Leiden",
     "pca": "baseline: PCA",
+    # Further finetuning regimes (evaluate.regimes; the first one is always mode "finetune").
+    "finetune_full": "finetuned: all weights",
+    "finetune_last_k": "finetuned: last blocks",
+    "finetune_lora": "finetuned: LoRA adapters",
+    "finetune_head_only": "finetuned: head only",
+    # Open-ended probes of what the model knows about genes.
+    "gene_programs": "open-ended: gene programs",
+    "perturbation": "open-ended: in-silico perturbation",
 }
-_PALETTE = dict(zip(MODE_LABELS, sns.color_palette("colorblind", len(MODE_LABELS))))
+# One distinct colour per mode: the 10 colour-blind-safe colours, then Dark2's 8 for the modes beyond
+# them, reordered so that the finetuning regimes avoid the orange of the linear probe they are drawn beside.
+_PALETTE = dict(zip(MODE_LABELS, sns.color_palette("colorblind", 10)
+                    + [sns.color_palette("Dark2", 8)[i] for i in (0, 2, 3, 4, 6, 1, 5, 7)]))
+assert len(_PALETTE) == len(MODE_LABELS), "add colours to _PALETTE: every mode in MODE_LABELS needs one"
 _BASELINE_STYLE = {"hvg_logreg": ":", "pca_knn": "--", "pca_leiden": "-.", "pca": "--"}
 CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left of the smallest corpus
 

@@ -278,3 +278,44 @@ def perturbation_score(model: ScFM, tokens: CellTokens, vocab: GeneVocab, gene: 
     the cells toward the target, < 0 = away, ~0 = no effect (NaN for no cells)."""
     shift = perturbation_shift(model, tokens, vocab, gene, mode, target_embedding, batch_size)
     return float(shift.mean()) if len(shift) else float("nan")
+
+
+def perturbation_probe(model: ScFM, tokens: CellTokens, cell_types, vocab: GeneVocab, drivers: Mapping[str, str],
+                       n_cells: int = 100, seed: int = 0) -> "pd.DataFrame":
+    """The in-silico perturbation probe of one checkpoint, one row per cell type with a driver.
+
+    For cell type A with driver gene g (``drivers[A]``, in the vocabulary) and target = the mean
+    embedding of A's cells in ``tokens``:
+
+    - ``overexpress_toward``: :func:`perturbation_score` of overexpressing g in up to ``n_cells``
+      cells of the *other* types (seeded draw): > 0 = they move toward A;
+    - ``delete_away``: minus the score of deleting g from up to ``n_cells`` of A's cells that hold
+      it: > 0 = they move away from A (NaN when none holds it).
+
+    Both in [-2, 2], ~0 for a model that did not learn what g does (the random-init control).
+    ``cell_types`` [N] labels the cells of ``tokens``. Cell types with fewer than 2 cells, no other
+    types, or a driver outside the vocabulary are skipped.
+    """
+    import pandas as pd
+
+    cell_types = np.asarray(cell_types).astype(str)
+    if len(cell_types) != len(tokens):
+        raise ValueError(f"cell_types has {len(cell_types)} labels for {len(tokens)} cells")
+    rng = np.random.default_rng(seed)
+    known = set(vocab.genes)
+    rows = []
+    for cell_type, gene in sorted(drivers.items()):
+        members = np.flatnonzero(cell_types == cell_type)
+        others = np.flatnonzero(cell_types != cell_type)
+        if len(members) < 2 or len(others) == 0 or gene not in known:
+            continue
+        target = embed(model, tokens.subset(members)).mean(0)
+        pick = np.sort(rng.choice(others, size=min(n_cells, len(others)), replace=False))
+        toward = perturbation_score(model, tokens.subset(pick), vocab, gene, "overexpress", target)
+        holders = members[holds_gene(tokens.subset(members), _gene_id(vocab, gene))]
+        holders = np.sort(rng.choice(holders, size=min(n_cells, len(holders)), replace=False)) if len(holders) else holders
+        away = -perturbation_score(model, tokens.subset(holders), vocab, gene, "delete", target) if len(holders) else np.nan
+        rows.append({"cell_type": cell_type, "driver": gene, "overexpress_toward": toward, "delete_away": away,
+                     "n_overexpressed": len(pick), "n_deleted": len(holders)})
+    return pd.DataFrame(rows, columns=["cell_type", "driver", "overexpress_toward", "delete_away",
+                                       "n_overexpressed", "n_deleted"])

@@ -15,8 +15,18 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
     runs = [s["file"] for s in toc["parts"][-1]["chapters"][0]["sections"]]
     assert toc["root"] == "book/tiny/intro"
     assert [f"book/tiny/{name}" for name, _ in book.CHAPTERS] == files[:len(book.CHAPTERS)]
-    assert len(runs) == 2 * len(profile.runs()) + 1
+    assert len(runs) == 3 * len(profile.runs()) + 1                 # pretrain, evaluate, sweep + baselines
     assert "book/tiny/runs/evaluate_geneformer_f0.1_s1" in runs
+    assert "book/tiny/runs/sweep_geneformer_f0.1_s1" in runs
+
+
+def test_profile_without_a_sweep_has_no_budget_chapter():
+    profile = load_profile("tiny")
+    profile.evaluate.label_budgets, profile.evaluate.step_budgets = [], []
+    toc = book.toc(profile)
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert "book/tiny/budgets" not in files and "book/tiny/recommendations" in files
+    assert book.run_templates(profile) == ("pretrain", "evaluate")
 
 
 def test_committed_toc_is_the_quick_profile(repo):
@@ -37,7 +47,7 @@ def test_included_profile_gets_its_chapters_and_runs(tmp_path):
     assert "book/quick/intro" in files and "book/quick/masking" in files
     appendix = toc["parts"][-1]["chapters"]
     assert [c["file"] for c in appendix] == ["book/tiny/runs", "book/quick/runs"]
-    assert len(appendix[1]["sections"]) == 2 * len(quick.runs()) + 1
+    assert len(appendix[1]["sections"]) == 3 * len(quick.runs()) + 1
 
 
 def test_every_notebook_template_has_documented_typed_parameters(repo):

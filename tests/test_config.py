@@ -48,6 +48,16 @@ def test_profile_values_reach_library_configs(tmp_path):
     ({"fractions": [0.1, 0.1]}, "duplicates"),
     ({"seeds": [-1]}, "seeds"),
     ({"model": {"d_model": 30, "n_heads": 4}}, "model"),
+    ({"evaluate": {"regimes": ["full", "lroa"]}}, "evaluate.regimes"),
+    ({"evaluate": {"regimes": []}}, "evaluate.regimes"),
+    ({"evaluate": {"regimes": ["full", "full"]}}, "evaluate.regimes"),
+    ({"evaluate": {"label_budgets": [0.0, 1.0], "step_budgets": [10]}}, "outside (0, 1]"),
+    ({"evaluate": {"label_budgets": [1.5], "step_budgets": [10]}}, "outside (0, 1]"),
+    ({"evaluate": {"label_budgets": [0.1], "step_budgets": [0]}}, "integers >= 1"),
+    ({"evaluate": {"label_budgets": [0.1], "step_budgets": [2.5]}}, "integers >= 1"),
+    ({"evaluate": {"label_budgets": [0.1]}}, "go together"),
+    ({"evaluate": {"equivalence_bound": 0}}, "equivalence_bound"),
+    ({"finetune": {"regime": "lora"}}, "evaluate.regimes"),
 ])
 def test_bad_profiles_are_refused(tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=None) as err:
@@ -138,3 +148,14 @@ def test_real_profile_holds_out_its_downstream_dataset():
     assert profile.data.source == "registry" and profile.data.downstream not in profile.data.corpus
     assert profile.data.data_template == "data_real" and not profile.data.has_ood
     assert load_profile("quick").data.has_ood
+
+
+def test_regimes_and_budget_sweep(tmp_path):
+    profile = load_profile(write_profile(tmp_path, evaluate={"regimes": ["lora", "full"], "label_budgets": [1, 0.1],
+                                                             "step_budgets": [50, 10]}))
+    assert profile.evaluate.regime_mode("lora") == "finetune"           # the first regime is the benchmark's
+    assert profile.evaluate.regime_mode("full") == "finetune_full"
+    assert profile.evaluate.label_budgets == [0.1, 1.0] and profile.evaluate.step_budgets == [10, 50]
+    assert profile.evaluate.has_sweep
+    assert profile.finetune_config(regime="lora").regime == "lora"
+    assert not load_profile(write_profile(tmp_path)).evaluate.has_sweep

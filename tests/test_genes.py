@@ -138,3 +138,26 @@ def test_build_vocab_min_cells_and_max_genes():
         genes.build_vocab(corpus, min_cells=7)
     corpus.layers["other"] = sp.csr_matrix((counts[:, ::-1] > 0).astype(float))
     assert genes.build_vocab(corpus, min_cells=4, layer="other").genes == ["g0", "g5"]   # detection reversed
+
+
+def test_program_ground_truth_from_the_atlas_and_from_marker_sets():
+    from scfm_lib import atlas
+    adata = atlas.SyntheticAtlas(atlas.AtlasConfig(n_genes=300, seed=0)).sample(50, seed=0)
+    programs, drivers = genes.program_ground_truth(adata)
+    assert set(programs) == set(adata.uns["gene_programs"])
+    for cell_type in adata.obs["cell_type"].unique():                     # every type has its program's driver
+        assert drivers[cell_type] == adata.uns["program_drivers"][f"type_{cell_type}"]
+        assert drivers[cell_type] in programs[f"type_{cell_type}"]
+    programs, drivers = genes.program_ground_truth(ad.AnnData(np.zeros((2, 2))), "pbmc68k_reduced")
+    assert drivers["CD19+ B"] == "MS4A1" and "CD79A" in programs["b_cell"]
+    assert all(drivers[t] == programs[p][0] for t, p in genes.MARKER_PROGRAMS["pbmc68k_reduced"]["cell_types"].items())
+    with pytest.raises(ValueError, match="MARKER_PROGRAMS"):
+        genes.program_ground_truth(ad.AnnData(np.zeros((2, 2))), "unknown_dataset")
+
+
+def test_pbmc_marker_genes_are_measured_in_pbmc68k_reduced():
+    sc = pytest.importorskip("scanpy")
+    measured = set(sc.datasets.pbmc68k_reduced().raw.var_names)
+    for program, members in genes.MARKER_PROGRAMS["pbmc68k_reduced"]["programs"].items():
+        assert members[0] in measured, f"driver of {program} is not measured"
+        assert sum(g in measured for g in members) >= 2, program

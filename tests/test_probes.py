@@ -284,3 +284,37 @@ def test_gene_embeddings_are_the_embedding_rows():
     np.testing.assert_array_equal(matrix, model.gene_embedding.weight.detach().numpy()[[8, 4]])
     with pytest.raises(ValueError, match="not in the model's vocabulary"):
         probes.gene_embeddings(model, VOCAB, ["G1", "NOPE"])
+
+
+# ------------------------------------------------------------------------------ the probe of a checkpoint
+@pytest.mark.parametrize("family", ["scgpt", "geneformer"])
+def test_perturbation_probe_rows_match_the_scores(family):
+    model = transparent_model(family)
+    type_a, type_b = cells(True, n=6, seed=1), cells(False, n=6, seed=2)
+    tokens = CellTokens(np.concatenate([type_a.gene_ids, type_b.gene_ids]), np.concatenate([type_a.values, type_b.values]))
+    labels = np.array(["A"] * 6 + ["B"] * 6)
+    drivers = {"A": DRIVER, "B": "G5", "C": DRIVER, "D": "NOT_IN_VOCAB"}   # C has no cells, D no gene
+    table = probes.perturbation_probe(model, tokens, labels, VOCAB, drivers, n_cells=4, seed=0)
+    assert list(table["cell_type"]) == ["A", "B"]
+    row = table.set_index("cell_type").loc["A"]
+    assert row["n_overexpressed"] == 4 and row["n_deleted"] == 4          # every A cell holds the driver
+    # Overexpressing A's driver in B cells moves them toward A; deleting it moves A cells away.
+    assert row["overexpress_toward"] > 0.05 and row["delete_away"] > 0.05
+    target = probes.embed(model, type_a).mean(0)
+    assert row["overexpress_toward"] == pytest.approx(
+        probes.perturbation_score(model, tokens.subset(np.flatnonzero(labels == "B")), VOCAB, DRIVER, "overexpress",
+                                  target), abs=0.05)   # 4 of the 6 B cells: close to the mean over all 6
+    again = probes.perturbation_probe(model, tokens, labels, VOCAB, drivers, n_cells=4, seed=0)
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_frame_equal(table, again)                           # seeded: the same draw
+
+
+def test_perturbation_probe_without_holders_gives_nan_delete():
+    model = transparent_model("scgpt")
+    tokens = cells(False, n=8, seed=3)                                    # nobody holds the driver
+    labels = np.array(["A"] * 4 + ["B"] * 4)
+    table = probes.perturbation_probe(model, tokens, labels, VOCAB, {"A": DRIVER}, n_cells=10)
+    assert table.loc[0, "n_deleted"] == 0 and np.isnan(table.loc[0, "delete_away"])
+    assert table.loc[0, "n_overexpressed"] == 4
+    with pytest.raises(ValueError, match="labels for"):
+        probes.perturbation_probe(model, tokens, labels[:3], VOCAB, {"A": DRIVER})

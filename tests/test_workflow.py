@@ -39,10 +39,11 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 
     html = root / "_build" / "html"
     pages = {name: (html / "book" / "tiny" / f"{name}.html") for name in
-             ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "masking"]}
+             ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking", "budgets",
+              "recommendations"]}
     for name, page in pages.items():
         assert page.exists(), f"{name} page missing"
-    for name in ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "masking"]:
+    for name in ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking", "budgets"]:
         text = pages[name].read_text()
         assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{name} page shows no figure"
         assert "Traceback" not in text, f"{name} page shows an exception"
@@ -54,7 +55,17 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 
     # Every job wrote its metrics with provenance beside them.
     metrics = sorted((root / "results" / "tiny" / "metrics").glob("*/*.json"))
-    assert len(metrics) == 1 + 3 * 12 + 1  # data, (pretrain, evaluate, scib) x runs of 2 families, baselines
+    assert len(metrics) == 1 + 4 * 12 + 1  # data, (pretrain, evaluate, sweep, scib) x runs of 2 families, baselines
+    assert "Traceback" not in pages["recommendations"].read_text()
+    assert 'href="budgets.html#the-masking-index-over-the-budget-grid"' in pages["recommendations"].read_text()
+    # Every evaluation family is recorded for every checkpoint: regimes, OOD annotation, open-ended probes.
+    record = json.loads((root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json").read_text())
+    pairs = {(r["mode"], r["metric"]) for r in record["records"]}
+    assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1"), ("linear_probe", "macro_f1_ood"),
+            ("gene_programs", "map_over_chance"), ("perturbation", "overexpress_toward")} <= pairs
+    sweep = json.loads((root / "results" / "tiny" / "metrics" / "sweep" / "scgpt_f1.0_s0.json").read_text())
+    assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == \
+        {(0.1, 5), (0.1, 20), (1.0, 5), (1.0, 20)}
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
 
     # Rerunning skips finished jobs.
@@ -109,6 +120,8 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     evaluated = json.loads((metrics / "evaluate" / "geneformer_f1.0_s0.json").read_text())
     names = {r["metric"] for r in evaluated["records"]}
     assert "masked_loss_heldout" in names and "masked_loss_ood" not in names
+    assert "map_over_chance" in names and "macro_f1_ood" not in names   # PBMC marker programs; no OOD set
+    assert not (metrics / "sweep").exists()                              # no budgets in this profile
     scib = json.loads((metrics / "scib" / "scgpt_f1.0_s0.json").read_text())
     assert {r["metric"] for r in scib["records"]} == {"bio_conservation"}
     data_record = json.loads((metrics / "data" / "datasets.json").read_text())
