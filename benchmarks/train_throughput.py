@@ -12,7 +12,9 @@ length-bucketed and trimmed as in scfm_lib.train.pretrain), in bf16 autocast:
 - the peer: Hugging Face ``transformers`` ``BertForMaskedLM`` (Geneformer's architecture) with
   the same hidden size, layers, heads, context, vocabulary and batches, run as its users run it
   (fp32) and in bf16 autocast; the ratio is measured in the same process;
-- the encoder alone (the transformer blocks, full-length batch), MFU against the bf16 peak.
+- the encoder alone (the transformer blocks, full-length batch), MFU against the bf16 peak;
+- ``torch.compile`` (inductor, dynamic shapes, as ``PretrainConfig.compile`` does) of the same
+  step against eager mode, both families at both sizes: whether compiling helps on this machine.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def batches(tokens: CellTokens, n: int, seed: int = 0) -> list[tuple[torch.Tenso
     return [train._tensors(tokens, sampler.next_batch(BATCH)) for _ in range(n)]
 
 
-def ours_step_time(family: str, size: dict, data: list) -> tuple[float, float]:
-    """Seconds per training step and model FLOPs per step, bf16 autocast."""
+def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -> tuple[float, float]:
+    """Seconds per training step and model FLOPs per step, bf16 autocast (``compile``: the loss
+    through ``torch.compile(dynamic=True)``, as scfm_lib.train does with ``PretrainConfig.compile``;
+    compilation happens in the warm-up steps and is not timed)."""
     model = ScFM(ScFMConfig(vocab_size=VOCAB, context_genes=CONTEXT, family=family, **size),
                  generator=torch.Generator().manual_seed(0)).train()
+    loss_fn = torch.compile(model.pretraining_loss, dynamic=True) if compile else model.pretraining_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     state = {"i": 0}
@@ -60,7 +65,7 @@ def ours_step_time(family: str, size: dict, data: list) -> tuple[float, float]:
         state["i"] += 1
         mask = random_value_mask(gene_ids, MASK_RATIO, generator)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model.pretraining_loss(gene_ids, values, mask)
+            loss = loss_fn(gene_ids, values, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -69,7 +74,7 @@ def ours_step_time(family: str, size: dict, data: list) -> tuple[float, float]:
         head = 2 * n_masked * (d * d + d * VOCAB) if family == "geneformer" else 2 * B * L * (d * d + d)
         flops.append(3 * (encoder_flops(B * (L + 1), L + 1, d, size["n_layers"], 4 * d) + head))
 
-    seconds = seconds_per_call(step, warmup=3, repeats=len(data))
+    seconds = seconds_per_call(step, warmup=6 if compile else 3, repeats=len(data))
     return seconds, float(np.median(flops))
 
 
@@ -144,7 +149,17 @@ def main() -> None:
     encoder = {name: encoder_mfu(size, peaks["bf16"]) for name, size in SIZES.items()}
     for name, e in encoder.items():
         print(f"encoder alone, {name}: {e['tflops']:.2f} TFLOP/s = {e['mfu_bf16']:.1%} of the bf16 matmul peak")
-    write_result("train_throughput", {"peaks_flops": peaks, "rows": rows, "encoder": encoder})
+    compiled = []
+    for size_name, size in SIZES.items():
+        data = batches(tokens, 10)
+        for family in ("scgpt", "geneformer"):
+            eager = next(r for r in rows if r["family"] == family and r["size"] == size_name)
+            seconds, _ = ours_step_time(family, size, data, compile=True)
+            compiled.append({"family": family, "size": size_name, "cells_per_s": BATCH / seconds,
+                             "eager_cells_per_s": eager["cells_per_s"], "speedup_vs_eager": BATCH / seconds / eager["cells_per_s"]})
+            print(f"{family:10s} {size_name:5s} torch.compile: {BATCH / seconds:8.1f} cells/s "
+                  f"= x{compiled[-1]['speedup_vs_eager']:.2f} of eager")
+    write_result("train_throughput", {"peaks_flops": peaks, "rows": rows, "encoder": encoder, "compiled": compiled})
 
 
 if __name__ == "__main__":

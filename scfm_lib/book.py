@@ -202,6 +202,13 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
                   "| size | TFLOP/s | share of the bf16 matmul peak |", "|---|---|---|"]
         for name, e in throughput["encoder"].items():
             lines.append(f"| {name} | {e['tflops']:.3f} | {e['mfu_bf16']:.1%} |")
+        if throughput.get("compiled"):
+            lines += ["", "The same step through `torch.compile` (inductor, dynamic shapes; `PretrainConfig.compile`), "
+                      "against eager mode in the same run:", "",
+                      "| family | size | eager cells/s | compiled cells/s | compiled / eager |", "|---|---|---|---|---|"]
+            for r in throughput["compiled"]:
+                lines.append(f"| {r['family']} | {r['size']} | {r['eager_cells_per_s']:.1f} | {r['cells_per_s']:.1f} | "
+                             f"{r['speedup_vs_eager']:.2f}x |")
         lines.append("")
     memory = load("memory")
     if memory:
