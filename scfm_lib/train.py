@@ -484,6 +484,8 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
                 bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{val_loss:.4f}")
             if step % cfg.checkpoint_every == 0 or step == total:
                 checkpoint()
+        if first_step == total:  # killed after the last trainer_state.pt, before its weights and JSON
+            checkpoint()
         bar.close()
     return {"history": history, "step": step, "total_steps": total, "n_train": len(train),
             "val_loss": _last_val_loss(history), "steps_run": step - first_step,
