@@ -1,4 +1,5 @@
 # make book   - create .venv, install, run the study on $(PROFILE) and build the HTML book
+#               (again after a kill: the jobs that were running rerun, finished ones are skipped)
 # make test   - create .venv, install, run the test suite
 # make html   - rebuild the HTML from the executed notebooks already in book/ (runs no code)
 PROFILE ?= quick
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 install: $(VENV)/.installed
 
 book: install
-	$(RUN) snakemake -s workflow/Snakefile --cores $(CORES) --config profile=$(PROFILE) --printshellcmds
+	$(RUN) snakemake -s workflow/Snakefile --cores $(CORES) --rerun-incomplete --config profile=$(PROFILE) --printshellcmds
 
 html: install
 	$(RUN) jupyter-book build . -W -n --keep-going

@@ -146,16 +146,17 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
         f"# Every run of the `{profile.name}` profile", "",
         "Each pretraining and evaluation run is an executed notebook listed below this page. The",
         "table records what each job was run with: its parameters, the hash of the data it read,",
-        "the torch version and the git commit (`-dirty` when the tree had uncommitted changes).",
-        "It is generated from the provenance stored beside every metrics file in",
-        f"`results/{profile.name}/metrics/`.", "",
-        "| job | run | commit | data sha256 | torch | parameters |", "|---|---|---|---|---|---|",
+        "the versions of Python and the recorded packages, and the git commit (`-dirty` when the tree",
+        "had uncommitted changes). It is generated from the provenance stored beside every metrics",
+        f"file in `results/{profile.name}/metrics/`.", "",
+        "| job | run | commit | data sha256 | versions | parameters |", "|---|---|---|---|---|---|",
     ]
     for row in runs.itertuples():
         params = json.dumps(row.parameters, sort_keys=True).replace("|", "\\|")
         commit = (row.git_commit or "unknown")[:12] + ("-dirty" if (row.git_commit or "").endswith("-dirty") else "")
+        versions = ", ".join(f"{name} {version}" for name, version in row.versions.items() if version)
         lines.append(f"| {row.kind} | `{row.name}` | `{commit}` | `{row.data_sha256 or '-'}` | "
-                     f"{row.torch} | <small>`{params}`</small> |")
+                     f"<small>{versions or '-'}</small> | <small>`{params}`</small> |")
     return "\n".join(lines) + "\n"
 
 

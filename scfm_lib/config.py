@@ -12,6 +12,7 @@ on a parameter the notebook does not declare, so every notebook validates its ow
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 import typing
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class DataSection:
     context_genes: int = 64            # top-N expressed genes per cell given to the model
 
     def __post_init__(self) -> None:
+        _at_least("data", self, context_genes=1, n_corpus=0, n_downstream=1, n_ood=0, n_val_pretrain=1,
+                  vocab_min_cells=1, vocab_max_genes=0, seed=0)
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source {self.source!r} is unknown; use one of {sorted(DATA_SOURCES)}")
         if self.source != "synthetic":
@@ -98,6 +101,10 @@ class EvaluateSection:
     equivalence_bound: float = 0.02    # smallest slope (metric units per tenfold more cells) that matters
 
     def __post_init__(self) -> None:
+        _at_least("evaluate", self, knn_k=1, n_top_genes=1, n_pcs=1)
+        if not self.leiden_resolution > 0:
+            raise ConfigError(f"evaluate.leiden_resolution must be > 0, got {self.leiden_resolution!r}; "
+                              "1.0 is scanpy's default")
         from scfm_lib.train import FINETUNE_REGIMES
         if not self.regimes or any(r not in FINETUNE_REGIMES for r in self.regimes) \
                 or len(set(self.regimes)) != len(self.regimes):
@@ -135,6 +142,11 @@ class StatsSection:
     n_boot: int = 2000                 # bootstrap resamples for every confidence interval
     ci: float = 0.95                   # confidence level
 
+    def __post_init__(self) -> None:
+        _at_least("stats", self, n_boot=1)
+        if not 0 < self.ci < 1:
+            raise ConfigError(f"stats.ci must be a confidence level in (0, 1), e.g. 0.95; got {self.ci!r}")
+
 
 @dataclass
 class WorkflowSection:
@@ -142,6 +154,9 @@ class WorkflowSection:
     threads_per_job: int = 1           # torch threads per notebook job
     pretrain_launch: str = ""          # launcher of pretraining ("" = in the notebook's process); it is run as
                                        # `<launch> -m scfm_lib.runner ...`, e.g. "torchrun --standalone --nproc_per_node 4"
+
+    def __post_init__(self) -> None:
+        _at_least("workflow", self, cores=1, threads_per_job=1)
 
 
 @dataclass
@@ -231,13 +246,30 @@ def _not_none(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not None}
 
 
+def _at_least(section: str, obj, **minimums) -> None:
+    """Each named integer field of ``obj`` is >= its minimum, else a ConfigError naming it."""
+    for name, low in minimums.items():
+        value = getattr(obj, name)
+        if value < low:
+            raise ConfigError(f"{section}.{name} must be >= {low}, got {value!r}; set it to {low} or more "
+                              "(or remove the key to keep the default)")
+
+
 def build_dataclass(cls, values: dict, where: str):
-    """``cls(**values)``, but an unknown key names the section and the keys that exist."""
+    """``cls(**values)``, but an unknown key names the section and the keys that exist, and a
+    value of the wrong type (``max_steps: "ten"``) names the key and the type it needs."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in profile section '{where}'; "
                           f"known keys: {sorted(known)}. Fix the spelling or remove the key.")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if not _matches(value, hints[name]):
+            default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+            example = "" if default is dataclasses.MISSING else f" (default {default!r})"
+            raise ConfigError(f"profile section '{where}': {name} must be {_type_name(hints[name])}, got {value!r} "
+                              f"({type(value).__name__}); write e.g. {name}: <a {_type_name(hints[name])}>{example}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
@@ -260,6 +292,9 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
     values = dict(raw)
     for key, cls in sections.items():
         if key in values:
+            if not isinstance(values[key] or {}, dict):
+                raise ConfigError(f"{path}: section '{key}' must be a mapping of keys to values, got {values[key]!r}; "
+                                  f"write e.g. '{key}: {{...}}' or remove it")
             values[key] = build_dataclass(cls, values[key] or {}, key)
     profile = build_dataclass(Profile, values, "<top level>")
     # Build the library configs once so a misspelled key fails here, not an hour into the run.
@@ -287,10 +322,21 @@ def _matches(value: Any, annotation: Any) -> bool:
     if annotation is type(None) or annotation is None:
         return value is None
     if annotation is float:  # papermill passes 1 for 1.0
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if (origin or annotation) is tuple:  # YAML has lists only
+        return isinstance(value, (tuple, list))
     return isinstance(value, origin or annotation)
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``float or None``: a type as a profile's author reads it."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def check_notebook_parameters(namespace: dict, ranges: dict[str, tuple] | None = None) -> dict:
@@ -327,5 +373,6 @@ def check_notebook_parameters(namespace: dict, ranges: dict[str, tuple] | None =
     for name, (low, high) in (ranges or {}).items():
         value = params[name]
         if value is not None and not low <= value <= high:
-            raise ConfigError(f"parameter {name!r} = {value!r} is outside [{low}, {high}]")
+            raise ConfigError(f"parameter {name!r} = {value!r} is outside [{low}, {high}]; pass a value in "
+                              f"that range, e.g. -p {name} {low}")
     return params

@@ -47,17 +47,24 @@ def _values(matrix) -> np.ndarray:
     return np.asarray(matrix).ravel()
 
 
-def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequence[str] = ()) -> None:
+def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequence[str] = (),
+                    label_key: str | None = None) -> None:
     """Check that ``adata.layers[layer]`` holds raw counts and that ``obs`` has the needed columns.
 
     Raises :class:`ScfmDataError` for: a missing layer, an empty matrix, NaN/Inf, negative
-    values, non-integer values (normalized, log or scaled data), duplicated gene names and
-    missing ``obs`` columns.
+    values, non-integer values (normalized, log or scaled data), duplicated gene or cell names,
+    empty cells, missing ``obs`` columns and, with ``label_key``, an unusable label column (see
+    :func:`check_labels`).
+
+    Empty cells (no count at all) are an error, not dropped: dropping would change the cells
+    the splits and content hashes are computed on behind the user's back; the message gives the
+    one-line filter. Empty genes (never detected) are accepted: count tables list every annotated
+    gene, they never become tokens (:func:`tokenize` keeps expressed genes only), the vocabulary
+    leaves them out (``min_cells``) and :func:`check_vocab_overlap` counts detected genes only.
     """
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        raise ScfmDataError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
-                            "check the filtering that produced it")
-    values = _values(_matrix(adata, layer))
+    _check_not_empty(adata)
+    matrix = _matrix(adata, layer)
+    values = _values(matrix)
     if values.dtype.kind not in "biuf":
         raise ScfmDataError(f"layer {layer!r} has dtype {values.dtype}; counts must be numeric")
     if values.dtype.kind == "f":
@@ -73,29 +80,69 @@ def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequ
         raise ScfmDataError(f"layer {layer!r} holds non-integer values (e.g. {example.tolist()}): it looks "
                             "normalized, log-transformed or scaled; pass raw integer counts (adata.raw or the "
                             "original count matrix)")
+    _check_names_and_cells(adata, matrix, layer)
+    _check_obs(adata, required_obs, label_key)
+
+
+def _check_not_empty(adata: ad.AnnData) -> None:
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ScfmDataError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+                            "check the filtering that produced it")
+
+
+def _check_names_and_cells(adata: ad.AnnData, matrix, layer: str) -> None:
+    """Unique gene and cell names, and no cell without a single nonzero value."""
     if adata.var_names.has_duplicates:
         dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
         raise ScfmDataError(f"duplicated gene names, e.g. {dups}; call adata.var_names_make_unique() or "
                             "sum the duplicated genes")
-    _check_obs(adata, required_obs)
+    if adata.obs_names.has_duplicates:
+        dups = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
+        raise ScfmDataError(f"duplicated cell names, e.g. {dups}; call adata.obs_names_make_unique() (or "
+                            "anndata.concat(..., index_unique='-') when stacking datasets)")
+    empty = np.flatnonzero(np.asarray((matrix != 0).sum(1)).ravel() == 0)
+    if len(empty):
+        raise ScfmDataError(f"{len(empty)} of {adata.n_obs} cells are empty (no nonzero value in layer {layer!r}), "
+                            f"e.g. {adata.obs_names[empty[:3]].tolist()}: they carry no signal; drop them first, e.g. "
+                            f"adata = adata[np.asarray((adata.layers[{layer!r}] != 0).sum(1)).ravel() > 0].copy()")
 
 
-def _check_obs(adata: ad.AnnData, required_obs: Sequence[str]) -> None:
+def check_labels(adata_or_obs, label_key: str) -> list[str]:
+    """The classes of ``obs[label_key]``, sorted; an error when the column is missing, holds
+    missing labels (NaN) or fewer than two classes: no classifier can be trained on it."""
+    obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
+    if label_key not in obs.columns:
+        raise ScfmDataError(f"label column {label_key!r} not found (obs has {list(obs.columns)}); point the "
+                            "profile's data.label_key at the column that holds the cell labels")
+    labels = obs[label_key]
+    if labels.isna().any():
+        raise ScfmDataError(f"{int(labels.isna().sum())} of {len(labels)} cells have no label (NaN) in obs[{label_key!r}]; "
+                            f"drop them (adata = adata[adata.obs[{label_key!r}].notna()].copy()) or give them a label")
+    classes = sorted(set(labels.astype(str)))
+    if len(classes) < 2:
+        raise ScfmDataError(f"obs[{label_key!r}] holds a single class ({classes}); annotation needs >= 2 classes: "
+                            "point data.label_key at a column with several cell types")
+    return classes
+
+
+def _check_obs(adata: ad.AnnData, required_obs: Sequence[str], label_key: str | None = None) -> None:
     missing = [c for c in required_obs if c not in adata.obs.columns]
     if missing:
         raise ScfmDataError(f"obs column(s) {missing} not found (obs has {list(adata.obs.columns)}); add them "
                             "or point the profile at the right column (e.g. data.label_key)")
+    if label_key is not None:
+        check_labels(adata, label_key)
 
 
-def validate(adata: ad.AnnData, required_obs: Sequence[str] = ()) -> str:
+def validate(adata: ad.AnnData, required_obs: Sequence[str] = (), label_key: str | None = None) -> str:
     """Validate whichever values the dataset holds: raw counts (``layers["counts"]``) or, for a
-    dataset shipped without them, log-normalized values (``layers["log1p_norm"]``). Returns the
-    layer name, for :func:`tokenize`."""
+    dataset shipped without them, log-normalized values (``layers["log1p_norm"]``), with the same
+    checks (see :func:`validate_counts`). Returns the layer name, for :func:`tokenize`."""
     if "counts" in adata.layers or "log1p_norm" not in adata.layers:
-        validate_counts(adata, "counts", required_obs)
+        validate_counts(adata, "counts", required_obs, label_key)
         return "counts"
     _validate_log1p_norm(adata, "log1p_norm")
-    _check_obs(adata, required_obs)
+    _check_obs(adata, required_obs, label_key)
     return "log1p_norm"
 
 
@@ -175,11 +222,18 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
     if share < min_overlap:
         found = int(round(share * len(names)))
         missing = [n for n, i in zip(names, vocab.encode(names)) if i < 0][:5]
-        hint = ""
-        if any(str(n).startswith("ENS") for n in names[:50]) != any(g.startswith("ENS") for g in vocab.genes[:50]):
-            hint = " The data and the vocabulary use different identifiers (Ensembl IDs vs gene symbols): map one to the other."
+        data_ensembl = any(str(n).startswith("ENS") for n in names[:50])
+        if data_ensembl and not any(g.startswith("ENS") for g in vocab.genes[:50]):
+            hint = ("The data has Ensembl IDs, the vocabulary gene symbols: map them first with "
+                    "scfm_lib.genes.harmonize_genes(adata, id_map=scfm_lib.datasets.load_mapping('gencode_v44_id2name')).")
+        elif not data_ensembl and any(g.startswith("ENS") for g in vocab.genes[:50]):
+            hint = ("The data has gene symbols, the vocabulary Ensembl IDs: map them first with "
+                    "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>)).")
+        else:
+            hint = ("Check that the data is of the species and gene annotation the model was pretrained on "
+                    "(scfm_lib.genes.harmonize_genes maps IDs and orthologs), or use a model whose vocabulary covers it.")
         raise ScfmDataError(f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
-                            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}.{hint}")
+                            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}. {hint}")
     return share
 
 
@@ -261,10 +315,14 @@ def _npz_memmap(path: str | Path, name: str) -> np.memmap:
 
 
 def _validate_log1p_norm(adata: ad.AnnData, layer: str) -> None:
-    values = _values(_matrix(adata, layer))
+    _check_not_empty(adata)
+    matrix = _matrix(adata, layer)
+    values = _values(matrix)
     if not np.isfinite(values).all() or (values < 0).any():
         raise ScfmDataError(f"layer {layer!r} must hold finite log1p-normalized values >= 0 (found NaN/Inf or "
-                            "negative values: scaled data is not log-normalized)")
+                            "negative values: scaled data is not log-normalized); store log1p(CP10k) values, "
+                            "e.g. adata.raw.X of a scanpy object, not the output of sc.pp.scale")
+    _check_names_and_cells(adata, matrix, layer)
 
 
 def gene_medians(adata: ad.AnnData, vocab: GeneVocab, layer: str = "counts") -> np.ndarray:
@@ -427,6 +485,11 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
 
 def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
     """Classes (sorted, from the training labels) and integer codes of each label array."""
+    for labels in (train_labels, *others):
+        missing = pd.isna(np.asarray(labels, dtype=object))
+        if missing.any():
+            raise ScfmDataError(f"{int(missing.sum())} cells have no label (NaN); drop them before the split, or "
+                                "give them a label: a missing label is not a class")
     train_labels = np.asarray(train_labels).astype(str)
     classes = sorted(set(train_labels.tolist()))
     if len(classes) < 2:

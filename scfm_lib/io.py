@@ -2,16 +2,20 @@
 
 Every result file of the study is written through :func:`atomic_write` (temp file in the same
 folder, fsync, ``os.replace``), so an interrupted run never leaves a half-written file where a
-finished one is expected. Every metrics JSON carries :func:`provenance` beside its numbers.
+finished one is expected. A process killed mid-write (SIGKILL, power loss) cannot remove its
+temp file; the next write of the same file does. Every metrics JSON carries :func:`provenance`
+beside its numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from datetime import datetime, timezone
@@ -30,8 +34,16 @@ RECORDED_PACKAGES = (
 
 def _temp_beside(path: Path) -> tuple[int, str]:
     """A temp file in ``path``'s folder (same filesystem, so the rename is atomic), with the
-    permissions a plain ``open`` would give rather than mkstemp's owner-only 0600."""
+    permissions a plain ``open`` would give rather than mkstemp's owner-only 0600.
+
+    Temp files of ``path`` that a killed writer left behind are removed first: one file has one
+    writer at a time in this study (one Snakemake job, rank 0 of a distributed run)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    stale = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")  # mkstemp's names, below
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.match(leftover.name):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)

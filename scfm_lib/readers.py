@@ -8,7 +8,7 @@ Each reader returns an AnnData in which
   source knows them (``obs_map`` renames source columns onto them) and always ``dataset``;
 - ``uns["scfm"]`` records where the values came from (reader, file, value kind).
 
-and then passes :func:`scfm_lib.data.validate_counts`. A file without raw counts (only
+and then passes :func:`scfm_lib.data.validate_counts` (or :func:`~scfm_lib.data.validate`). A file without raw counts (only
 normalized or log values) is read by :func:`read_h5ad` with ``counts=None``: its values land in
 ``layers["log1p_norm"]`` and ``uns["scfm"]["no_counts_reason"]`` says why, so that every step that
 needs counts refuses it with that reason instead of silently using the wrong numbers.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scfm_lib.data import ScfmDataError, validate_counts
+from scfm_lib.data import ScfmDataError, validate, validate_counts
 
 #: The ``obs`` columns the study knows by name; a reader fills those its source provides.
 STANDARD_OBS = ("cell_type", "batch", "donor", "tissue", "dataset")
@@ -99,6 +99,7 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
         out.uns["scfm"] = {"dataset": dataset, "reader": "h5ad", "file": Path(path).name,
                            "values": "log1p_norm", "no_counts_reason": no_counts_reason or
                            f"{Path(path).name} holds no raw counts"}
+        validate(out)  # NaN/Inf, duplicated names, empty cells
         return out
     if counts == "X":
         matrix = source.X
@@ -223,7 +224,7 @@ def read(path: str | Path, reader: str, dataset: str, **kwargs) -> ad.AnnData:
     if reader not in READERS:
         raise ScfmDataError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
     if not Path(path).exists():
-        raise ScfmDataError(f"{path} does not exist")
+        raise ScfmDataError(f"{path} does not exist; check the path (or the dataset's registry entry)")
     return READERS[reader](path, dataset, **kwargs)
 
 

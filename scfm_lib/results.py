@@ -89,5 +89,6 @@ def load_runs(results_dir: str | Path) -> pd.DataFrame:
                      "git_commit": prov.get("git_commit"), "created_utc": prov.get("created_utc"),
                      "data_sha256": ", ".join(f"{k}:{v[:12]}" for k, v in prov.get("data_sha256", {}).items()),
                      "torch": prov.get("versions", {}).get("torch"),
+                     "versions": {"python": prov.get("python"), **prov.get("versions", {})},
                      "parameters": prov.get("parameters", {})})
     return pd.DataFrame(rows)

@@ -285,6 +285,19 @@ def _rerun_hint(out_dir: Path) -> str:
     return f"delete the folder {out_dir} and rerun the job that made it"
 
 
+def _read_meta(out_dir: Path) -> dict:
+    """``checkpoint.json`` of a checkpoint folder; a truncated or corrupt file is a ValueError
+    that says what to do (not a bare JSONDecodeError)."""
+    try:
+        meta = read_json(out_dir / META)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{out_dir / META} cannot be read ({type(error).__name__}: {error}): the file is truncated "
+                         f"or corrupt; {_rerun_hint(out_dir)}") from error
+    if not isinstance(meta, dict):
+        raise ValueError(f"{out_dir / META} holds no checkpoint record; {_rerun_hint(out_dir)}")
+    return meta
+
+
 def load_checkpoint(out_dir: str | Path) -> ScFM:
     """The model of a checkpoint folder (eval mode), after checking its weights against the
     sha256 recorded in ``checkpoint.json``."""
@@ -293,7 +306,7 @@ def load_checkpoint(out_dir: str | Path) -> ScFM:
     for path in (meta_path, weights):
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete; {_rerun_hint(out_dir)}")
-    meta = read_json(meta_path)
+    meta = _read_meta(out_dir)
     if file_sha256(weights) != meta.get("weights_sha256"):
         raise ValueError(f"{weights} does not match the sha256 recorded in {meta_path}: the file is corrupt, "
                          f"truncated or from another run; {_rerun_hint(out_dir)}")
@@ -307,7 +320,7 @@ def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) ->
     checkpoint (``n_train`` 0). Its weights equal those every pretraining run of that seed
     starts from."""
     out_dir = Path(out_dir)
-    if (out_dir / META).exists() and read_json(out_dir / META).get("step", 0) > 0:
+    if (out_dir / META).exists() and _read_meta(out_dir).get("step", 0) > 0:
         raise ValueError(f"{out_dir} holds a pretrained checkpoint; pick another folder for the random-init "
                          "control (or delete this one)")
     model = initial_model(model_config, seed)
@@ -390,7 +403,7 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
     run = _run_identity(model_config, cfg, train)
 
     if (out_dir / META).exists():
-        meta = read_json(out_dir / META)
+        meta = _read_meta(out_dir)
         _check_same_run(meta, run, out_dir / META)
         if meta["step"] >= total:
             history = meta["history"]
@@ -471,6 +484,8 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
                 bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{val_loss:.4f}")
             if step % cfg.checkpoint_every == 0 or step == total:
                 checkpoint()
+        if first_step == total:  # killed after the last trainer_state.pt, before its weights and JSON
+            checkpoint()
         bar.close()
     return {"history": history, "step": step, "total_steps": total, "n_train": len(train),
             "val_loss": _last_val_loss(history), "steps_run": step - first_step,

@@ -75,3 +75,44 @@ def test_parameter_line_without_comment_is_refused(tmp_path):
     nbformat.write(nb, tmp_path / "x.ipynb")
     with pytest.raises(ValueError, match="# what it is"):
         book.notebook_parameters(tmp_path / "x.ipynb")
+
+
+def test_every_metrics_file_carries_provenance_and_the_runs_page_lists_it(tmp_path, repo):
+    """What was tried, on record: each job's metrics JSON holds its parameters, data hashes, package
+    versions and git commit, and the appendix page lists every job with those fields."""
+    import json
+    import subprocess
+
+    from scfm_lib import io, results
+
+    jobs = [("data", "datasets", {"profile": "tiny"}, {"corpus": "a" * 64, "downstream": "b" * 64}),
+            ("pretrain", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"corpus": "a" * 64}),
+            ("evaluate", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"downstream": "b" * 64})]
+    for kind, name, parameters, hashes in jobs:
+        results.write_metrics(results.metrics_path(tmp_path, kind, name), kind=kind, name=name, run={},
+                              records=[{"mode": "m", "metric": "x", "value": 1.0}], parameters=parameters,
+                              data_hashes=hashes)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    for kind, name, parameters, hashes in jobs:
+        prov = json.loads(results.metrics_path(tmp_path, kind, name).read_text())["provenance"]
+        assert prov["parameters"] == parameters and prov["data_sha256"] == hashes
+        assert set(prov["versions"]) == set(io.RECORDED_PACKAGES)
+        assert prov["versions"]["torch"] == torch_version() and prov["python"]
+        assert prov["git_commit"].startswith(head) and prov["created_utc"]
+
+    page = book.runs_page(load_profile("tiny"), tmp_path)
+    header = next(line for line in page.splitlines() if line.startswith("| job"))
+    assert all(column in header for column in ("commit", "data sha256", "versions", "parameters"))
+    rows = [line for line in page.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == len(jobs)
+    for kind, name, parameters, hashes in jobs:
+        row = next(r for r in rows if r.startswith(f"| {kind} | `{name}`"))
+        assert f"`{head[:12]}" in row                                          # the commit
+        assert all(f"{k}:{v[:12]}" in row for k, v in hashes.items())          # the data hashes
+        assert f"torch {torch_version()}" in row and "numpy " in row and "python " in row  # the versions
+        assert json.dumps(parameters, sort_keys=True) in row                   # the parameters
+
+
+def torch_version():
+    from importlib import metadata
+    return metadata.version("torch")
