@@ -206,10 +206,12 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
         if throughput.get("compiled"):
             lines += ["", "The same step through `torch.compile` (inductor, dynamic shapes; `PretrainConfig.compile`), "
                       "against eager mode in the same run:", "",
-                      "| family | size | eager cells/s | compiled cells/s | compiled / eager |", "|---|---|---|---|---|"]
+                      "| family | size | eager cells/s | compiled cells/s | compiled / eager | compiled vs peer fp32 |",
+                      "|---|---|---|---|---|---|"]
+            peer = {(r["family"], r["size"]): r["peer_fp32_cells_per_s"] for r in throughput["rows"]}
             for r in throughput["compiled"]:
                 lines.append(f"| {r['family']} | {r['size']} | {r['eager_cells_per_s']:.1f} | {r['cells_per_s']:.1f} | "
-                             f"{r['speedup_vs_eager']:.2f}x |")
+                             f"{r['speedup_vs_eager']:.2f}x | {r['cells_per_s'] / peer[r['family'], r['size']]:.1f}x |")
         lines.append("")
     memory = load("memory")
     if memory:
