@@ -204,3 +204,50 @@ def test_notebooks_validate_their_parameters(repo, tmp_path, venv_env, args, mes
                          cwd=tmp_path, env=venv_env, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
+
+
+def test_killed_workflow_reruns_only_unfinished_jobs(repo, tmp_path, venv_env):
+    """Kill Snakemake mid-grid (SIGKILL to its process group, as a power cut would), unlock, rerun the
+    same command: finished jobs are kept as they are, the job that was running reruns
+    (--rerun-incomplete, as make book passes), and nothing half-written is left behind."""
+    import os
+    import signal
+    import time
+
+    root = _book_root(repo, tmp_path)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    tiny = (repo / "profiles" / "tiny.yaml").read_text().replace("name: tiny", "name: killed")
+    tiny = tiny.replace("seeds: [0, 1]", "seeds: [0]").replace("families: [scgpt, geneformer]", "families: [scgpt]")
+    (profiles / "killed.yaml").write_text(tiny)
+    metrics = root / "results" / "killed" / "metrics" / "pretrain"
+    targets = [f"results/killed/metrics/pretrain/scgpt_f{f}_s0.json" for f in ("1.0", "0.1", "0.0")]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "--cores", "1",
+           "--rerun-incomplete", *targets, "--config", "profile=killed", f"profiles_dir={profiles}"]
+    first = subprocess.Popen(cmd, cwd=root, env=venv_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    pages = root / "book" / "killed" / "runs"
+    deadline = time.time() + 900
+    # A job is finished when its last output, the executed notebook, has been moved into book/.
+    while not list(pages.glob("pretrain_*.ipynb")) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    done = [p.name.replace("pretrain_", "").replace(".ipynb", ".json") for p in pages.glob("pretrain_*.ipynb")]
+    finished = [metrics / name for name in done]
+    assert len(finished) == 1, "the workflow should be killed after its first pretraining job"
+    os.killpg(first.pid, signal.SIGKILL)                     # Snakemake and the running notebook job
+    first.wait()
+    kept = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished}
+
+    # A killed Snakemake leaves its lock: the rerun says so, and --unlock (what its message says) clears it.
+    locked = subprocess.run(cmd, cwd=root, env=venv_env, capture_output=True, text=True, timeout=600)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    unlock = subprocess.run(cmd + ["--unlock"], cwd=root, env=venv_env, capture_output=True, text=True, timeout=600)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    again = subprocess.run(cmd, cwd=root, env=venv_env, capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert sorted(p.name for p in metrics.glob("*.json")) == sorted(t.rsplit("/", 1)[1] for t in targets)
+    for name, (mtime, content) in kept.items():              # the finished job did not rerun
+        assert (metrics / name).stat().st_mtime_ns == mtime and (metrics / name).read_bytes() == content
+    log = again.stdout + again.stderr
+    assert log.count("rule pretrain:") == 2                   # only the two unfinished grid points ran
+    assert not list((root / "results").rglob("*.tmp"))        # no half-written file anywhere
