@@ -53,12 +53,15 @@ def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, 
     pretrain_config = profile.pretrain_config(max_steps=max_steps, budget=budget, seed=seed,
                                               num_threads=profile.workflow.threads_per_job)
     out_dir = checkpoint_dir(results_dir, family, fraction, seed)
+    writer = init_distributed()[0] == 0  # under torchrun every rank gets here; rank 0 alone writes files
     if fraction == 0.0:
-        train.init_checkpoint(model_config, seed=seed, out_dir=out_dir)
+        if writer:
+            train.init_checkpoint(model_config, seed=seed, out_dir=out_dir)
         outcome = {"history": [], "step": 0, "total_steps": 0, "n_train": 0, "steps_run": 0, "seconds": 0.0}
     else:
         outcome = train.pretrain(model_config, corpus.subset(subset), val, pretrain_config, out_dir, progress=progress)
-    vocab.save(out_dir / "vocab.json")  # the checkpoint folder is self-contained for scfm_lib.tl.embed
+    if writer:
+        vocab.save(out_dir / "vocab.json")  # the checkpoint folder is self-contained for scfm_lib.tl.embed
     return {**outcome, "model_config": model_config, "pretrain_config": pretrain_config}
 
 
