@@ -93,6 +93,9 @@ class EvaluateSection:
     # Finetuning regimes of every checkpoint (scfm_lib.train.FinetuneConfig.regime). The first is
     # the benchmark's mode "finetune"; each other one is reported as mode "finetune_<regime>".
     regimes: list = field(default_factory=lambda: ["full"])
+    # Settings of one regime over the profile's finetune section, e.g. {head_only: {head_lr: 0.03}}:
+    # a frozen encoder leaves the head alone to learn, which wants another rate than full finetuning.
+    regime_settings: dict = field(default_factory=dict)
     # The budget sweep (nbs/sweep.ipynb, one job per checkpoint): finetune and probe on each share
     # of the training labels (stratified, nested, seeded) x each finetuning step budget. [] = no sweep.
     label_budgets: list = field(default_factory=list)
@@ -110,6 +113,10 @@ class EvaluateSection:
                 or len(set(self.regimes)) != len(self.regimes):
             raise ConfigError(f"evaluate.regimes must list distinct finetuning regimes out of {list(FINETUNE_REGIMES)}, "
                               f"got {self.regimes!r}")
+        if not isinstance(self.regime_settings, dict) or any(
+                r not in self.regimes or not isinstance(v, dict) or "regime" in v for r, v in self.regime_settings.items()):
+            raise ConfigError(f"evaluate.regime_settings must map regimes listed in evaluate.regimes {self.regimes} to "
+                              f"finetune settings (e.g. {{head_only: {{head_lr: 0.03}}}}), got {self.regime_settings!r}")
         bad = [b for b in self.label_budgets if not isinstance(b, (int, float)) or not 0 < float(b) <= 1]
         if bad:
             raise ConfigError(f"evaluate.label_budgets {bad} are outside (0, 1]; a budget is the share of the "
@@ -208,8 +215,13 @@ class Profile:
         return build_dataclass(PretrainConfig, {**self.pretrain, **_not_none(overrides)}, "pretrain")
 
     def finetune_config(self, **overrides):
+        """The finetune section, under ``evaluate.regime_settings`` of ``overrides["regime"]`` (if
+        given), under ``overrides``."""
         from scfm_lib.train import FinetuneConfig
-        return build_dataclass(FinetuneConfig, {**self.finetune, **_not_none(overrides)}, "finetune")
+        regime = overrides.get("regime")
+        settings = self.evaluate.regime_settings.get(regime, {})
+        where = f"finetune + evaluate.regime_settings.{regime}" if settings else "finetune"
+        return build_dataclass(FinetuneConfig, {**self.finetune, **settings, **_not_none(overrides)}, where)
 
     def atlas_config(self):
         from scfm_lib.atlas import AtlasConfig
@@ -300,6 +312,8 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
     # Build the library configs once so a misspelled key fails here, not an hour into the run.
     profile.pretrain_config()
     profile.finetune_config()
+    for regime in profile.evaluate.regime_settings:
+        profile.finetune_config(regime=regime)
     profile.atlas_config()
     profile.check_datasets()
     profile.model_config(vocab_size=16)

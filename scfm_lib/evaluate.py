@@ -2,7 +2,8 @@
 
 - frozen: :func:`linear_probe`, :func:`knn_classify` on cell embeddings;
 - zero-shot: :func:`cluster_scores` (Leiden vs true labels), :func:`scib_scores` (scib-metrics);
-- baselines: :func:`hvg_logreg` and :func:`pca_embedding` from raw counts.
+- baselines: :func:`hvg_logreg` and :func:`pca_embedding` from raw counts;
+- the annotation tasks' cells: :func:`labelled_ood_cells`, :func:`tissue_groups`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,37 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from scfm_lib import metrics
-from scfm_lib.data import log_normalize
+from scfm_lib.data import CellTokens, log_normalize
+
+
+def labelled_ood_cells(data_dir, family: str, label_key: str, classes) -> tuple[CellTokens, np.ndarray, int] | None:
+    """The out-of-distribution annotation task: the cells of ``<data_dir>/ood.h5ad`` whose type is
+    one of ``classes`` (sorted, as :func:`scfm_lib.data.encode_labels` returns them), as
+    ``(tokens, label codes, number of OOD cells)``. None where the profile has no labelled OOD set
+    (no OOD tokens for ``family``, no ``ood.h5ad``, or no ``label_key`` column in it)."""
+    from pathlib import Path
+
+    data_dir = Path(data_dir)
+    tokens_path, obs_path = data_dir / "tokens" / family / "ood.npz", data_dir / "ood.h5ad"
+    if not (tokens_path.exists() and obs_path.exists()):
+        return None
+    obs = ad.read_h5ad(obs_path, backed="r").obs
+    if label_key not in obs:
+        return None
+    labels = obs[label_key].astype(str).to_numpy()
+    seen = np.isin(labels, classes)
+    codes = np.searchsorted(np.asarray(classes), labels[seen])
+    return CellTokens.load(tokens_path).subset(np.flatnonzero(seen)), codes, len(labels)
+
+
+def tissue_groups(obs: pd.DataFrame, index: np.ndarray, key: str = "tissue") -> np.ndarray | None:
+    """The tissue of each cell in ``obs.iloc[index]`` for annotation within a tissue
+    (:func:`scfm_lib.metrics.macro_f1_within`); None where ``obs`` has no ``key`` column or these
+    cells come from one tissue (then the task is the plain one)."""
+    if key not in obs:
+        return None
+    groups = obs[key].astype(str).to_numpy()[index]
+    return groups if len(np.unique(groups)) > 1 else None
 
 
 def classification_scores(y_true, y_pred) -> dict[str, float]:

@@ -40,6 +40,22 @@ def macro_f1(y_true, y_pred) -> float:
     return float(skm.f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
 
 
+def macro_f1_within(y_true, y_pred, groups) -> float:
+    """Annotation within a group (a tissue): the mean over groups of :func:`macro_f1` on that
+    group's cells. Range [0, 1].
+
+    Each group is scored on the cell types present in it, so a tissue's rare types weigh as much as
+    its common ones and the types of other tissues do not enter its mean; predicting another
+    tissue's type is an error (a false negative of the true type). Every group counts once,
+    whatever its number of cells.
+    """
+    y_true, y_pred = _check(y_true, y_pred)
+    groups = np.asarray(groups)
+    if groups.shape != y_true.shape:
+        raise ValueError(f"groups must give one group per cell: {groups.shape} for {len(y_true)} cells")
+    return float(np.mean([macro_f1(y_true[groups == g], y_pred[groups == g]) for g in np.unique(groups)]))
+
+
 def ari(labels_true, labels_pred) -> float:
     """Adjusted Rand index of two partitions. Range [-0.5, 1]; 1 = identical, ~0 = chance."""
     a, b = _check(labels_true, labels_pred, "labels_true", "labels_pred")

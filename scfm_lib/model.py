@@ -22,6 +22,7 @@ M masked positions in a batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -106,8 +107,12 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(D, dim=2)                                # 3 x [B, T, D]
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D/H]
         attend = keep[:, None, None, :]                                      # [B, 1, 1, T] key-padding mask
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
-                                           dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, D/H]
+        cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
+        if cpu_bf16:  # the CPU attention kernel is slower in bf16 than in fp32 (benchmarks/train_throughput.py)
+            q, k, v = q.float(), k.float(), v.float()
+        with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
+                                               dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, D/H]
         return self.proj(y.transpose(1, 2).reshape(B, T, D))                 # [B, T, D]
 
 
@@ -287,7 +292,12 @@ def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
 
 
 class CellClassifier(nn.Module):
-    """An ScFM encoder with a linear head on its cell embedding."""
+    """An ScFM encoder with a linear head on its standardized cell embedding.
+
+    The head sees ``(embedding - feature_mean) / feature_std``: fixed buffers (not trained) that
+    :func:`scfm_lib.train.finetune_classifier` sets from the training cells' embeddings under the
+    encoder it starts from, as the linear probe's StandardScaler does. So regime "head_only" fits
+    the probe's model. Until they are set they are 0 and 1 (the raw embedding)."""
 
     def __init__(self, encoder: ScFM, n_classes: int, generator: torch.Generator | None = None):
         super().__init__()
@@ -295,10 +305,13 @@ class CellClassifier(nn.Module):
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.d_model, n_classes)
+        self.register_buffer("feature_mean", torch.zeros(encoder.config.d_model))  # [D]
+        self.register_buffer("feature_std", torch.ones(encoder.config.d_model))    # [D]
         with torch.no_grad():
             nn.init.normal_(self.head.weight, 0.0, 0.02, generator=generator)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """gene_ids [B, L], values [B, L] -> logits [B, C]."""
-        return self.head(self.encoder.cell_embedding(gene_ids, values))
+        z = self.encoder.cell_embedding(gene_ids, values)                    # [B, D]
+        return self.head((z - self.feature_mean) / self.feature_std)         # [B, C]

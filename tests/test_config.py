@@ -58,6 +58,11 @@ def test_profile_values_reach_library_configs(tmp_path):
     ({"evaluate": {"label_budgets": [0.1]}}, "go together"),
     ({"evaluate": {"equivalence_bound": 0}}, "equivalence_bound"),
     ({"finetune": {"regime": "lora"}}, "evaluate.regimes"),
+    ({"evaluate": {"regime_settings": {"lora": {"lr": 0.01}}}}, "evaluate.regime_settings"),   # not a listed regime
+    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"regime": "full"}}}},
+     "evaluate.regime_settings"),
+    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": 0.01}}}, "evaluate.regime_settings"),
+    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"hed_lr": 0.01}}}}, "hed_lr"),
 ])
 def test_bad_profiles_are_refused(tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=None) as err:
@@ -159,3 +164,14 @@ def test_regimes_and_budget_sweep(tmp_path):
     assert profile.evaluate.has_sweep
     assert profile.finetune_config(regime="lora").regime == "lora"
     assert not load_profile(write_profile(tmp_path)).evaluate.has_sweep
+
+
+def test_regime_settings_apply_to_their_regime_only(tmp_path):
+    profile = load_profile(write_profile(tmp_path, finetune={"lr": 0.001, "head_lr": 0.003, "max_steps": 30},
+                                         evaluate={"regimes": ["full", "head_only"],
+                                                   "regime_settings": {"head_only": {"head_lr": 0.05}}}))
+    assert profile.finetune_config(regime="head_only").head_lr == 0.05
+    assert profile.finetune_config(regime="head_only").lr == 0.001                 # the rest from finetune
+    assert profile.finetune_config(regime="head_only", head_lr=0.2).head_lr == 0.2  # a caller's override wins
+    assert profile.finetune_config(regime="full").head_lr == 0.003
+    assert profile.finetune_config().head_lr == 0.003

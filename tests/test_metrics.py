@@ -89,3 +89,21 @@ def test_permutation_invariance_of_clustering_scores():
         q = np.array(perm)[p]
         assert metrics.ari(t, q) == pytest.approx(metrics.ari(t, p))
         assert metrics.nmi(t, q) == pytest.approx(metrics.nmi(t, p))
+
+
+def test_macro_f1_within_groups_against_a_hand_count():
+    """Two tissues: a per-tissue macro-F1 worked out by hand, then averaged with equal weight."""
+    y_true = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    y_pred = np.array([0, 1, 1, 1, 2, 2, 3, 3])
+    tissue = np.array(["lung"] * 4 + ["gut"] * 4)
+    # lung, types {0, 1}: F1(0) = 2/3, F1(1) = 2*1*(2/3)/(1+2/3) = 0.8
+    # gut, types {2, 3}: F1(2) = 2*1*(2/3)/(1+2/3) = 0.8, F1(3) = 2*0.5*1/1.5 = 2/3
+    expected = ((2 / 3 + 0.8) / 2 + (0.8 + 2 / 3) / 2) / 2
+    assert metrics.macro_f1_within(y_true, y_pred, tissue) == pytest.approx(expected)
+    # a prediction of another tissue's type only costs the true type's recall
+    assert metrics.macro_f1_within(np.array([0, 1]), np.array([0, 2]), np.array(["a", "a"])) == pytest.approx(0.5)
+    assert metrics.macro_f1_within(y_true, y_true, tissue) == 1.0
+    # one group: the plain macro-F1
+    assert metrics.macro_f1_within(y_true, y_pred, np.zeros(8)) == pytest.approx(metrics.macro_f1(y_true, y_pred))
+    with pytest.raises(ValueError, match="one group per cell"):
+        metrics.macro_f1_within(y_true, y_pred, tissue[:3])
