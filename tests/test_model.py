@@ -182,6 +182,31 @@ def test_bf16_autocast_is_close_to_fp32():
     torch.testing.assert_close(half.float(), full, atol=0.1, rtol=0.05)
 
 
+def test_attention_runs_in_fp32_inside_cpu_bf16_autocast(monkeypatch):
+    """The CPU attention kernel is slower in bf16 (benchmarks/train_throughput.py), so inside
+    bf16 autocast on CPU the attention alone computes in fp32; everything else stays bf16."""
+    import scfm_lib.model as model_module
+
+    seen = []
+    sdpa = model_module.F.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, **kwargs):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", recording_sdpa)
+    model = make_model().train()
+    gene_ids, values = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert seen and all(entry == (torch.float32, False) for entry in seen)
+    assert model.blocks[0].attn.qkv.weight.grad is not None
+    seen.clear()
+    model(gene_ids, values)  # fp32 outside autocast: unchanged
+    assert seen and all(dtype == torch.float32 for dtype, _ in seen)
+
+
 def test_initialization_is_seeded_and_nanogpt_like():
     a, b, c = make_model(seed=0), make_model(seed=0), make_model(seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
