@@ -190,7 +190,9 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
                   f"bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s.", "",
                   "One pretraining step (forward, backward, AdamW) in bf16 autocast, batches of "
                   f"{throughput['rows'][0]['batch']} cells of 100 to {throughput['rows'][0]['context']} expressed genes "
-                  f"(length-bucketed), vocabulary {throughput['rows'][0]['vocab']:,}. The peer is Hugging Face "
+                  f"(length-bucketed), vocabulary {throughput['rows'][0]['vocab']:,}. Inside it the attention "
+                  "computes in fp32 on CPU (`scfm_lib.model.SelfAttention`): this CPU's attention kernel is slower "
+                  "in bf16 than in fp32. The peer is Hugging Face "
                   "`BertForMaskedLM` (Geneformer's architecture) with the same sizes and batches, in fp32 as its "
                   "users run it and in bf16 autocast.", "",
                   "| family | size (D x layers) | cells/s | tokens/s | TFLOP/s | MFU (bf16 peak) | vs peer fp32 | vs peer bf16 |",
