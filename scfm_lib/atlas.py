@@ -255,10 +255,11 @@ class SyntheticAtlas:
 
 
 def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n_ood: int,
-                        seed: int = 0) -> dict[str, ad.AnnData]:
+                        seed: int = 0, heldout_tissues: Sequence[str] = ()) -> dict[str, ad.AnnData]:
     """The study's three datasets, drawn from one atlas without overlap.
 
-    - ``corpus``: pretraining corpus, the first half of the donors, technologies except the last;
+    - ``corpus``: pretraining corpus, the first half of the donors, technologies except the last,
+      every tissue except ``heldout_tissues`` (the downstream cells of those are an unseen tissue);
     - ``downstream``: held-out donors (the next 30%) with the corpus technologies, several
       batches, for annotation (enough donors that a split by donor leaves >= 2 in test);
     - ``ood``: the remaining donors, sequenced with the last technology, never in the corpus.
@@ -277,8 +278,13 @@ def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n
     down_donors = atlas.donors[n_corpus_donors:n_corpus_donors + n_down_donors]
     ood_donors = atlas.donors[n_corpus_donors + n_down_donors:]
     seen_tech, unseen_tech = list(config.technologies[:-1]), [config.technologies[-1]]
+    unknown = [t for t in heldout_tissues if t not in config.tissues]
+    if unknown or len(set(heldout_tissues)) >= len(config.tissues):
+        raise ValueError(f"heldout_tissues {list(heldout_tissues)} must name atlas tissues {list(config.tissues)} "
+                         "and leave at least one for the corpus")
+    corpus_tissues = [t for t in config.tissues if t not in set(heldout_tissues)]
     return {
-        "corpus": atlas.sample(n_corpus, donors=corpus_donors, technologies=seen_tech,
+        "corpus": atlas.sample(n_corpus, donors=corpus_donors, technologies=seen_tech, tissues=corpus_tissues,
                                seed=3 * seed, name_prefix="corpus"),
         "downstream": atlas.sample(n_downstream, donors=down_donors, technologies=seen_tech,
                                    seed=3 * seed + 1, name_prefix="downstream"),

@@ -55,6 +55,9 @@ class DataSection:
     label_key: str = "cell_type"       # the label the narrow task predicts
     batch_key: str = "batch"           # the batch the integration metrics correct for ("" = none)
     context_genes: int = 64            # top-N expressed genes per cell given to the model
+    # Atlas tissues the pretraining corpus leaves out (synthetic): the downstream test cells of these
+    # tissues are the zero-shot reconstruction test on a tissue no checkpoint has seen.
+    heldout_tissues: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _at_least("data", self, context_genes=1, n_corpus=0, n_downstream=1, n_ood=0, n_val_pretrain=1,
@@ -69,6 +72,10 @@ class DataSection:
                 raise ConfigError("data.source 'registry' needs data.corpus: a list of registry datasets")
             if self.source == "soma" and not self.soma.get("uri"):
                 raise ConfigError("data.source 'soma' needs data.soma.uri: a SOMA experiment path or 'census'")
+            if self.heldout_tissues:
+                raise ConfigError(f"data.heldout_tissues needs the synthetic atlas (data.source 'synthetic'), not "
+                                  f"{self.source!r}: a registry corpus is chosen by dataset; leave a tissue's "
+                                  "datasets out of data.corpus instead")
             held_out = {self.downstream, self.ood} & set(self.corpus)
             if held_out:
                 raise ConfigError(f"data.corpus contains {sorted(held_out)}, a downstream/ood dataset: evaluation "
@@ -227,6 +234,20 @@ class Profile:
         from scfm_lib.atlas import AtlasConfig
         return build_dataclass(AtlasConfig, self.data.atlas, "data.atlas")
 
+    def check_heldout_tissues(self) -> None:
+        """``data.heldout_tissues`` names atlas tissues and leaves at least one in the corpus."""
+        held = self.data.heldout_tissues
+        if not held:
+            return
+        tissues = self.atlas_config().tissues
+        unknown = [t for t in held if t not in tissues]
+        if unknown or len(set(held)) != len(held):
+            raise ConfigError(f"profile {self.name!r}: data.heldout_tissues {held!r} must list distinct atlas tissues "
+                              f"out of {list(tissues)}" + (f"; unknown: {unknown}" if unknown else ""))
+        if len(held) >= len(tissues):
+            raise ConfigError(f"profile {self.name!r}: data.heldout_tissues {held!r} leaves no tissue for the "
+                              "pretraining corpus; hold out fewer tissues")
+
     def check_datasets(self) -> None:
         """Every dataset the profile names is registered (a typo fails at load time)."""
         if self.data.source == "synthetic":
@@ -316,6 +337,7 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
         profile.finetune_config(regime=regime)
     profile.atlas_config()
     profile.check_datasets()
+    profile.check_heldout_tissues()
     profile.model_config(vocab_size=16)
     return profile
 

@@ -86,6 +86,21 @@ def test_study_datasets_do_not_overlap():
     assert down.obs["batch"].nunique() >= 2 and down.obs["cell_type"].nunique() >= 6
 
 
+def test_a_heldout_tissue_stays_out_of_the_corpus_only():
+    config = AtlasConfig(n_genes=300, n_donors=20)
+    data = make_study_datasets(config, n_corpus=400, n_downstream=300, n_ood=100, seed=0, heldout_tissues=["skin"])
+    assert "skin" not in set(data["corpus"].obs["tissue"])
+    assert set(data["corpus"].obs["tissue"]) == set(config.tissues) - {"skin"}
+    assert "skin" in set(data["downstream"].obs["tissue"]) and "skin" in set(data["ood"].obs["tissue"])
+    # Holding nothing out is the default draw, cell for cell.
+    default = make_study_datasets(config, n_corpus=400, n_downstream=300, n_ood=100, seed=0)
+    explicit = make_study_datasets(config, n_corpus=400, n_downstream=300, n_ood=100, seed=0, heldout_tissues=[])
+    assert (default["corpus"].layers["counts"] != explicit["corpus"].layers["counts"]).nnz == 0
+    for bad in (["brain"], list(config.tissues)):
+        with pytest.raises(ValueError, match="heldout_tissues"):
+            make_study_datasets(config, n_corpus=40, n_downstream=30, n_ood=10, heldout_tissues=bad)
+
+
 def test_bad_atlas_arguments_are_refused(atlas):
     with pytest.raises(ValueError, match="unknown tissue"):
         atlas.sample(10, tissues=["brain"])

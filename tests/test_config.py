@@ -63,6 +63,11 @@ def test_profile_values_reach_library_configs(tmp_path):
      "evaluate.regime_settings"),
     ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": 0.01}}}, "evaluate.regime_settings"),
     ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"hed_lr": 0.01}}}}, "hed_lr"),
+    ({"data": {"heldout_tissues": ["brain"]}}, "unknown: ['brain']"),
+    ({"data": {"heldout_tissues": ["skin", "skin"]}}, "distinct atlas tissues"),
+    ({"data": {"heldout_tissues": ["blood", "lung", "liver", "gut", "skin"]}}, "leaves no tissue"),
+    ({"data": {"source": "registry", "corpus": ["celltypist_sample"], "downstream": "pbmc68k_reduced",
+               "heldout_tissues": ["skin"]}}, "needs the synthetic atlas"),
 ])
 def test_bad_profiles_are_refused(tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=None) as err:

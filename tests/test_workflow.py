@@ -62,7 +62,9 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     record = json.loads((root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json").read_text())
     pairs = {(r["mode"], r["metric"]) for r in record["records"]}
     assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1"), ("linear_probe", "macro_f1_ood"),
-            ("gene_programs", "map_over_chance"), ("perturbation", "overexpress_toward")} <= pairs
+            ("gene_programs", "map_over_chance"), ("perturbation", "overexpress_toward"),
+            ("reconstruction", "masked_loss_unseen_tissue"), ("reconstruction", "unseen_tissue_gap")} <= pairs
+    assert "the tissue the corpus left out" in pages["pretraining"].read_text()
     sweep = json.loads((root / "results" / "tiny" / "metrics" / "sweep" / "scgpt_f1.0_s0.json").read_text())
     assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == \
         {(0.1, 5), (0.1, 20), (1.0, 5), (1.0, 20)}
