@@ -147,13 +147,16 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
         "Each pretraining and evaluation run is an executed notebook listed below this page. The",
         "table records what each job was run with: its parameters, the hash of the data it read,",
         "the versions of Python and the recorded packages, and the git commit (`-dirty` when the tree",
-        "had uncommitted changes). It is generated from the provenance stored beside every metrics",
+        "had uncommitted changes, followed by the first characters of the sha256 of `git diff HEAD`,",
+        "which pins those changes). It is generated from the provenance stored beside every metrics",
         f"file in `results/{profile.name}/metrics/`.", "",
         "| job | run | commit | data sha256 | versions | parameters |", "|---|---|---|---|---|---|",
     ]
     for row in runs.itertuples():
         params = json.dumps(row.parameters, sort_keys=True).replace("|", "\\|")
         commit = (row.git_commit or "unknown")[:12] + ("-dirty" if (row.git_commit or "").endswith("-dirty") else "")
+        if isinstance(getattr(row, "git_diff_sha256", None), str):
+            commit += f":{row.git_diff_sha256[:8]}"
         versions = ", ".join(f"{name} {version}" for name, version in row.versions.items() if version)
         lines.append(f"| {row.kind} | `{row.name}` | `{commit}` | `{row.data_sha256 or '-'}` | "
                      f"<small>{versions or '-'}</small> | <small>`{params}`</small> |")

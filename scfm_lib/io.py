@@ -144,6 +144,17 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
+def git_diff_sha256(cwd: str | os.PathLike | None = None) -> str | None:
+    """The sha256 of ``git diff HEAD`` (tracked files) when the tree is dirty, else None: with the
+    commit it pins the code a result came from (``git diff HEAD | sha256sum`` reproduces it)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=cwd, capture_output=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return hashlib.sha256(diff).hexdigest() if diff else None
+
+
 def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> dict:
     """The record stored beside every result: parameters, data hashes, versions, commit, host."""
     return {
@@ -151,6 +162,7 @@ def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> d
         "data_sha256": data_hashes or {},
         "versions": package_versions(),
         "git_commit": git_commit(),
+        "git_diff_sha256": git_diff_sha256(),        # None on a clean tree
         "python": platform.python_version(),
         "machine": platform.machine(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
