@@ -146,14 +146,20 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
         f"# Every run of the `{profile.name}` profile", "",
         "Each pretraining and evaluation run is an executed notebook listed below this page. The",
         "table records what each job was run with: its parameters, the hash of the data it read,",
-        "the versions of Python and the recorded packages, and the git commit (`-dirty` when the tree",
-        "had uncommitted changes). It is generated from the provenance stored beside every metrics",
-        f"file in `results/{profile.name}/metrics/`.", "",
+        "the versions of Python and the recorded packages, and the git commit: `-dirty` when the code",
+        "(`scfm_lib.io.CODE_PATHS`) had uncommitted changes, then the first characters of the sha256 of",
+        "`git diff HEAD` over the code, which pins those changes. Runs recorded before that diff hash",
+        "existed checked the whole tree, including the executed notebooks the workflow itself writes",
+        "into `book/`, so they carry `-dirty` whenever an earlier job of the same run had finished.",
+        "The page is generated from the provenance stored beside every metrics file in",
+        f"`results/{profile.name}/metrics/`.", "",
         "| job | run | commit | data sha256 | versions | parameters |", "|---|---|---|---|---|---|",
     ]
     for row in runs.itertuples():
         params = json.dumps(row.parameters, sort_keys=True).replace("|", "\\|")
         commit = (row.git_commit or "unknown")[:12] + ("-dirty" if (row.git_commit or "").endswith("-dirty") else "")
+        if isinstance(getattr(row, "git_diff_sha256", None), str):
+            commit += f":{row.git_diff_sha256[:8]}"
         versions = ", ".join(f"{name} {version}" for name, version in row.versions.items() if version)
         lines.append(f"| {row.kind} | `{row.name}` | `{commit}` | `{row.data_sha256 or '-'}` | "
                      f"<small>{versions or '-'}</small> | <small>`{params}`</small> |")

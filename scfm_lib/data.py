@@ -7,6 +7,8 @@ check raises :class:`ScfmDataError` with a message that names the problem and th
 from __future__ import annotations
 
 import json
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -229,12 +231,29 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
         elif not data_ensembl and any(g.startswith("ENS") for g in vocab.genes[:50]):
             hint = ("The data has gene symbols, the vocabulary Ensembl IDs: map them first with "
                     "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>)).")
+        elif vocab.overlap(_case_matched(names, vocab)) >= min_overlap:
+            hint = ("The names match the vocabulary when case is ignored (e.g. 'Cd3e' for 'CD3E': mouse-style or "
+                    "lower-case symbols): map them to the vocabulary's case, or to human orthologs with "
+                    "scfm_lib.genes.harmonize_genes(adata, ortholog_map=scfm_lib.datasets.load_mapping(...)) for mouse data.")
+        elif vocab.overlap([_strip_version(n) for n in names]) >= min_overlap:
+            hint = ("The names match the vocabulary once their version suffix is dropped (e.g. 'ENSG00000010610.10'): "
+                    "strip it with scfm_lib.genes.map_genes, which removes Ensembl versions, or rename var_names.")
         else:
             hint = ("Check that the data is of the species and gene annotation the model was pretrained on "
                     "(scfm_lib.genes.harmonize_genes maps IDs and orthologs), or use a model whose vocabulary covers it.")
         raise ScfmDataError(f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
                             f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}. {hint}")
     return share
+
+
+def _case_matched(names: Sequence[str], vocab: GeneVocab) -> list[str]:
+    """``names`` spelled as the vocabulary spells them where they differ only in case."""
+    upper = {g.upper(): g for g in vocab.genes}
+    return [upper.get(str(n).upper(), n) for n in names]
+
+
+def _strip_version(name: str) -> str:
+    return re.sub(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", str(name))
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -287,17 +306,21 @@ class CellTokens:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> "CellTokens":
-        if mmap:
-            return cls(_npz_memmap(path, "gene_ids"), _npz_memmap(path, "values"))
-        with np.load(path) as npz:
-            return cls(npz["gene_ids"], npz["values"])
+        try:
+            if mmap:
+                return cls(_npz_memmap(path, "gene_ids"), _npz_memmap(path, "values"))
+            with np.load(path) as npz:
+                return cls(npz["gene_ids"], npz["values"])
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:   # truncated or not tokens
+            raise ScfmDataError(f"{path} cannot be read as cell tokens ({type(err).__name__}: {err}); it is corrupt or "
+                                "truncated: delete it and rerun the data job, which writes it again") from err
 
 
 def _npz_memmap(path: str | Path, name: str) -> np.memmap:
     """A read-only memory map of array ``name`` inside an uncompressed ``.npz`` (what
     :meth:`CellTokens.save` writes: each member is a plain ``.npy`` stored at an offset)."""
-    import zipfile
-
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(f"{name}.npy")
         if info.compress_type != zipfile.ZIP_STORED:

@@ -37,7 +37,14 @@ def identifier_kind(names: Sequence[str]) -> str:
 def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
     """A two-column CSV (``from,to``) as a dict; empty targets (no ortholog) are dropped, and
     Ensembl version suffixes (``.17``) are stripped from the keys."""
-    table = pd.read_csv(path, header=0 if header else None, usecols=[0, 1], dtype=str).dropna()
+    if not Path(path).is_file():
+        raise ScfmDataError(f"mapping file {path} does not exist; pass the path of a two-column CSV (from,to), "
+                            "e.g. scfm_lib.datasets.fetch('gencode_v44_id2name')")
+    try:
+        table = pd.read_csv(path, header=0 if header else None, usecols=[0, 1], dtype=str).dropna()
+    except (ValueError, pd.errors.ParserError) as err:   # one column, or not a CSV
+        raise ScfmDataError(f"mapping file {path} is not a two-column CSV (from,to) ({type(err).__name__}: {err}); "
+                            "write one identifier pair per line, e.g. 'ENSG00000010610,CD4'") from err
     keys = table.iloc[:, 0].str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
     return dict(zip(keys, table.iloc[:, 1].str.strip()))
 

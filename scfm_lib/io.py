@@ -131,17 +131,40 @@ def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, st
     return versions
 
 
+#: What decides a result: the library, the notebooks, the workflow, the profiles and the pins. The
+#: executed notebooks the workflow writes into book/ are tracked too, so a tree-wide check would call
+#: every run after the first one "dirty"; these paths are checked instead.
+CODE_PATHS = ("scfm_lib", "nbs", "workflow", "profiles", "benchmarks", "pyproject.toml", "requirements.lock")
+
+
+def _git(args: list[str], cwd) -> bytes:
+    pathspecs = [f":(top){p}" for p in CODE_PATHS]
+    return subprocess.run(["git", *args, "--", *pathspecs], cwd=cwd, capture_output=True, check=True,
+                          timeout=30).stdout
+
+
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """The current commit, with ``-dirty`` appended when the tree has uncommitted changes."""
+    """The current commit, with ``-dirty`` appended when the code (:data:`CODE_PATHS`) has
+    uncommitted changes."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = _git(["status", "--porcelain", "--untracked-files=no"], cwd).strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}-dirty" if dirty else sha
+
+
+def git_diff_sha256(cwd: str | os.PathLike | None = None) -> str | None:
+    """The sha256 of ``git diff HEAD`` over the code (:data:`CODE_PATHS`) when it has uncommitted
+    changes, else None: with the commit it pins the code a result came from."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        diff = _git(["diff", "HEAD"], cwd)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return hashlib.sha256(diff).hexdigest() if diff else None
 
 
 def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> dict:
@@ -151,6 +174,7 @@ def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> d
         "data_sha256": data_hashes or {},
         "versions": package_versions(),
         "git_commit": git_commit(),
+        "git_diff_sha256": git_diff_sha256(),        # None on a clean tree
         "python": platform.python_version(),
         "machine": platform.machine(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

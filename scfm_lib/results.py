@@ -9,7 +9,7 @@ One folder per profile, ``results/<profile>/``::
 
 Every metrics file has the same shape::
 
-    {"kind": "evaluate", "name": "f0.1_s0",
+    {"kind": "evaluate", "name": "scgpt_f0.1_s0",
      "run": {"fraction": 0.1, "seed": 0, "n_pretrain_cells": 1950},
      "records": [{"mode": "finetune", "metric": "macro_f1", "value": 0.81}, ...],
      "extra": {...}, "provenance": {...}}
@@ -86,7 +86,8 @@ def load_runs(results_dir: str | Path) -> pd.DataFrame:
         payload = read_json(path)
         prov = payload["provenance"]
         rows.append({"kind": payload["kind"], "name": payload["name"],
-                     "git_commit": prov.get("git_commit"), "created_utc": prov.get("created_utc"),
+                     "git_commit": prov.get("git_commit"), "git_diff_sha256": prov.get("git_diff_sha256"),
+                     "created_utc": prov.get("created_utc"),
                      "data_sha256": ", ".join(f"{k}:{v[:12]}" for k, v in prov.get("data_sha256", {}).items()),
                      "torch": prov.get("versions", {}).get("torch"),
                      "versions": {"python": prov.get("python"), **prov.get("versions", {})},

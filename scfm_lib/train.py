@@ -71,7 +71,8 @@ class PretrainConfig:
         if self.budget == "epochs" and not (self.epochs is not None and self.epochs > 0):
             raise ValueError(f"budget='epochs' needs epochs > 0 (e.g. epochs=2.0), got epochs={self.epochs}")
         if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}: it is the share of each cell's "
+                             "genes hidden in pretraining; set e.g. mask_ratio: 0.25 (the default)")
         _check_positive(self, ("max_steps", "batch_size", "lr", "grad_clip", "eval_every", "checkpoint_every"))
         if self.warmup_steps < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("warmup_steps and weight_decay must be >= 0 and min_lr_ratio in [0, 1]; got "

@@ -106,6 +106,12 @@ def mapping_file(tmp, rows):
     return path
 
 
+def one_column_mapping_call(tmp):
+    path = tmp / "one_column.csv"
+    path.write_text("ENSG00000010610\nENSG00000100000\n")
+    return lambda: genes.read_mapping(path)
+
+
 def mouse_mapping_call(tmp):
     id_map = genes.read_mapping(mapping_file(tmp, [("ENSMUSG00000000001", "Cd3e")]))
     return lambda: genes.harmonize_genes(adata(genes_=IDS), id_map=id_map)
@@ -206,6 +212,16 @@ def h5ad_without_counts_call(values):
     return call
 
 
+def truncated_tokens_call(mmap):
+    """A token file cut short, as a full disk or a killed copy leaves it."""
+    def call(tmp):
+        path = tmp / "tokens.npz"
+        data.tokenize(adata(), GeneVocab(GENES), context_genes=4).save(path)
+        path.write_bytes(path.read_bytes()[:200])
+        return lambda: data.CellTokens.load(path, mmap=mmap)
+    return call
+
+
 def metrics_call(value):
     def call(tmp):
         return lambda: results.write_metrics(results.metrics_path(tmp, "evaluate", "x"), kind="evaluate", name="x",
@@ -268,6 +284,15 @@ CASES = [
          "gene symbols, the vocabulary Ensembl IDs", "scfm_lib.genes.map_genes", added=True),
     Case("mapping file of another species", mouse_mapping_call, ScfmDataError, "are in the mapping",
          "check that the mapping file matches"),
+    Case("mapping file missing", plain(lambda: genes.read_mapping("no/such/mapping.csv")), ScfmDataError,
+         "does not exist", "two-column CSV", added=True),
+    Case("mapping file with one column", one_column_mapping_call, ScfmDataError,
+         "is not a two-column CSV", "one identifier pair per line", added=True),
+    Case("symbols in another case (mouse-style)", tokenize_and_save(adata(genes_=[g.capitalize() for g in GENES])),
+         ScfmDataError, "match the vocabulary when case is ignored", "map them to the vocabulary's case", added=True),
+    Case("versioned Ensembl IDs, unversioned vocabulary", tokenize_and_save(adata(genes_=[f"{i}.7" for i in IDS]),
+                                                                            vocab_genes=IDS),
+         ScfmDataError, "once their version suffix is dropped", "strip it with scfm_lib.genes.map_genes", added=True),
     Case("gene overlap below the threshold", tokenize_and_save(adata(), vocab_genes=GENES[:2] + ["X1", "X2"]),
          ScfmDataError, "only 33.3% of the data's detected genes", "species and gene annotation", added=True),
     # ---- labels
@@ -307,7 +332,7 @@ CASES = [
     Case("profile: stats.ci out of range", profile_call(stats={"ci": 95}), ConfigError, "stats.ci must be",
          "e.g. 0.95", added=True),
     Case("profile: pretrain.mask_ratio out of range", profile_call(pretrain={"mask_ratio": 1.0}), ConfigError,
-         "mask_ratio must be in (0, 1)", "got 1.0"),
+         "mask_ratio must be in (0, 1)", "set e.g. mask_ratio: 0.25"),
     Case("profile: file missing", plain(lambda: load_profile("no_such_profile")), ConfigError, "does not exist",
          "available profiles"),
     # ---- notebook parameters (papermill only warns on unknown ones)
@@ -346,6 +371,10 @@ CASES = [
          ScfmDataError, "non-numeric column(s) ['label']", "labels go in a separate obs table"),
     Case("reader: h5ad without counts, with NaN", h5ad_without_counts_call(np.where(COUNTS == 2, np.nan, LOG1P)),
          ScfmDataError, "found NaN/Inf", "store log1p(CP10k) values", added=True),
+    Case("tokens: truncated file", truncated_tokens_call(mmap=False), ScfmDataError, "cannot be read as cell tokens",
+         "delete it and rerun the data job", added=True),
+    Case("tokens: truncated file, memory-mapped", truncated_tokens_call(mmap=True), ScfmDataError,
+         "cannot be read as cell tokens", "delete it and rerun the data job", added=True),
     Case("metrics: NaN result", metrics_call(float("nan")), ValueError, "is not finite", "fix the cause"),
 ]
 
@@ -377,7 +406,8 @@ def test_the_inventory_covers_every_kind_of_bad_input():
                  "single class", "label column with NaN", "profile: unknown", "profile: wrong type",
                  "profile: fraction out of range", "notebook: unknown", "notebook: wrong type",
                  "notebook: out of range", "weights corrupted", "weights truncated", "checkpoint.json missing",
-                 "checkpoint.json truncated"):
+                 "checkpoint.json truncated", "mapping file", "another case", "versioned Ensembl",
+                 "tokens: truncated"):
         assert any(kind in i for i in ids), kind
 
 

@@ -48,6 +48,33 @@ def test_provenance_records_what_a_reader_needs():
     assert "git_commit" in prov and prov["created_utc"]
 
 
+def test_a_dirty_tree_is_pinned_by_the_hash_of_its_diff(tmp_path):
+    """Changed code makes a result "-dirty" and its diff's hash pins the change; the executed
+    notebooks the workflow writes into book/ do not."""
+    import hashlib
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              capture_output=True, check=True).stdout
+    git("init", "-q")
+    (tmp_path / "scfm_lib").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "scfm_lib" / "code.py").write_text("x = 1\n")
+    (tmp_path / "book" / "chapter.ipynb").write_text("{}\n")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    assert io.git_diff_sha256(tmp_path) is None and not io.git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "book" / "chapter.ipynb").write_text('{"executed": true}\n')       # a workflow output
+    assert io.git_diff_sha256(tmp_path) is None and not io.git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "scfm_lib" / "code.py").write_text("x = 2\n")
+    first = io.git_diff_sha256(tmp_path / "scfm_lib")                                 # from any folder
+    assert io.git_commit(tmp_path).endswith("-dirty")
+    assert first == hashlib.sha256(git("diff", "HEAD", "--", "scfm_lib")).hexdigest()
+    (tmp_path / "scfm_lib" / "code.py").write_text("x = 3\n")
+    assert io.git_diff_sha256(tmp_path) not in (None, first)      # another change, another hash
+
+
 def test_anndata_hash_tracks_content_not_bytes():
     import anndata as ad
     import pandas as pd
