@@ -233,9 +233,10 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
                     "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>)).")
         elif vocab.overlap(_case_matched(names, vocab)) >= min_overlap:
             hint = ("The names match the vocabulary when case is ignored (e.g. 'Cd3e' for 'CD3E': mouse-style or "
-                    "lower-case symbols): map them to the vocabulary's case, or to human orthologs with "
-                    "scfm_lib.genes.harmonize_genes(adata, ortholog_map=scfm_lib.datasets.load_mapping(...)) for mouse data.")
-        elif vocab.overlap([_strip_version(n) for n in names]) >= min_overlap:
+                    "lower-case symbols): map them to the vocabulary's case or, for mouse data, to human orthologs with "
+                    "scfm_lib.genes.harmonize_genes(adata, orthologs=<mouse -> human symbol dict>), e.g. the inverse of "
+                    "scfm_lib.datasets.load_mapping('ensembl105_human2mouse').")
+        elif vocab.overlap([strip_ensembl_version(n) for n in names]) >= min_overlap:
             hint = ("The names match the vocabulary once their version suffix is dropped (e.g. 'ENSG00000010610.10'): "
                     "strip it with scfm_lib.genes.map_genes, which removes Ensembl versions, or rename var_names.")
         else:
@@ -252,7 +253,8 @@ def _case_matched(names: Sequence[str], vocab: GeneVocab) -> list[str]:
     return [upper.get(str(n).upper(), n) for n in names]
 
 
-def _strip_version(name: str) -> str:
+def strip_ensembl_version(name: str) -> str:
+    """``ENSG00000010610.10`` -> ``ENSG00000010610``; any other name unchanged."""
     return re.sub(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", str(name))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scfm_lib.data import GeneVocab, ScfmDataError
+from scfm_lib.data import GeneVocab, ScfmDataError, strip_ensembl_version
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
@@ -39,13 +39,13 @@ def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
     Ensembl version suffixes (``.17``) are stripped from the keys."""
     if not Path(path).is_file():
         raise ScfmDataError(f"mapping file {path} does not exist; pass the path of a two-column CSV (from,to), "
-                            "e.g. scfm_lib.datasets.fetch('gencode_v44_id2name')")
+                            "or a registered table: scfm_lib.datasets.load_mapping('gencode_v44_id2name')")
     try:
         table = pd.read_csv(path, header=0 if header else None, usecols=[0, 1], dtype=str).dropna()
     except (ValueError, pd.errors.ParserError) as err:   # one column, or not a CSV
         raise ScfmDataError(f"mapping file {path} is not a two-column CSV (from,to) ({type(err).__name__}: {err}); "
                             "write one identifier pair per line, e.g. 'ENSG00000010610,CD4'") from err
-    keys = table.iloc[:, 0].str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
+    keys = table.iloc[:, 0].map(strip_ensembl_version)
     return dict(zip(keys, table.iloc[:, 1].str.strip()))
 
 
@@ -56,7 +56,7 @@ def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene n
 
     Records ``uns["scfm"]["gene_mapping"]`` = genes before, mapped, after.
     """
-    names = pd.Index(adata.var_names.astype(str)).str.replace(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", regex=True)
+    names = pd.Index(adata.var_names.astype(str)).map(strip_ensembl_version)
     targets = names.map(lambda n: mapping.get(n))
     keep = np.flatnonzero(targets.notna())
     if len(keep) == 0:
