@@ -108,7 +108,7 @@ class SelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D/H]
         attend = keep[:, None, None, :]                                      # [B, 1, 1, T] key-padding mask
         cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
-        if cpu_bf16:  # PyTorch's CPU attention kernel is slower in bf16 than in fp32 (B 32, H 8, L 200: 266 vs 166 ms)
+        if cpu_bf16:  # PyTorch's CPU attention kernel is slower in bf16 than in fp32 (benchmarks/attention.py)
             q, k, v = q.float(), k.float(), v.float()
         with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
