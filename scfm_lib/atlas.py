@@ -254,6 +254,20 @@ class SyntheticAtlas:
         return self._to_anndata(counts, obs)
 
 
+def corpus_tissues_without(config: AtlasConfig, heldout_tissues: Sequence[str]) -> list[str]:
+    """The atlas tissues the corpus draws from once ``heldout_tissues`` are left out; a ValueError
+    if those are not distinct atlas tissues or leave none."""
+    held = list(heldout_tissues)
+    unknown = [t for t in held if t not in config.tissues]
+    if unknown or len(set(held)) != len(held):
+        raise ValueError(f"data.heldout_tissues {held!r} must list distinct atlas tissues out of "
+                         f"{list(config.tissues)}" + (f"; unknown: {unknown}" if unknown else ""))
+    if len(held) >= len(config.tissues):
+        raise ValueError(f"data.heldout_tissues {held!r} leaves no tissue for the pretraining corpus; "
+                         "hold out fewer tissues")
+    return [t for t in config.tissues if t not in held]
+
+
 def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n_ood: int,
                         seed: int = 0, heldout_tissues: Sequence[str] = ()) -> dict[str, ad.AnnData]:
     """The study's three datasets, drawn from one atlas without overlap.
@@ -278,11 +292,7 @@ def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n
     down_donors = atlas.donors[n_corpus_donors:n_corpus_donors + n_down_donors]
     ood_donors = atlas.donors[n_corpus_donors + n_down_donors:]
     seen_tech, unseen_tech = list(config.technologies[:-1]), [config.technologies[-1]]
-    unknown = [t for t in heldout_tissues if t not in config.tissues]
-    if unknown or len(set(heldout_tissues)) >= len(config.tissues):
-        raise ValueError(f"heldout_tissues {list(heldout_tissues)} must name atlas tissues {list(config.tissues)} "
-                         "and leave at least one for the corpus")
-    corpus_tissues = [t for t in config.tissues if t not in set(heldout_tissues)]
+    corpus_tissues = corpus_tissues_without(config, heldout_tissues)
     return {
         "corpus": atlas.sample(n_corpus, donors=corpus_donors, technologies=seen_tech, tissues=corpus_tissues,
                                seed=3 * seed, name_prefix="corpus"),

@@ -158,7 +158,7 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
     for row in runs.itertuples():
         params = json.dumps(row.parameters, sort_keys=True).replace("|", "\\|")
         commit = (row.git_commit or "unknown")[:12] + ("-dirty" if (row.git_commit or "").endswith("-dirty") else "")
-        if isinstance(getattr(row, "git_diff_sha256", None), str):
+        if isinstance(row.git_diff_sha256, str):
             commit += f":{row.git_diff_sha256[:8]}"
         versions = ", ".join(f"{name} {version}" for name, version in row.versions.items() if version)
         lines.append(f"| {row.kind} | `{row.name}` | `{commit}` | `{row.data_sha256 or '-'}` | "

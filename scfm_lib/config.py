@@ -236,17 +236,11 @@ class Profile:
 
     def check_heldout_tissues(self) -> None:
         """``data.heldout_tissues`` names atlas tissues and leaves at least one in the corpus."""
-        held = self.data.heldout_tissues
-        if not held:
-            return
-        tissues = self.atlas_config().tissues
-        unknown = [t for t in held if t not in tissues]
-        if unknown or len(set(held)) != len(held):
-            raise ConfigError(f"profile {self.name!r}: data.heldout_tissues {held!r} must list distinct atlas tissues "
-                              f"out of {list(tissues)}" + (f"; unknown: {unknown}" if unknown else ""))
-        if len(held) >= len(tissues):
-            raise ConfigError(f"profile {self.name!r}: data.heldout_tissues {held!r} leaves no tissue for the "
-                              "pretraining corpus; hold out fewer tissues")
+        from scfm_lib.atlas import corpus_tissues_without
+        try:
+            corpus_tissues_without(self.atlas_config(), self.data.heldout_tissues)
+        except ValueError as err:
+            raise ConfigError(f"profile {self.name!r}: {err}") from err
 
     def check_datasets(self) -> None:
         """Every dataset the profile names is registered (a typo fails at load time)."""
