@@ -43,15 +43,33 @@ def read_result(name: str) -> dict:
 
 
 def seconds_per_call(fn, warmup: int = 2, repeats: int = 5) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    """Best wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls: on a shared
+    machine other processes only ever add time, so the fastest call is the least disturbed one
+    (as ``timeit`` advises). Every figure, peaks included, is taken this way."""
     for _ in range(warmup):
         fn()
-    times = []
+    best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def seconds_per_batch(step, n_batches: int, warmup: int = 3, repeats: int = 3) -> float:
+    """Mean seconds per batch of ``step(i)`` (one training step on batch ``i``) over batches
+    ``0 .. n_batches - 1``, each timed as its best of ``repeats`` passes after ``warmup`` steps.
+    A mean over batches, not a median: the batches differ in length, and cells/s is all the cells
+    over all the time."""
+    for i in range(warmup):
+        step(i % n_batches)
+    best = [float("inf")] * n_batches
+    for _ in range(repeats):
+        for i in range(n_batches):
+            start = time.perf_counter()
+            step(i)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return sum(best) / n_batches
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
@@ -61,9 +79,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     return 2 * n ** 3 / seconds
 
 
-def encoder_flops(tokens: int, length: int, d_model: int, n_layers: int, d_ff: int) -> float:
+def encoder_flops(tokens: int, length: int, d_model: int, n_layers: int, d_ff: int,
+                  final_tokens: int | None = None) -> float:
     """Forward FLOPs of the transformer blocks for ``tokens`` positions in sequences of ``length``:
     per layer and token, the QKV, output and MLP matmuls (2 x their weights: 2 x (4 D^2 + 2 D d_ff))
-    and the attention products QK^T and AV (2 x 2 x length x D). Backward is taken as 2 x forward."""
-    per_token = n_layers * (2 * (4 * d_model ** 2 + 2 * d_model * d_ff) + 4 * length * d_model)
-    return float(tokens * per_token)
+    and the attention products QK^T and AV (2 x 2 x length x D). Backward is taken as 2 x forward.
+    ``final_tokens``: the last layer computes outputs at only that many positions (ScFM's
+    ``final_rows``): QKV at every position, the rest at those."""
+    per_token = 2 * (4 * d_model ** 2 + 2 * d_model * d_ff) + 4 * length * d_model
+    if final_tokens is None:
+        return float(tokens * n_layers * per_token)
+    qkv = 2 * 3 * d_model ** 2
+    last = tokens * qkv + final_tokens * (per_token - qkv)
+    return float(tokens * (n_layers - 1) * per_token + last)

@@ -14,7 +14,8 @@ pretraining asks:
   :func:`scfm_lib.data.tokenize_ranked`); a position is a gene-token embedding plus a learned
   embedding of its rank. Pretraining replaces a share of the gene tokens by ``<mask>`` and
   predicts their identity (masked language modelling). The vocabulary logits are computed at the
-  masked positions only ([M, V], never [B, L, V]), with the decoder tied to the gene embedding.
+  masked positions only ([M, V], never [B, L, V]), with the decoder tied to the gene embedding,
+  and in pretraining the last block runs at those positions alone (``final_rows``).
 
 Shapes: B cells in a batch, L gene positions (context), D model width, H heads, V vocabulary,
 M masked positions in a batch.
@@ -101,19 +102,23 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """x [B, T, D], keep [B, T] bool (False = padding: never attended to) -> [B, T, D]."""
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D], keep [B, T] bool (False = padding: never attended to) -> [B, T, D]; with
+        ``rows`` [B, P] (positions), only those positions' outputs, attending to all: [B, P, D]."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)                                # 3 x [B, T, D]
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D/H]
+        if rows is not None:
+            q = _gather_rows(q, rows)                                        # [B, P, D]
+        q = q.reshape(B, -1, self.n_heads, D // self.n_heads).transpose(1, 2)  # [B, H, P or T, D/H]
+        k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (k, v))  # [B, H, T, D/H]
         attend = keep[:, None, None, :]                                      # [B, 1, 1, T] key-padding mask
         cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
         if cpu_bf16:  # PyTorch's CPU attention kernel is slower in bf16 than in fp32 (benchmarks/attention.py)
             q, k, v = q.float(), k.float(), v.float()
         with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
-                                               dropout_p=self.dropout if self.training else 0.0)  # [B, H, T, D/H]
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))                 # [B, T, D]
+                                               dropout_p=self.dropout if self.training else 0.0)  # [B, H, P or T, D/H]
+        return self.proj(y.transpose(1, 2).reshape(B, -1, D))                # [B, P or T, D]
 
 
 class Block(nn.Module):
@@ -127,9 +132,16 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), keep))                      # [B, T, D]
-        return x + self.drop(self.mlp(self.ln2(x)))                          # [B, T, D]
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]; with ``rows`` [B, P], the output at those positions only [B, P, D]."""
+        attended = self.drop(self.attn(self.ln1(x), keep, rows))             # [B, P or T, D]
+        x = (x if rows is None else _gather_rows(x, rows)) + attended        # [B, P or T, D]
+        return x + self.drop(self.mlp(self.ln2(x)))                          # [B, P or T, D]
+
+
+def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """x [B, T, D], rows [B, P] long -> x[b, rows[b, p]] as [B, P, D]."""
+    return x.gather(1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class ScFM(nn.Module):
@@ -189,10 +201,16 @@ class ScFM(nn.Module):
         return self.value_encoder(bins)                                      # [B, L, D]
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, final_rows: torch.Tensor | None = None) -> torch.Tensor:
         """gene_ids [B, L] long, values [B, L] float, mask [B, L] bool (True = hidden: the value for
         scgpt, the gene identity for geneformer) -> hidden states [B, 1 + L, D], CLS first.
-        The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression."""
+        The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression.
+
+        ``final_rows`` [B, P] long (positions in 0 .. L, 0 = CLS): the hidden states at those
+        positions only, [B, P, D]. The last block then runs its queries, output projection and MLP
+        at those P positions alone (keys and values still come from every position), which gives
+        the same numbers as indexing the full output: a loss that reads ~15% of the positions
+        skips most of the last block (:meth:`pretraining_loss`)."""
         if gene_ids.shape != values.shape or gene_ids.ndim != 2:
             raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
         if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
@@ -213,9 +231,10 @@ class ScFM(nn.Module):
         x = torch.cat([self.cls_embedding.to(x.dtype).expand(B, 1, -1), x], dim=1)  # [B, 1 + L, D]
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device),
                           gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]; CLS always kept
-        for block in self.blocks:
-            x = block(x, keep)                                               # [B, 1 + L, D]
-        return self.ln_f(x)                                                  # [B, 1 + L, D]
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x = block(x, keep, final_rows if last else None)                 # [B, 1 + L, D]; last: [B, P, D]
+        return self.ln_f(x)                                                  # [B, 1 + L, D] or [B, P, D]
 
     def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
         """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes."""
@@ -241,16 +260,26 @@ class ScFM(nn.Module):
 
     def gene_logits(self, hidden_masked: torch.Tensor) -> torch.Tensor:
         """geneformer's MLM head at the masked positions only: [M, D] -> logits over genes [M, V]."""
-        return self.mlm_transform(hidden_masked) @ self.gene_embedding.weight.T + self.mlm_bias
+        return F.linear(self.mlm_transform(hidden_masked), self.gene_embedding.weight, self.mlm_bias)
 
     def masked_error(self, hidden: torch.Tensor, gene_ids: torch.Tensor, values: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
         """Per masked position, the error of the family's pretraining prediction: squared error of
-        the expression head (scgpt) or cross-entropy of the gene identity (geneformer). [M], fp32."""
+        the expression head (scgpt) or the cross-entropy of the gene identity (geneformer), i.e.
+        ``cross_entropy(gene_logits(...).float(), ...)`` computed by :func:`linear_cross_entropy`
+        without an fp32 [M, V] tensor. [M], fp32."""
         if self.config.family == "scgpt":
             return (self.predict_values(hidden).float()[mask] - values.float()[mask]) ** 2
-        logits = self.gene_logits(hidden[:, 1:][mask])                       # [M, V]
-        return F.cross_entropy(logits.float(), gene_ids[mask], reduction="none")
+        return self._gene_cross_entropy(hidden[:, 1:][mask], gene_ids[mask])
+
+    def _gene_cross_entropy(self, hidden_masked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden_masked [M, D], targets [M] -> geneformer's per-position MLM loss [M], fp32."""
+        h = self.mlm_transform(hidden_masked)                                # [M, D]
+        weight = self.gene_embedding.weight                                  # [V, D], tied to the input embedding
+        if torch.is_autocast_enabled(h.device.type):  # the matmul in the autocast dtype, as F.linear would
+            dtype = torch.get_autocast_dtype(h.device.type)
+            h, weight = h.to(dtype), weight.to(dtype)
+        return linear_cross_entropy(h, weight, self.mlm_bias, targets)
 
     def pretraining_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
                          normalizer: float | None = None) -> torch.Tensor:
@@ -258,11 +287,19 @@ class ScFM(nn.Module):
         the masked error summed and divided by ``normalizer`` (default: the number of masked
         positions, i.e. the mean), plus, for scgpt, ``mvc_weight`` x the same for the prediction
         from the cell embedding. A data-parallel rank passes the global count as ``normalizer``,
-        so that averaging the ranks' gradients gives the single-process gradient exactly."""
-        hidden = self(gene_ids, values, mask=mask)                           # [B, 1 + L, D]
+        so that averaging the ranks' gradients gives the single-process gradient exactly.
+
+        geneformer's loss reads the hidden states at the masked positions only, so its last block
+        runs there alone (``final_rows``): the same loss as :meth:`masked_error` on the full output."""
         if not mask.any():  # every cell is empty padding: nothing to predict
-            return hidden.sum() * 0.0
+            return self(gene_ids, values, mask=mask).sum() * 0.0
         normalizer = float(mask.sum()) if normalizer is None else normalizer
+        if self.config.family == "geneformer":
+            rows, present = masked_rows(mask)                                # [B, P] each
+            hidden = self(gene_ids, values, mask=mask, final_rows=rows + 1)  # [B, P, D]; + 1: CLS first
+            # hidden[present] lists cell by cell, positions ascending: the order of gene_ids[mask]
+            return self._gene_cross_entropy(hidden[present], gene_ids[mask]).sum() / normalizer
+        hidden = self(gene_ids, values, mask=mask)                           # [B, 1 + L, D]
         loss = self.masked_error(hidden, gene_ids, values, mask).sum() / normalizer
         if self.gene_query is not None:
             from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
@@ -275,6 +312,71 @@ class ScFM(nn.Module):
         least one per cell); the mean over masked positions. Named for the scgpt family; the
         geneformer family masks gene identities instead."""
         return self.pretraining_loss(gene_ids, values, random_value_mask(gene_ids, mask_ratio, generator))
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of ``h @ weight.T + bias`` (see :func:`linear_cross_entropy`)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, need_grad: bool, chunk_rows: int):
+        # h [M, D], weight [V, D] (both the matmul dtype), bias [V] fp32, targets [M] long
+        with torch.autocast(h.device.type, enabled=False):
+            logits = h @ weight.T                                            # [M, V], h.dtype
+            losses = torch.empty(len(h), dtype=torch.float32, device=h.device)  # [M]
+            for start in range(0, len(h), chunk_rows):
+                rows = slice(start, start + chunk_rows)
+                z = torch.add(logits[rows], bias)                            # [c, V] fp32; fits in cache
+                z -= z.amax(1, keepdim=True)                                 # logits - their max: exp <= 1
+                target = targets[rows, None]                                 # [c, 1]
+                target_logit = z.gather(1, target)                           # [c, 1]
+                total = z.exp_().sum(1, keepdim=True)                        # [c, 1]; z is now exp(logits - max)
+                losses[rows] = (total.log() - target_logit).squeeze(1)       # logsumexp - target logit
+                if need_grad:  # d loss / d logits = softmax - one_hot, written over the logits
+                    z.mul_(total.reciprocal_()).scatter_add_(1, target, torch.full_like(total, -1.0))
+                    logits[rows] = z
+        ctx.save_for_backward(h, weight, logits if need_grad else None)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):                                          # grad_losses [M]
+        h, weight, grad_logits = ctx.saved_tensors                           # grad_logits [M, V] unscaled, h.dtype
+        with torch.autocast(h.device.type, enabled=False):
+            # d loss_i / d logits_i times grad_losses_i: the row scaling is applied to the [M, D]
+            # side of each product, never to the [M, V] gradient (a pass over it costs ~15 ms).
+            scale = grad_losses.to(h.dtype)                                  # [M]
+            grad_h = (grad_logits @ weight) * scale[:, None]                 # [M, D]
+            grad_weight = grad_logits.T @ (h * scale[:, None])               # [V, D]
+            grad_bias = (scale @ grad_logits).float()                        # [V]; fp32 accumulation inside
+        return grad_h, grad_weight, grad_bias, None, None, None
+
+
+@torch.compiler.disable  # compiled, the chunk loop would be unrolled and recompiled for every M
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
+                         chunk_rows: int = 32) -> torch.Tensor:
+    """``F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")`` -> [M] fp32,
+    differentiable in ``h``, ``weight`` and ``bias``, without the fp32 [M, V] logits.
+
+    The loss over a 20k-gene vocabulary is memory-bound: the plain expression writes and rereads
+    [M, V] fp32 logits, log-probabilities and their gradient (~100 MB each at M = 1200). Here
+    the logits stay in the matmul dtype (bf16 under autocast); each block of ``chunk_rows`` rows
+    is softmaxed in fp32 while in cache, and its gradient (softmax - one-hot, the only thing
+    backward needs) overwrites it. The numbers are the plain expression's, up to the rounding of
+    the gradient to the matmul dtype, which the plain expression's bf16 matmul backward does too.
+    h [M, D], weight [V, D] in one dtype; bias [V]; targets [M] long in [0, V)."""
+    if h.dtype != weight.dtype or h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1]:
+        raise ValueError(f"h {tuple(h.shape)} {h.dtype} and weight {tuple(weight.shape)} {weight.dtype} must be "
+                         "[M, D] and [V, D] of one dtype")
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or bias.requires_grad)
+    return _LinearCrossEntropy.apply(h, weight, bias.float(), targets, need_grad, chunk_rows)
+
+
+def masked_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask [B, L] bool -> (rows [B, P] long, present [B, P] bool), P = the most masked positions
+    of any cell: each cell's masked positions in ascending order, then filler positions
+    (``present`` False) up to P."""
+    P = int(mask.sum(1).max())
+    rows = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :P]  # masked (0) sort first
+    return rows, torch.gather(mask, 1, rows)
 
 
 def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,

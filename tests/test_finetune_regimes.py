@@ -123,7 +123,7 @@ def test_head_only_is_a_linear_probe_on_the_frozen_embedding(data):
     embeddings = torch.from_numpy(train.embed(encoder, train_tokens))   # [N, D], eval mode
     embeddings = (embeddings - embeddings.mean(0)) / embeddings.std(0, unbiased=False)  # as StandardScaler
     head = CellClassifier(copy.deepcopy(encoder), 2, generator=torch.Generator().manual_seed(cfg.seed)).head
-    optimizer = torch.optim.AdamW(train.param_groups(head, cfg.head_lr, cfg.weight_decay))
+    optimizer = train.adamw(train.param_groups(head, cfg.head_lr, cfg.weight_decay))
     sampler, labels = train.EpochSampler(len(train_tokens), cfg.seed), torch.from_numpy(y_train)
     for _ in range(steps):
         idx = sampler.next_batch(cfg.batch_size)
@@ -230,15 +230,15 @@ def test_lora_with_bf16_and_the_geneformer_family(data):
 
 def reference_full_finetune(encoder, train_tokens, y_train, val_tokens, y_val, n_classes, cfg):
     """The finetuning loop as it was before regimes existed (full finetuning), kept verbatim but
-    for the head's input standardization (added later, for every regime)."""
+    for the head's input standardization (added later, for every regime) and train.adamw (fused)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
         Z = torch.from_numpy(train.embed(encoder, train_tokens))
         classifier.feature_mean.copy_(Z.mean(0))
         classifier.feature_std.copy_(Z.std(0, unbiased=False))
-        optimizer = torch.optim.AdamW(train.param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
-                                      + train.param_groups(classifier.head, cfg.head_lr, cfg.weight_decay))
+        optimizer = train.adamw(train.param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
+                                + train.param_groups(classifier.head, cfg.head_lr, cfg.weight_decay))
         sampler = train.EpochSampler(len(train_tokens), cfg.seed)
         labels = torch.from_numpy(y_train)
         val_loss, _ = train._classifier_eval(classifier, val_tokens, y_val)

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from scfm_lib.data import PAD_ID
-from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, random_value_mask
+import torch.nn.functional as F
+
+from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, linear_cross_entropy, masked_rows, random_value_mask
 
 torch.set_num_threads(1)
 VOCAB, CONTEXT, D = 40, 16, 32
@@ -274,6 +276,102 @@ def test_geneformer_logits_only_at_masked_positions():
     # An untrained model is near-uniform over the vocabulary: cross-entropy close to log(V).
     assert abs(float(errors.detach().mean()) - torch.log(torch.tensor(float(VOCAB)))) < 0.5
     assert not hasattr(model, "value_encoder") and model.gene_query is None
+
+
+def _linear_ce_inputs(dtype, M=37, V=301, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(M, D, generator=g).to(dtype).requires_grad_()
+    weight = torch.randn(V, D, generator=g).to(dtype).requires_grad_()
+    bias = torch.randn(V, generator=g).requires_grad_()
+    return h, weight, bias, torch.randint(0, V, (M,), generator=g), torch.rand(M, generator=g)
+
+
+@pytest.mark.parametrize("dtype, chunk_rows", [(torch.float32, 5), (torch.float32, 64), (torch.bfloat16, 8)])
+def test_linear_cross_entropy_matches_the_plain_expression(dtype, chunk_rows):
+    """Losses and the gradients of h, weight and bias equal F.cross_entropy on the full logits,
+    under an upstream gradient that differs per row (so the row scaling in backward is tested)."""
+    h, weight, bias, targets, upstream = _linear_ce_inputs(dtype)
+    reference = F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")
+    expected_grads = torch.autograd.grad((reference * upstream).sum(), (h, weight, bias))
+    losses = linear_cross_entropy(h, weight, bias, targets, chunk_rows=chunk_rows)
+    grads = torch.autograd.grad((losses * upstream).sum(), (h, weight, bias))
+    assert losses.dtype == torch.float32 and losses.shape == targets.shape
+    # bf16: both round d loss / d logits to bf16 before their matmuls, at different points
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(losses, reference, rtol=1e-5, atol=1e-5)
+    for got, expected in zip(grads, expected_grads):
+        assert got.dtype == expected.dtype
+        torch.testing.assert_close(got, expected, **tol)
+
+
+def test_linear_cross_entropy_without_grad_and_on_bad_input():
+    h, weight, bias, targets, _ = _linear_ce_inputs(torch.float32)
+    with torch.no_grad():
+        losses = linear_cross_entropy(h, weight, bias, targets)
+    torch.testing.assert_close(losses, F.cross_entropy(h.detach() @ weight.detach().T + bias.detach(), targets,
+                                                       reduction="none"))
+    with pytest.raises(ValueError, match="one dtype"):
+        linear_cross_entropy(h, weight.bfloat16(), bias, targets)
+
+
+def test_geneformer_loss_under_autocast_matches_the_plain_head():
+    """masked_error (the fused loss) against cross_entropy of gene_logits, the head written plainly,
+    in bf16 autocast as pretraining runs it: the same losses and gradients."""
+    gene_ids, values = batch()
+    mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
+    results = []
+    for fused in (True, False):
+        model = make_model(family="geneformer")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = model(gene_ids, values, mask=mask)
+            errors = (model.masked_error(hidden, gene_ids, values, mask) if fused else
+                      F.cross_entropy(model.gene_logits(hidden[:, 1:][mask]).float(), gene_ids[mask], reduction="none"))
+        errors.mean().backward()
+        results.append((errors.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (fused_errors, fused_grads), (plain_errors, plain_grads) = results
+    torch.testing.assert_close(fused_errors, plain_errors)
+    for name, grad in plain_grads.items():  # bf16 rounding (2^-8) apart, measured 0.4% to 1.0%
+        assert float((fused_grads[name] - grad).norm() / grad.norm()) < 0.02, name
+
+
+def test_masked_rows_lists_each_cells_masked_positions_in_order():
+    mask = torch.tensor([[False, True, False, True], [False, False, False, False], [True, False, False, False]])
+    rows, present = masked_rows(mask)
+    assert rows.shape == present.shape == (3, 2)
+    assert rows[0].tolist() == [1, 3] and present.tolist() == [[True, True], [False, False], [True, False]]
+    assert rows[2, 0] == 0
+    assert torch.equal(torch.zeros(3, 4, dtype=torch.bool).scatter(1, rows, present), mask)
+
+
+def test_geneformer_pretraining_loss_equals_the_loss_on_the_full_output():
+    """pretraining_loss runs the last block at the masked positions only; loss and every gradient
+    equal masked_error on the full forward pass (fp32), with a cell of padding only in the batch."""
+    gene_ids, values = batch(n_cells=5)
+    gene_ids[4], values[4] = PAD_ID, 0.0                                    # nothing to mask in cell 4
+    mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
+    results = []
+    for fast in (True, False):
+        model = make_model(family="geneformer").train()
+        if fast:
+            loss = model.pretraining_loss(gene_ids, values, mask)
+        else:
+            loss = model.masked_error(model(gene_ids, values, mask=mask), gene_ids, values, mask).mean()
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (fast_loss, fast_grads), (full_loss, full_grads) = results
+    torch.testing.assert_close(fast_loss, full_loss)
+    assert fast_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_final_rows_give_the_full_output_at_those_positions():
+    model = make_model(family="geneformer").eval()
+    gene_ids, values = batch()
+    rows = torch.tensor([[0, 3, 3], [16, 1, 0], [5, 6, 7], [2, 9, 12]])   # any positions, repeats allowed
+    with torch.no_grad():
+        full = model(gene_ids, values)                                       # [B, 1 + L, D]
+        torch.testing.assert_close(model(gene_ids, values, final_rows=rows), full.gather(1, rows[..., None].expand(-1, -1, D)))
 
 
 def test_geneformer_ignores_values_and_hides_masked_identities():
