@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -125,6 +127,31 @@ def write_parameter_tables(nbs_dir: str | Path, out_path: str | Path) -> Path:
     with atomic_write(out_path) as fh:
         fh.write(header + parameter_tables(nbs_dir))
     return Path(out_path)
+
+
+#: What papermill prints when the kernel exits before its first reply. Kernels started at the same
+#: moment can race for the same ports (jupyter_client picks free ports, then the kernel binds them:
+#: jupyter/jupyter_client#154), which is how two parallel workflow jobs once failed in CI.
+KERNEL_START_FAILURE = "Kernel died before replying to kernel_info"
+
+
+def run_papermill(args: list[str], attempts: int = 3, command: tuple[str, ...] | None = None) -> int:
+    """Run ``papermill *args``, streaming its output; if the kernel died before running any cell
+    (:data:`KERNEL_START_FAILURE`), start again, up to ``attempts`` times. Any other failure is
+    returned at once: a notebook that fails in a cell is never rerun. Returns the exit code."""
+    command = command or (sys.executable, "-m", "papermill")  # this interpreter's papermill
+    for attempt in range(1, attempts + 1):
+        process = subprocess.Popen([*command, *args], stderr=subprocess.PIPE, text=True)
+        kernel_never_started = False
+        for line in process.stderr:
+            sys.stderr.write(line)
+            kernel_never_started |= KERNEL_START_FAILURE in line
+        if process.wait() == 0 or not kernel_never_started:
+            return process.returncode
+        if attempt < attempts:
+            print(f"[scfm_lib.book] the kernel died before it ran a cell (attempt {attempt} of {attempts}; "
+                  "parallel kernel starts can collide on ports); starting the notebook again", file=sys.stderr)
+    return process.returncode
 
 
 def hide_parameter_cells(path: str | Path) -> None:
@@ -278,12 +305,17 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--root", default=".")
     p = sub.add_parser("hide-params")
     p.add_argument("notebook")
+    sub.add_parser("papermill", help="papermill ARGS..., started again if the kernel dies before any cell",
+                   add_help=False)
     p = sub.add_parser("perf")
     p.add_argument("--results", default=str(BENCHMARK_RESULTS))
     p.add_argument("--out", default="book/performance.md")
     p = sub.add_parser("params")
     p.add_argument("--nbs", default="nbs")
     p.add_argument("--out", default="book/parameters.md")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["papermill"]:  # everything after it is papermill's, --help included
+        sys.exit(run_papermill(argv[1:]))
     args = parser.parse_args(argv)
     if args.command == "hide-params":
         hide_parameter_cells(args.notebook)

@@ -138,3 +138,29 @@ def test_performance_page_is_built_from_the_benchmark_results(tmp_path):
     assert "runs at 5.0x at D = 256 the peer's fp32 cells/s" in page and "51% at base" in page
     assert "## Memory as the corpus grows" not in page                   # no memory.json: no section
     assert "No benchmark results yet" in book.performance_page(tmp_path / "absent")
+
+
+FAKE_PAPERMILL = """
+import sys
+from pathlib import Path
+calls = Path(sys.argv[1])
+calls.write_text(calls.read_text() + "x" if calls.exists() else "x")
+message = sys.argv[2] if len(calls.read_text()) <= int(sys.argv[3]) else ""
+if message:
+    print(message, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("message, failures, exit_code, calls", [
+    (book.KERNEL_START_FAILURE, 1, 0, 2),       # the kernel died at start once: started again, succeeds
+    (book.KERNEL_START_FAILURE, 5, 1, 3),       # it keeps dying: gives up after 3 attempts
+    ("NameError: name 'x' is not defined", 1, 1, 1),  # a cell failed: never rerun
+])
+def test_papermill_is_started_again_only_when_the_kernel_died_at_start(tmp_path, message, failures, exit_code, calls):
+    import sys
+
+    script, counter = tmp_path / "fake_papermill.py", tmp_path / "calls"
+    script.write_text(FAKE_PAPERMILL)
+    code = book.run_papermill([str(counter), message, str(failures)], command=(sys.executable, str(script)))
+    assert code == exit_code and len(counter.read_text()) == calls
