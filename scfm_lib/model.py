@@ -342,7 +342,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         h, weight, grad_logits = ctx.saved_tensors                           # grad_logits [M, V] unscaled, h.dtype
         with torch.autocast(h.device.type, enabled=False):
             # d loss_i / d logits_i times grad_losses_i: the row scaling is applied to the [M, D]
-            # side of each product, never to the [M, V] gradient (a pass over it costs ~15 ms).
+            # side of each product, never to the [M, V] gradient (that would be one more pass over it).
             scale = grad_losses.to(h.dtype)                                  # [M]
             grad_h = (grad_logits @ weight) * scale[:, None]                 # [M, D]
             grad_weight = grad_logits.T @ (h * scale[:, None])               # [V, D]
