@@ -137,7 +137,8 @@ def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, st
 CODE_PATHS = ("scfm_lib", "nbs", "workflow", "profiles", "benchmarks", "pyproject.toml", "requirements.lock")
 
 
-def _git(args: list[str], cwd) -> bytes:
+def _git_on_code(args: list[str], cwd) -> bytes:
+    """``git <args> -- <CODE_PATHS>``: the command restricted to the code."""
     pathspecs = [f":(top){p}" for p in CODE_PATHS]
     return subprocess.run(["git", *args, "--", *pathspecs], cwd=cwd, capture_output=True, check=True,
                           timeout=30).stdout
@@ -150,7 +151,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = _git(["status", "--porcelain", "--untracked-files=no"], cwd).strip()
+        dirty = _git_on_code(["status", "--porcelain", "--untracked-files=no"], cwd).strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}-dirty" if dirty else sha
@@ -161,7 +162,7 @@ def git_diff_sha256(cwd: str | os.PathLike | None = None) -> str | None:
     changes, else None: with the commit it pins the code a result came from."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        diff = _git(["diff", "HEAD"], cwd)
+        diff = _git_on_code(["diff", "HEAD"], cwd)
     except (OSError, subprocess.SubprocessError):
         return None
     return hashlib.sha256(diff).hexdigest() if diff else None
