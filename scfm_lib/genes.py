@@ -85,20 +85,130 @@ def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene n
     return out
 
 
+def _needs_id_map(names: Sequence[str], id_map: Mapping[str, str] | None) -> bool:
+    """Whether ``names`` are Ensembl IDs (then ``id_map`` is required: an error names the table)."""
+    if identifier_kind(names) != "ensembl":
+        return False
+    if id_map is None:
+        raise ScfmDataError("the genes are Ensembl IDs (e.g. " + str(list(names[:2])) + ") but the "
+                            "vocabulary uses gene symbols: pass id_map (e.g. the registry resource "
+                            "'gencode_v44_id2name', via scfm_lib.datasets.load_mapping)")
+    return True
+
+
 def harmonize_genes(adata: ad.AnnData, id_map: Mapping[str, str] | None = None,
                     orthologs: Mapping[str, str] | None = None) -> ad.AnnData:
     """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol), then,
     if given, ``orthologs`` maps symbols of another species (e.g. mouse -> human)."""
     out = adata
-    if identifier_kind(adata.var_names) == "ensembl":
-        if id_map is None:
-            raise ScfmDataError("the genes are Ensembl IDs (e.g. " + str(list(adata.var_names[:2])) + ") but the "
-                                "vocabulary uses gene symbols: pass id_map (e.g. the registry resource "
-                                "'gencode_v44_id2name', via scfm_lib.datasets.load_mapping)")
+    if _needs_id_map(adata.var_names, id_map):
         out = map_genes(out, id_map, "Ensembl IDs")
     if orthologs is not None:
         out = map_genes(out, orthologs, "genes for the ortholog table")
     return out
+
+
+def invert_orthologs(human_to_other: Mapping[str, str]) -> dict[str, str]:
+    """Other-species symbol -> human symbol, from a human -> other table.
+
+    Parameters
+    ----------
+    human_to_other
+        E.g. ``datasets.load_mapping("ensembl105_human2mouse")`` (human symbol -> mouse symbol).
+
+    Returns
+    -------
+    dict
+        Mouse (other) symbol -> human symbol; a symbol with several human orthologs keeps the first
+        in the table's order (the table holds one-to-many rows both ways).
+    """
+    inverted: dict[str, str] = {}
+    for human, other in human_to_other.items():
+        inverted.setdefault(other, human)
+    return inverted
+
+
+def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = None,
+                     orthologs: Mapping[str, str] | None = None) -> pd.Index:
+    """Name by name, what :func:`harmonize_genes` turns each gene into.
+
+    Parameters
+    ----------
+    names
+        Gene names (symbols or Ensembl IDs, possibly versioned); judged as a whole by
+        :func:`identifier_kind`, as :func:`harmonize_genes` judges ``var_names``.
+    id_map, orthologs
+        As for :func:`harmonize_genes`: Ensembl IDs (version stripped) go through ``id_map``, then
+        the symbols through ``orthologs``.
+
+    Returns
+    -------
+    pandas.Index
+        One entry per name, in order: the harmonized symbol, or ``None`` where harmonization drops it.
+    """
+    out = pd.Index([str(n) for n in names], dtype=object)
+    if _needs_id_map(out, id_map):
+        out = pd.Index([id_map.get(strip_ensembl_version(n)) for n in out], dtype=object)
+    if orthologs is not None:
+        out = pd.Index([None if n is None else orthologs.get(strip_ensembl_version(n)) for n in out], dtype=object)
+    return out
+
+
+def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVocab,
+                         id_map: Mapping[str, str] | None = None, orthologs: Mapping[str, str] | None = None,
+                         id_column: str | None = None, layer: str | None = None) -> dict[str, int | float]:
+    """How many of a dataset's detected genes reach a vocabulary, before and after harmonization.
+
+    A gene is *detected* when it has a nonzero value in at least one cell; genes never detected
+    never become tokens, so they are not counted. *Before* compares the dataset's own names
+    (``var_names``) with the vocabulary; *after* compares what :func:`harmonize_genes` makes of
+    them (Ensembl IDs to symbols through ``id_map``, version suffixes stripped, then ``orthologs``
+    for another species). genes.py has no alias table, so hg19-era symbols that were renamed since
+    (e.g. ``RP11-...`` clone names) are not fixed unless the dataset also carries Ensembl IDs:
+    ``id_column`` then harmonizes those IDs (a ``var`` column, e.g. ``"ensembl_id"``) instead.
+
+    Parameters
+    ----------
+    adata
+        The dataset, as :func:`scfm_lib.datasets.load` returns it.
+    vocabulary
+        Target gene symbols (a list, or a :class:`~scfm_lib.data.GeneVocab`).
+    id_map
+        Ensembl ID -> symbol (e.g. ``datasets.load_mapping("gencode_v44_id2name")``); required when
+        the names are Ensembl IDs.
+    orthologs
+        Symbol of the dataset's species -> vocabulary symbol, e.g. ``invert_orthologs(human2mouse)``
+        for a mouse dataset and a human vocabulary.
+    id_column
+        A ``var`` column whose identifiers are harmonized instead of ``var_names``.
+    layer
+        Where detection is read; default ``counts``, else ``log1p_norm``, else ``X``.
+
+    Returns
+    -------
+    dict
+        ``genes`` (all), ``detected``, ``in_vocabulary_before`` and ``in_vocabulary_after`` (detected
+        genes whose name, resp. harmonized name, is in the vocabulary), ``symbols_after`` (distinct
+        vocabulary symbols those map to: harmonization sums genes mapped onto one symbol),
+        ``dropped`` (detected genes harmonization drops, no mapping) and ``share_before`` /
+        ``share_after`` (of the detected genes, 0-1).
+    """
+    targets = set(vocabulary.genes if isinstance(vocabulary, GeneVocab) else (str(g) for g in vocabulary))
+    layer = layer or next((name for name in ("counts", "log1p_norm") if name in adata.layers), None)
+    matrix = sp.csr_matrix(adata.layers[layer] if layer else adata.X)
+    detected = np.asarray((matrix != 0).sum(0)).ravel() > 0                       # [n_genes]
+    if id_column is not None and id_column not in adata.var.columns:
+        raise ScfmDataError(f"var column {id_column!r} not found (var has {list(adata.var.columns)})")
+    source = adata.var[id_column].astype(str) if id_column else adata.var_names
+    own = pd.Index(adata.var_names.astype(str))[detected]
+    after = harmonized_names(source, id_map, orthologs)[detected]    # ID kind judged on all genes, as harmonize_genes
+    reached = [n for n in after if n is not None and n in targets]
+    n_detected = int(detected.sum())
+    before = int(own.isin(list(targets)).sum())
+    return {"genes": int(adata.n_vars), "detected": n_detected, "in_vocabulary_before": before,
+            "in_vocabulary_after": len(reached), "symbols_after": len(set(reached)),
+            "dropped": int(sum(n is None for n in after)),
+            "share_before": before / max(n_detected, 1), "share_after": len(reached) / max(n_detected, 1)}
 
 
 def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.DataFrame:

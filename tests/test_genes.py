@@ -161,3 +161,58 @@ def test_pbmc_marker_genes_are_measured_in_pbmc68k_reduced():
     for program, members in genes.MARKER_PROGRAMS["pbmc68k_reduced"]["programs"].items():
         assert members[0] in measured, f"driver of {program} is not measured"
         assert sum(g in measured for g in members) >= 2, program
+
+
+# ------------------------------------------------------------------------------ harmonization report
+# genes g0..g4; g4 is never detected (an all-zero column), so it never counts
+DETECTION = np.array([[1, 0, 2, 0, 0],
+                      [0, 3, 0, 1, 0],
+                      [4, 0, 0, 0, 0]])
+
+
+def test_harmonization_report_symbols_count_detected_genes_only():
+    adata = make(DETECTION, ["A", "B", "C", "D", "E"])
+    report = genes.harmonization_report(adata, ["A", "C", "E", "Q"])
+    assert report == {"genes": 5, "detected": 4, "in_vocabulary_before": 2, "in_vocabulary_after": 2,
+                      "symbols_after": 2, "dropped": 0, "share_before": 0.5, "share_after": 0.5}
+    assert genes.harmonization_report(adata, GeneVocab(["A", "C", "E", "Q"])) == report    # a GeneVocab works too
+    no_counts = make(DETECTION, ["A", "B", "C", "D", "E"], log1p=True)                     # detection from log1p_norm
+    assert genes.harmonization_report(no_counts, ["A", "C", "E", "Q"]) == report
+
+
+def test_harmonization_report_ensembl_ids_versions_and_duplicates():
+    ids = ["ENSG00000141510.17", "ENSG00000141510.3", "ENSG00000111640", "ENSG00000999999.1", "ENSG00000075624"]
+    id_map = {"ENSG00000141510": "TP53", "ENSG00000111640": "GAPDH", "ENSG00000075624": "ACTB"}
+    adata = make(DETECTION, ids)                  # two versions of one ID, one unknown ID, ACTB undetected
+    vocab = ["TP53", "GAPDH", "ACTB"]
+    report = genes.harmonization_report(adata, vocab, id_map=id_map)
+    assert (report["detected"], report["in_vocabulary_before"]) == (4, 0)     # IDs are not symbols
+    assert (report["in_vocabulary_after"], report["symbols_after"], report["dropped"]) == (3, 2, 1)
+    assert report["share_after"] == pytest.approx(0.75)
+    # the same genes harmonize_genes keeps: the report counts what tokenization will see
+    detected = np.asarray((adata.layers["counts"] > 0).sum(0)).ravel() > 0
+    kept = set(genes.harmonize_genes(adata[:, detected].copy(), id_map=id_map).var_names) & set(vocab)
+    assert len(kept) == report["symbols_after"]
+    assert list(genes.harmonized_names(ids, id_map)) == ["TP53", "TP53", "GAPDH", None, "ACTB"]
+    with pytest.raises(ScfmDataError, match="Ensembl IDs .* pass id_map"):
+        genes.harmonization_report(adata, vocab)
+
+
+def test_harmonization_report_mouse_orthologs_and_id_column():
+    human2mouse = {"TP53": "Trp53", "GAPDH": "Gapdh", "CD3E": "Cd3e", "CD3G": "Cd3e"}    # Cd3e: two human rows
+    orthologs = genes.invert_orthologs(human2mouse)
+    assert orthologs == {"Trp53": "TP53", "Gapdh": "GAPDH", "Cd3e": "CD3E"}             # the first row wins
+    mouse = make(DETECTION, ["Trp53", "Gapdh", "Xist", "Cd3e", "Actb"])
+    report = genes.harmonization_report(mouse, ["TP53", "GAPDH", "CD3E", "ACTB"], orthologs=orthologs)
+    assert (report["in_vocabulary_before"], report["in_vocabulary_after"], report["dropped"]) == (0, 3, 1)  # Xist
+    # hg19-era symbols renamed since: reached through the Ensembl IDs a dataset also carries
+    old = make(DETECTION, ["C11orf48", "B", "C", "D", "E"])
+    old.var["ensembl_id"] = ["ENSG00000149532", "", "ENSG00000111640", "ENSG00000000001", "ENSG00000075624"]
+    id_map = {"ENSG00000149532": "LBHD1", "ENSG00000111640": "GAPDH"}
+    vocab = ["LBHD1", "GAPDH", "B"]
+    before = genes.harmonization_report(old, vocab)
+    after = genes.harmonization_report(old, vocab, id_map=id_map, id_column="ensembl_id")
+    assert (before["in_vocabulary_before"], before["in_vocabulary_after"]) == (1, 1)       # only B by name
+    assert (after["in_vocabulary_before"], after["in_vocabulary_after"], after["dropped"]) == (1, 2, 2)
+    with pytest.raises(ScfmDataError, match="var column 'gene_ids' not found"):
+        genes.harmonization_report(old, vocab, id_column="gene_ids")
