@@ -51,10 +51,25 @@ def run_templates(profile: Profile) -> tuple[str, ...]:
     return ("pretrain", "evaluate", *(("sweep",) if profile.evaluate.has_sweep else ()))
 
 
+#: Per-family job notebooks of the study's design: (template, title).
+CONTROL_TEMPLATES = {"rates": "Finetuning rates", "negative_control": "Negative control",
+                     "positive_control": "Positive control"}
+
+
+def control_templates(profile: Profile) -> list[tuple[str, str]]:
+    """The per-family jobs (template, family) a profile runs: the rate choice (with
+    ``study.rate_candidates``) and the controls it enables, executed into book/<profile>/runs/."""
+    enabled = {"rates": bool(profile.study.rate_candidates), "negative_control": profile.study.negative_control,
+               "positive_control": profile.study.positive_control}
+    return [(t, family) for family in profile.families for t in CONTROL_TEMPLATES if enabled[t]]
+
+
 def _run_sections(profile: Profile) -> list[dict]:
     base = f"book/{profile.name}"
-    runs = [{"file": f"{base}/runs/{kind}_{run_id(f, s, m)}", "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}"}
-            for m, f, s in profile.runs() for kind in run_templates(profile)]
+    runs = [{"file": f"{base}/runs/{t}_{family}", "title": f"{CONTROL_TEMPLATES[t]}: {family}"}
+            for t, family in control_templates(profile)]
+    runs += [{"file": f"{base}/runs/{kind}_{run_id(f, s, m)}", "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}"}
+             for m, f, s in profile.runs() for kind in run_templates(profile)]
     runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})
     return runs
 

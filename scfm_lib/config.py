@@ -163,6 +163,42 @@ class StatsSection:
 
 
 @dataclass
+class StudySection:
+    """The design of the masking test (the study issue): gates, finetuning seeds, rate choice, controls.
+
+    Fixed before any result is seen; the masking chapter states each value."""
+    # Gate 0: the largest corpus's held-out loss must reach (1 - gate_margin) x the context-free loss.
+    gate_margin: float = 0.05
+    finetune_seeds: list = field(default_factory=lambda: [0, 1])   # finetuning seeds per checkpoint, averaged
+    # Finetuning rates tried per regime, each chosen by validation loss for every corpus fraction (on
+    # that fraction's first seed); [] = the profile's finetune rate only.
+    rate_candidates: list = field(default_factory=list)
+    negative_control: bool = False     # pretrain on the corpus with each gene permuted across cells
+    negative_seeds: int = 0            # seeds of the negative control (the first ones of each end fraction; 0 = all)
+    positive_control: bool = False     # PCA on nested corpora whose rare subtypes only the largest holds (synthetic atlas)
+    positive_n_pcs: int = 20           # PCs of the positive control's embedding
+    positive_labels_per_class: int = 10  # labelled training cells per subtype in the positive control's task
+    power: float = 0.8                 # the power at which the book names the smallest detectable D
+
+    def finetune_seeds_of(self, seed: int) -> list[int]:
+        """The finetuning seeds of checkpoint seed ``seed``: the same at every fraction (so a seed's
+        checkpoints are paired), different between checkpoint seeds."""
+        return [1000 * seed + k for k in self.finetune_seeds]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.gate_margin < 1:
+            raise ConfigError(f"study.gate_margin must lie in [0, 1), got {self.gate_margin!r}; e.g. 0.05")
+        if not self.finetune_seeds or len(set(self.finetune_seeds)) != len(self.finetune_seeds) or not all(
+                isinstance(s, int) and s >= 0 for s in self.finetune_seeds):
+            raise ConfigError(f"study.finetune_seeds must list distinct integers >= 0, got {self.finetune_seeds!r}")
+        if not all(isinstance(r, (int, float)) and r > 0 for r in self.rate_candidates):
+            raise ConfigError(f"study.rate_candidates must be positive learning rates, got {self.rate_candidates!r}")
+        _at_least("study", self, positive_n_pcs=1, positive_labels_per_class=1, negative_seeds=0)
+        if not 0 < self.power < 1:
+            raise ConfigError(f"study.power must lie in (0, 1), got {self.power!r}; e.g. 0.8")
+
+
+@dataclass
 class WorkflowSection:
     cores: int = 2                     # cores snakemake may use
     threads_per_job: int = 1           # torch threads per notebook job
@@ -180,6 +216,9 @@ class Profile:
     description: str = ""
     fractions: list = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01, 0.0])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
+    # Fewer seeds at some fractions, e.g. {0.1: [0, 1, 2]}: the primary endpoint needs many seeds at the
+    # smallest and largest corpus (and the control); the fractions between them serve the lack-of-fit test.
+    seeds_by_fraction: dict = field(default_factory=dict)
     families: list = field(default_factory=lambda: ["scgpt"])  # model families (scfm_lib.model.FAMILIES)
     data: DataSection = field(default_factory=DataSection)
     model: dict = field(default_factory=dict)      # ScFMConfig fields (vocab_size is set from data)
@@ -187,6 +226,7 @@ class Profile:
     finetune: dict = field(default_factory=dict)   # FinetuneConfig fields
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     stats: StatsSection = field(default_factory=StatsSection)
+    study: StudySection = field(default_factory=StudySection)
     workflow: WorkflowSection = field(default_factory=WorkflowSection)
     book_includes: list = field(default_factory=list)  # other profiles whose executed chapters the book also lists
 
@@ -210,6 +250,13 @@ class Profile:
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
             raise ConfigError(f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, "
                               f"got {self.seeds!r}")
+        by = {}
+        for f, seeds in (self.seeds_by_fraction or {}).items():
+            if float(f) not in self.fractions or not seeds or not set(seeds) <= set(self.seeds):
+                raise ConfigError(f"profile {self.name!r}: seeds_by_fraction maps fractions of 'fractions' "
+                                  f"{self.fractions} to non-empty subsets of 'seeds' {self.seeds}; got {f!r}: {seeds!r}")
+            by[float(f)] = [s for s in self.seeds if s in seeds]
+        self.seeds_by_fraction = by
 
     # The typed configs of the library, built here so a bad key fails when the profile loads.
     def model_config(self, vocab_size: int, family: str | None = None):
@@ -256,9 +303,13 @@ class Profile:
             from scfm_lib.soma import SomaSource
             build_dataclass(SomaSource, self.data.soma, "data.soma")
 
+    def seeds_at(self, fraction: float) -> list[int]:
+        """The seeds run at ``fraction``: ``seeds``, or the subset ``seeds_by_fraction`` gives."""
+        return self.seeds_by_fraction.get(float(fraction), self.seeds)
+
     def runs(self) -> list[tuple[str, float, int]]:
         """Every (family, fraction, seed) pretraining run of the grid."""
-        return [(m, f, s) for m in self.families for f in self.fractions for s in self.seeds]
+        return [(m, f, s) for m in self.families for f in self.fractions for s in self.seeds_at(f)]
 
     def run_ids(self) -> list[str]:
         """Every run of the grid, as ``<family>_f<fraction>_s<seed>``."""
@@ -315,7 +366,7 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{path}: a profile is a YAML mapping with at least a 'name' key")
     sections = {"data": DataSection, "evaluate": EvaluateSection, "stats": StatsSection,
-                "workflow": WorkflowSection}
+                "study": StudySection, "workflow": WorkflowSection}
     values = dict(raw)
     for key, cls in sections.items():
         if key in values:

@@ -53,6 +53,33 @@ def tissue_groups(obs: pd.DataFrame, index: np.ndarray, key: str = "tissue") -> 
     return groups if len(np.unique(groups)) > 1 else None
 
 
+def token_bag(tokens: CellTokens, n_tokens: int) -> np.ndarray:
+    """The input a model sees, as a dense matrix [cells, vocabulary]: each cell's token values
+    (log1p CP10k) at its context genes, 0 elsewhere. float32."""
+    from scfm_lib.data import PAD_ID
+
+    gene_ids, values = tokens.take(slice(None))
+    bag = np.zeros((len(gene_ids), n_tokens), dtype=np.float32)
+    rows = np.repeat(np.arange(len(gene_ids)), gene_ids.shape[1])
+    keep = gene_ids.ravel() != PAD_ID
+    bag[rows[keep], gene_ids.ravel()[keep]] = values.ravel()[keep]
+    return bag
+
+
+def context_ceiling(adata: ad.AnnData, tokens: CellTokens, n_tokens: int, train: np.ndarray, test: np.ndarray,
+                    y_train: np.ndarray, y_test: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """What the context can hold: macro-F1 of a logistic regression (:func:`linear_probe`) on the genes
+    the model sees (:func:`token_bag`) against the same on all genes (log-normalized), trained on
+    cells ``train`` and scored on cells ``test``. Returns ``{"context", "all_genes", "share"}``
+    (``share`` = context / all genes; the study asks for >= 0.95)."""
+    full = log_normalize(adata).X
+    full = full.toarray() if hasattr(full, "toarray") else np.asarray(full)
+    bag = token_bag(tokens, n_tokens)
+    all_genes = metrics.macro_f1(y_test, linear_probe(full[train], y_train, full[test], seed=seed))
+    context = metrics.macro_f1(y_test, linear_probe(bag[train], y_train, bag[test], seed=seed))
+    return {"context": float(context), "all_genes": float(all_genes), "share": float(context / all_genes)}
+
+
 def classification_scores(y_true, y_pred) -> dict[str, float]:
     return {"accuracy": metrics.accuracy(y_true, y_pred), "macro_f1": metrics.macro_f1(y_true, y_pred)}
 

@@ -51,8 +51,12 @@ class ScFMConfig:
     value_encoding: str = "continuous"  # "continuous": MLP on the value; "binned": embedding of its bin
     n_bins: int = 51                    # bins centred on an even grid over [0, max_value] when binned
     max_value: float = 10.0             # log1p(CP10k) values are clipped to [0, max_value]
-    pooling: str = "cls"                # cell embedding: "cls" token or masked "mean" over genes
-    mvc_weight: float = 1.0             # weight of the predict-from-cell-embedding loss; 0 = off
+    pooling: str = "mean"               # frozen cell embedding: masked "mean" over expressed genes, or the "cls" token
+    # Layer the frozen cell embedding reads, as an index into hidden_states (0 = the input embeddings,
+    # n_layers = the last block after ln_f): -2 is the penultimate layer, the readout of Geneformer's
+    # own tools and of published zero-shot evaluations (fixed before any result was seen).
+    readout_layer: int = -2
+    mvc_weight: float = 1.0             # weight of the predict-from-CLS loss (scgpt's MVC term); 0 = off
 
     def __post_init__(self) -> None:
         if self.vocab_size < 4:
@@ -75,6 +79,9 @@ class ScFMConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.max_value > 0:
             raise ValueError(f"max_value must be > 0, got {self.max_value}")
+        if not -(self.n_layers + 1) <= self.readout_layer <= self.n_layers:
+            raise ValueError(f"readout_layer must index the {self.n_layers + 1} hidden states (0 = input embeddings, "
+                             f"{self.n_layers} or -1 = last layer, -2 = penultimate), got {self.readout_layer}")
         if self.mvc_weight < 0:
             raise ValueError(f"mvc_weight must be >= 0, got {self.mvc_weight}")
         if self.d_ff is None:
@@ -211,6 +218,15 @@ class ScFM(nn.Module):
         at those P positions alone (keys and values still come from every position), which gives
         the same numbers as indexing the full output: a loss that reads ~15% of the positions
         skips most of the last block (:meth:`pretraining_loss`)."""
+        return self.hidden_states(gene_ids, values, mask, final_rows)[-1]
+
+    def hidden_states(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None,
+                      final_rows: torch.Tensor | None = None, upto: int | None = None) -> list[torch.Tensor]:
+        """Every layer's states, as ``transformers``' ``output_hidden_states``: a list of
+        ``n_layers + 1`` tensors [B, 1 + L, D] (CLS first): the input embeddings, then the residual
+        stream after each block, the last one after ``ln_f`` (what the heads read). ``upto`` stops
+        after that many blocks (the list then has ``upto + 1`` entries, the last without ``ln_f``
+        unless ``upto == n_layers``): a readout of an early layer skips the later blocks."""
         if gene_ids.shape != values.shape or gene_ids.ndim != 2:
             raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
         if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
@@ -231,21 +247,40 @@ class ScFM(nn.Module):
         x = torch.cat([self.cls_embedding.to(x.dtype).expand(B, 1, -1), x], dim=1)  # [B, 1 + L, D]
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device),
                           gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]; CLS always kept
-        for i, block in enumerate(self.blocks):
+        n_blocks = len(self.blocks) if upto is None else upto
+        states = [x]
+        for i, block in enumerate(self.blocks[:n_blocks]):
             last = i == len(self.blocks) - 1
             x = block(x, keep, final_rows if last else None)                 # [B, 1 + L, D]; last: [B, P, D]
-        return self.ln_f(x)                                                  # [B, 1 + L, D] or [B, P, D]
+            states.append(x)
+        if n_blocks == len(self.blocks):
+            states[-1] = self.ln_f(x)                                        # [B, 1 + L, D] or [B, P, D]
+        return states
 
-    def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
-        """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes."""
-        if self.config.pooling == "cls":
+    def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
+        """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes
+        (``pooling``, default the config's)."""
+        if (pooling or self.config.pooling) == "cls":
             return hidden[:, 0]                                              # [B, D]
         present = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)        # [B, L, 1]
         return (hidden[:, 1:] * present).sum(1) / present.sum(1).clamp(min=1.0)  # [B, D]
 
-    def cell_embedding(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """gene_ids [B, L], values [B, L] -> [B, D]."""
-        return self.pool(self(gene_ids, values), gene_ids)
+    def layer_index(self, layer: int | None = None) -> int:
+        """``layer`` (default the config's ``readout_layer``; negative counts from the end) as an
+        index 0 .. n_layers into :meth:`hidden_states`."""
+        layer = self.config.readout_layer if layer is None else layer
+        n = len(self.blocks) + 1
+        if not -n <= layer < n:
+            raise ValueError(f"layer {layer} does not index the {n} hidden states of this model")
+        return layer % n
+
+    def cell_embedding(self, gene_ids: torch.Tensor, values: torch.Tensor, layer: int | None = None,
+                       pooling: str | None = None) -> torch.Tensor:
+        """gene_ids [B, L], values [B, L] -> [B, D]: the states of ``layer`` (default the config's
+        ``readout_layer``, the penultimate layer) pooled by ``pooling`` (default the config's, the
+        mean over expressed genes). Blocks after ``layer`` are not run."""
+        index = self.layer_index(layer)
+        return self.pool(self.hidden_states(gene_ids, values, upto=index)[index], gene_ids, pooling)
 
     def predict_values(self, hidden: torch.Tensor) -> torch.Tensor:
         """scgpt's expression head: each gene's value from its own hidden state. [B, 1 + L, D] -> [B, L]."""
@@ -282,27 +317,34 @@ class ScFM(nn.Module):
         return linear_cross_entropy(h, weight, self.mlm_bias, targets)
 
     def pretraining_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
-                         normalizer: float | None = None) -> torch.Tensor:
+                         normalizer: float | None = None, hide: torch.Tensor | None = None) -> torch.Tensor:
         """The family's pretraining loss (scalar) for a given mask [B, L] (see :func:`random_value_mask`):
         the masked error summed and divided by ``normalizer`` (default: the number of masked
         positions, i.e. the mean), plus, for scgpt, ``mvc_weight`` x the same for the prediction
         from the cell embedding. A data-parallel rank passes the global count as ``normalizer``,
         so that averaging the ranks' gradients gives the single-process gradient exactly.
 
+        ``hide`` [B, L] bool (default ``mask``): the positions whose input is hidden; positions in
+        ``mask`` but not in ``hide`` are scored with their input shown (BERT's "keep unchanged"
+        share, see :func:`keep_shown`), so the loss also trains the states of shown positions,
+        which are the only kind a frozen readout sees (no mask at inference).
+
         geneformer's loss reads the hidden states at the masked positions only, so its last block
         runs there alone (``final_rows``): the same loss as :meth:`masked_error` on the full output."""
+        hide = mask if hide is None else hide
         if not mask.any():  # every cell is empty padding: nothing to predict
-            return self(gene_ids, values, mask=mask).sum() * 0.0
+            return self(gene_ids, values, mask=hide).sum() * 0.0
         normalizer = float(mask.sum()) if normalizer is None else normalizer
         if self.config.family == "geneformer":
             rows, present = masked_rows(mask)                                # [B, P] each
-            hidden = self(gene_ids, values, mask=mask, final_rows=rows + 1)  # [B, P, D]; + 1: CLS first
+            hidden = self(gene_ids, values, mask=hide, final_rows=rows + 1)  # [B, P, D]; + 1: CLS first
             # hidden[present] lists cell by cell, positions ascending: the order of gene_ids[mask]
             return self._gene_cross_entropy(hidden[present], gene_ids[mask]).sum() / normalizer
-        hidden = self(gene_ids, values, mask=mask)                           # [B, 1 + L, D]
+        hidden = self(gene_ids, values, mask=hide)                           # [B, 1 + L, D]
         loss = self.masked_error(hidden, gene_ids, values, mask).sum() / normalizer
         if self.gene_query is not None:
-            from_cell = self.predict_values_from_cell(self.pool(hidden, gene_ids), gene_ids).float()[mask]
+            # scGPT's MVC: every gene's value from the CLS state of the last layer (its cell embedding).
+            from_cell = self.predict_values_from_cell(hidden[:, 0], gene_ids).float()[mask]
             loss = loss + self.config.mvc_weight * ((from_cell - values.float()[mask]) ** 2).sum() / normalizer
         return loss
 
@@ -379,6 +421,18 @@ def masked_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, torch.gather(mask, 1, rows)
 
 
+def keep_shown(mask: torch.Tensor, keep_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The input-hiding mask [B, L] bool for loss positions ``mask``: each loss position stays
+    shown with probability ``keep_ratio`` (BERT's 10% "unchanged" share), else it is hidden.
+    ``keep_ratio`` 0 returns ``mask`` itself and draws nothing."""
+    if not 0.0 <= keep_ratio < 1.0:
+        raise ValueError(f"keep_ratio must be in [0, 1), got {keep_ratio}")
+    if keep_ratio == 0:
+        return mask
+    draws = torch.rand(mask.shape, generator=generator, device="cpu").to(mask.device)  # [B, L]
+    return mask & (draws >= keep_ratio)
+
+
 def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """[B, L] bool, True at ``ceil(mask_ratio * n_genes)`` random non-padding positions of each
@@ -394,18 +448,21 @@ def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
 
 
 class CellClassifier(nn.Module):
-    """An ScFM encoder with a linear head on its standardized cell embedding.
+    """An ScFM encoder with a linear head on its standardized cell embedding of ``layer`` (default
+    the last layer, as scGPT and Geneformer finetune: every block then trains), pooled as the
+    encoder's config says.
 
     The head sees ``(embedding - feature_mean) / feature_std``: fixed buffers (not trained) that
     :func:`scfm_lib.train.finetune_classifier` sets from the training cells' embeddings under the
     encoder it starts from, as the linear probe's StandardScaler does. So regime "head_only" fits
     the probe's model. Until they are set they are 0 and 1 (the raw embedding)."""
 
-    def __init__(self, encoder: ScFM, n_classes: int, generator: torch.Generator | None = None):
+    def __init__(self, encoder: ScFM, n_classes: int, generator: torch.Generator | None = None, layer: int = -1):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
         self.encoder = encoder
+        self.layer = encoder.layer_index(layer)
         self.head = nn.Linear(encoder.config.d_model, n_classes)
         self.register_buffer("feature_mean", torch.zeros(encoder.config.d_model))  # [D]
         self.register_buffer("feature_std", torch.ones(encoder.config.d_model))    # [D]
@@ -415,5 +472,5 @@ class CellClassifier(nn.Module):
 
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """gene_ids [B, L], values [B, L] -> logits [B, C]."""
-        z = self.encoder.cell_embedding(gene_ids, values)                    # [B, D]
+        z = self.encoder.cell_embedding(gene_ids, values, layer=self.layer)  # [B, D]
         return self.head((z - self.feature_mean) / self.feature_std)         # [B, C]

@@ -13,9 +13,11 @@ Definitions (the book's masking chapter states the same):
 - **masking index** ``M = (S_frozen - S_ft) / (S_frozen + |S_ft|)`` in [-1, 1], defined when the
   frozen representation gains from corpus size (``S_frozen > 0``), NaN otherwise: 1 = finetuning
   gains nothing from scale, 0 = it gains as much as the frozen representation, negative = more.
-- **confidence intervals**: percentile bootstrap over seeds, resampling seeds with replacement
-  *within each fraction*; for the masking index the two modes are resampled together, because
-  the finetuned and frozen scores of one (fraction, seed) come from the same checkpoint.
+- **confidence intervals**: percentile bootstrap over seeds, resampling *whole seeds* with
+  replacement: a seed is one block (the same initialization, nested data and finetuning seed at
+  every fraction), so its scores at all fractions travel together and the pairing survives; for
+  the masking index the two modes are resampled together as well. The study's primary endpoint
+  (the seed-paired gain and D, :mod:`scfm_lib.analysis.endpoints`) uses t-intervals over seeds.
 """
 
 from __future__ import annotations
@@ -61,28 +63,28 @@ def masking_index(slope_finetuned: float, slope_frozen: float) -> float:
     return float((slope_frozen - slope_finetuned) / (slope_frozen + abs(slope_finetuned)))
 
 
-def _fraction_blocks(series: pd.DataFrame) -> list[np.ndarray]:
-    """Row positions of each corpus size: the strata of the bootstrap."""
-    return list(series.groupby("n_cells").indices.values())
+def _seed_blocks(series: pd.DataFrame) -> list[np.ndarray]:
+    """Row positions of each seed: the blocks of the bootstrap (a seed's rows at every fraction)."""
+    return list(series.groupby("seed").indices.values())
 
 
-def _resample_within_fraction(blocks: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Row positions of one bootstrap resample: seeds drawn with replacement within each fraction."""
-    return np.concatenate([rng.choice(positions, size=len(positions), replace=True) for positions in blocks])
+def _resample_seeds(blocks: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Row positions of one bootstrap resample: whole seeds drawn with replacement."""
+    return np.concatenate([blocks[i] for i in rng.integers(0, len(blocks), size=len(blocks))])
 
 
 def bootstrap_over_seeds(series: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], *,
                          n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
     """``(estimate, ci_low, ci_high)``: the statistic and its percentile bootstrap CI over seeds.
 
-    Seeds are resampled with replacement within each fraction (stratified), so every resample
-    keeps every corpus size. Deterministic for a given ``seed``.
+    Whole seeds are resampled with replacement (each seed's rows at every fraction together), so
+    the pairing of a seed's checkpoints across fractions is kept. Deterministic for a given ``seed``.
     """
     series = series.reset_index(drop=True)
     estimate = statistic(series)
     rng = np.random.default_rng(seed)
-    blocks = _fraction_blocks(series)
-    draws = np.array([statistic(series.iloc[_resample_within_fraction(blocks, rng)]) for _ in range(n_boot)])
+    blocks = _seed_blocks(series)
+    draws = np.array([statistic(series.iloc[_resample_seeds(blocks, rng)]) for _ in range(n_boot)])
     draws = draws[np.isfinite(draws)]
     if len(draws) < n_boot / 2:  # the statistic is undefined in most resamples: no honest interval
         return estimate, float("nan"), float("nan")
@@ -176,8 +178,8 @@ def _slope_draws(series: pd.DataFrame, *, n_boot: int, seed: int) -> np.ndarray:
     """
     series = series.reset_index(drop=True)
     rng = np.random.default_rng(seed)
-    blocks = _fraction_blocks(series)
-    return np.array([size_slope(series.iloc[_resample_within_fraction(blocks, rng)]) for _ in range(n_boot)])
+    blocks = _seed_blocks(series)
+    return np.array([size_slope(series.iloc[_resample_seeds(blocks, rng)]) for _ in range(n_boot)])
 
 
 def _percentile_interval(draws: np.ndarray, ci: float) -> tuple[float, float]:

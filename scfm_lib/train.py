@@ -35,29 +35,42 @@ from tqdm import tqdm
 
 from scfm_lib.data import PAD_ID, CellTokens
 from scfm_lib.io import atomic_path, file_sha256, read_json, write_json
-from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, random_value_mask
+from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, keep_shown, random_value_mask
 
 WEIGHTS, META, TRAINER_STATE = "model.safetensors", "checkpoint.json", "trainer_state.pt"
 DEVICE = torch.device("cpu")
 VAL_MASK_SEED = 0  # validation masks: the same for every step, run and checkpoint
 
 
+PRETRAIN_BUDGETS = ("steps", "epochs", "converge")
+
+
 @dataclass
 class PretrainConfig:
-    max_steps: int = 500               # optimizer steps with budget="steps" (the same for every corpus size)
+    max_steps: int = 500               # optimizer steps with budget="steps" (the same for every corpus size);
+                                       # with budget="converge", the cap
     batch_size: int = 64
     lr: float = 1e-3                   # peak learning rate
     weight_decay: float = 0.01         # AdamW, on linear-layer matrices only
     warmup_steps: int = 50             # linear warmup, then cosine decay
     min_lr_ratio: float = 0.1          # the cosine schedule ends at min_lr_ratio * lr
     grad_clip: float = 1.0             # max global gradient norm
-    mask_ratio: float = 0.25           # share of each cell's genes whose value is hidden
+    mask_ratio: float = 0.25           # share of each cell's genes in the loss (their value or identity hidden)
+    keep_ratio: float = 0.0            # share of those loss positions whose input stays shown (BERT's 10%)
     bf16: bool = True                  # bfloat16 autocast (CPU and CUDA)
     eval_every: int = 50               # steps between validation losses (and history rows)
     checkpoint_every: int = 100
     seed: int = 0                      # initialization, data order, masks, dropout
-    budget: str = "steps"              # "steps": max_steps for all; "epochs": ceil(epochs * n_train / batch_size)
+    # The pretraining arm: "steps": max_steps for every corpus size; "epochs": ceil(epochs * n_train /
+    # batch_size); "converge": early stopping on the validation loss (patience evaluations without a
+    # relative improvement of min_delta), capped at max_steps, keeping the best weights. The converge arm follows
+    # the steps arm's learning-rate schedule (cosine over max_steps), so with the same seed it is the
+    # steps arm's run, stopped where early stopping stops it.
+    budget: str = "steps"
     epochs: float | None = None
+    patience: int = 5                  # budget "converge": evaluations without improvement before stopping
+    min_delta: float = 0.0             # budget "converge": an improvement is a validation loss below
+                                       # best * (1 - min_delta): relative, so one value suits both families' losses
     num_threads: int | None = None     # torch.set_num_threads; None = leave as is
     bucket_batches: int = 8            # length bucketing: sort each run of this many batches by cell length
                                        # (short cells then share batches and skip padding); 0 = off
@@ -66,10 +79,15 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.bucket_batches < 0:
             raise ValueError(f"bucket_batches must be >= 0, got {self.bucket_batches}")
-        if self.budget not in ("steps", "epochs"):
-            raise ValueError(f"budget must be 'steps' or 'epochs', got {self.budget!r}")
+        if self.budget not in PRETRAIN_BUDGETS:
+            raise ValueError(f"budget must be one of {PRETRAIN_BUDGETS}, got {self.budget!r}")
+        if self.patience < 1 or not 0 <= self.min_delta < 1:
+            raise ValueError(f"patience must be >= 1 and min_delta in [0, 1), got {self.patience} and {self.min_delta}")
         if self.budget == "epochs" and not (self.epochs is not None and self.epochs > 0):
             raise ValueError(f"budget='epochs' needs epochs > 0 (e.g. epochs=2.0), got epochs={self.epochs}")
+        if not 0 <= self.keep_ratio < 1:
+            raise ValueError(f"keep_ratio must be in [0, 1), got {self.keep_ratio}: the share of loss positions whose "
+                             "input stays shown; BERT uses 0.1")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}: it is the share of each cell's "
                              "genes hidden in pretraining; set e.g. mask_ratio: 0.25 (the default)")
@@ -395,8 +413,10 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
     unfinished one is resumed (bit-identical to an uninterrupted run on CPU); a checkpoint of
     another configuration or other data is an error.
 
-    Returns ``{"history", "step", "total_steps", "n_train", "val_loss", "steps_run", "seconds"}``:
-    ``history`` rows are ``{step, train_loss (mean since the previous row), val_loss, lr}``;
+    Returns ``{"history", "step", "total_steps", "n_train", "val_loss", "best_step", "stopped_early",
+    "steps_run", "seconds"}``: ``history`` rows are ``{step, train_loss (mean since the previous row),
+    val_loss, lr}``; with budget "converge", ``val_loss`` and ``best_step`` are those of the kept
+    (best) weights and ``stopped_early`` says whether early stopping acted before the cap;
     ``steps_run``/``seconds`` count this call only (0 when the run was already finished).
     """
     if len(train) == 0:
@@ -413,10 +433,12 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
     if (out_dir / META).exists():
         meta = _read_meta(out_dir)
         _check_same_run(meta, run, out_dir / META)
-        if meta["step"] >= total:
+        if meta.get("finished", meta["step"] >= total):
             history = meta["history"]
             return {"history": history, "step": meta["step"], "total_steps": total, "n_train": meta["n_train"],
-                    "val_loss": _last_val_loss(history), "steps_run": 0, "seconds": 0.0}
+                    "val_loss": meta.get("best_val_loss", _last_val_loss(history)), "best_step": meta.get("best_step"),
+                    "stopped_early": bool(meta.get("best_step") is not None and meta["step"] < total),
+                    "steps_run": 0, "seconds": 0.0}
         if not (out_dir / TRAINER_STATE).exists():
             raise FileNotFoundError(f"{out_dir / TRAINER_STATE} is missing, so the unfinished run in {out_dir} "
                                     f"cannot resume; {_rerun_hint(out_dir)}")
@@ -435,6 +457,8 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
                                bucket_size=cfg.bucket_batches * cfg.batch_size, batch_size=cfg.batch_size)
         mask_generator = torch.Generator().manual_seed(cfg.seed + 1)
         step, history, window = 0, [], []  # window: train losses since the last history row
+        # Early stopping (budget "converge"): the best validation loss so far, its step and weights.
+        best = {"val_loss": float("inf"), "step": 0, "model": None, "waited": 0}
 
         if (out_dir / TRAINER_STATE).exists():
             try:
@@ -450,6 +474,12 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             mask_generator.set_state(state["mask_generator"])
             torch.set_rng_state(state["torch_rng"])
             step, history, window = state["step"], state["history"], state["window"]
+            best = state["best"]
+
+        converge = cfg.budget == "converge"
+
+        def finished() -> bool:
+            return step >= total or (converge and best["waited"] >= cfg.patience)
 
         def checkpoint() -> None:
             if rank != 0:  # one writer; the others wait for it
@@ -458,15 +488,24 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             with atomic_path(out_dir / TRAINER_STATE) as tmp:
                 torch.save({"run": run, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "sampler": sampler.state_dict(), "mask_generator": mask_generator.get_state(),
-                            "torch_rng": torch.get_rng_state(), "history": history, "window": window}, tmp)
-            save_checkpoint(model, out_dir, {"step": step, "total_steps": total, "n_train": len(train),
-                                             "seed": cfg.seed, "pretrain_config": asdict(cfg),
-                                             "train_sha256": run["train_sha256"], "history": history})
+                            "torch_rng": torch.get_rng_state(), "history": history, "window": window,
+                            "best": best}, tmp)
+            done = finished()
+            weights = model
+            if converge and done and best["model"] is not None:  # early stopping returns its best weights
+                weights = initial_model(model_config, cfg.seed)
+                weights.load_state_dict(best["model"])
+            meta = {"step": step, "total_steps": total, "n_train": len(train), "seed": cfg.seed,
+                    "pretrain_config": asdict(cfg), "train_sha256": run["train_sha256"], "history": history,
+                    "finished": done}
+            if converge:
+                meta.update(best_step=best["step"], best_val_loss=best["val_loss"])
+            save_checkpoint(weights, out_dir, meta)
             _barrier(world)
 
         first_step, started = step, time.perf_counter()
         bar = tqdm(total=total, initial=step, disable=not progress, desc="pretrain")
-        while step < total:
+        while not finished():
             lr = cosine_lr(step, total, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -474,10 +513,11 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
             # rows; the loss is normalized by the global masked count, so the ranks' averaged
             # gradients equal the single-process gradient (see ScFM.pretraining_loss).
             gene_ids, values = _tensors(train, sampler.next_batch(cfg.batch_size))  # [B, l] each
-            mask = random_value_mask(gene_ids, cfg.mask_ratio, mask_generator)     # [B, l]
+            mask = random_value_mask(gene_ids, cfg.mask_ratio, mask_generator)     # [B, l] loss positions
+            hide = keep_shown(mask, cfg.keep_ratio, mask_generator)                # [B, l] hidden inputs
             mine = slice(rank, None, world)
             with _autocast(cfg.bf16):
-                loss = objective(gene_ids[mine], values[mine], mask[mine], float(mask.sum()) / world)
+                loss = objective(gene_ids[mine], values[mine], mask[mine], float(mask.sum()) / world, hide[mine])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -490,13 +530,21 @@ def pretrain(model_config: ScFMConfig, train: CellTokens, val: CellTokens, cfg: 
                 history.append({"step": step, "train_loss": float(np.mean(window)), "val_loss": val_loss, "lr": lr})
                 window = []
                 bar.set_postfix(train_loss=f"{history[-1]['train_loss']:.4f}", val_loss=f"{val_loss:.4f}")
-            if step % cfg.checkpoint_every == 0 or step == total:
+                if converge:
+                    if val_loss < best["val_loss"] * (1 - cfg.min_delta):
+                        best = {"val_loss": val_loss, "step": step, "waited": 0,
+                                "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    else:
+                        best["waited"] += 1
+            if step % cfg.checkpoint_every == 0 or finished():
                 checkpoint()
-        if first_step == total:  # killed after the last trainer_state.pt, before its weights and JSON
+        if step == first_step:  # killed after the last trainer_state.pt, before its weights and JSON
             checkpoint()
         bar.close()
+    val = best["val_loss"] if converge else _last_val_loss(history)
     return {"history": history, "step": step, "total_steps": total, "n_train": len(train),
-            "val_loss": _last_val_loss(history), "steps_run": step - first_step,
+            "val_loss": val, "best_step": best["step"] if converge else None,
+            "stopped_early": bool(converge and step < total), "steps_run": step - first_step,
             "seconds": time.perf_counter() - started}
 
 
@@ -507,8 +555,8 @@ class _PretrainObjective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, gene_ids, values, mask, normalizer):
-        return self.model.pretraining_loss(gene_ids, values, mask, normalizer)
+    def forward(self, gene_ids, values, mask, normalizer, hide):
+        return self.model.pretraining_loss(gene_ids, values, mask, normalizer, hide)
 
 
 def _distributed() -> tuple[int, int]:
@@ -652,7 +700,7 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
         # the probe's StandardScaler; a constant dimension keeps scale 1). Without it the head on
         # LayerNorm outputs, whose spread across cells is small, stayed near chance in 300 steps
         # (quick profile, scgpt 100% seed 0: head_only macro-F1 0.085 against the probe's 0.415).
-        Z = torch.from_numpy(embed(encoder, train))                          # [N, D]
+        Z = torch.from_numpy(embed(encoder, train, layer=classifier.layer))  # [N, D], what the head reads
         std = Z.std(0, unbiased=False)
         classifier.feature_mean.copy_(Z.mean(0))
         classifier.feature_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
@@ -706,10 +754,29 @@ def predict(classifier: CellClassifier, tokens: CellTokens, batch_size: int = 25
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
 
 
-def embed(model: ScFM, tokens: CellTokens, batch_size: int = 256) -> np.ndarray:
-    """Cell embeddings (float32 [N, D]), eval mode, fp32."""
+def embed(model: ScFM, tokens: CellTokens, batch_size: int = 256, layer: int | None = None,
+          pooling: str | None = None) -> np.ndarray:
+    """Cell embeddings (float32 [N, D]), eval mode, fp32: the states of ``layer`` pooled by
+    ``pooling`` (defaults: the model config's readout, the mean over expressed genes of the
+    penultimate layer; see :meth:`ScFM.cell_embedding`)."""
     out = []
     with _eval_mode(model):
         for start in range(0, len(tokens), batch_size):
-            out.append(model.cell_embedding(*_tensors(tokens, slice(start, start + batch_size))).float().numpy())
+            batch = _tensors(tokens, slice(start, start + batch_size))
+            out.append(model.cell_embedding(*batch, layer=layer, pooling=pooling).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.d_model), dtype=np.float32)
+
+
+def embed_layers(model: ScFM, tokens: CellTokens, batch_size: int = 256, pooling: str = "mean") -> np.ndarray:
+    """The cell embedding of every layer at once (float32 [n_layers + 1, N, D]): index 0 pools the
+    input embeddings, index ``n_layers`` the last layer after ``ln_f`` (see :meth:`ScFM.hidden_states`).
+    One forward pass per batch serves every layer: what the layer-wise probe figure reads."""
+    out = []
+    with _eval_mode(model):
+        for start in range(0, len(tokens), batch_size):
+            gene_ids, values = _tensors(tokens, slice(start, start + batch_size))
+            states = model.hidden_states(gene_ids, values)
+            out.append(torch.stack([model.pool(h, gene_ids, pooling) for h in states]).float().numpy())
+    if not out:
+        return np.zeros((model.config.n_layers + 1, 0, model.config.d_model), dtype=np.float32)
+    return np.concatenate(out, axis=1)

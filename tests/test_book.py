@@ -15,7 +15,9 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
     runs = [s["file"] for s in toc["parts"][-1]["chapters"][0]["sections"]]
     assert toc["root"] == "book/tiny/intro"
     assert [f"book/tiny/{name}" for name, _ in book.CHAPTERS] == files[:len(book.CHAPTERS)]
-    assert len(runs) == 3 * len(profile.runs()) + 1                 # pretrain, evaluate, sweep + baselines
+    # pretrain, evaluate, sweep per run + baselines + the per-family controls
+    assert len(runs) == 3 * len(profile.runs()) + 1 + len(book.control_templates(profile))
+    assert "book/tiny/runs/negative_control_scgpt" in runs and "book/tiny/runs/positive_control_geneformer" in runs
     assert "book/tiny/runs/evaluate_geneformer_f0.1_s1" in runs
     assert "book/tiny/runs/sweep_geneformer_f0.1_s1" in runs
 
@@ -47,7 +49,8 @@ def test_included_profile_gets_its_chapters_and_runs(tmp_path):
     assert "book/quick/intro" in files and "book/quick/masking" in files
     appendix = toc["parts"][-1]["chapters"]
     assert [c["file"] for c in appendix] == ["book/tiny/runs", "book/quick/runs"]
-    assert len(appendix[1]["sections"]) == 3 * len(quick.runs()) + 1
+    assert len(appendix[1]["sections"]) == len(book.run_templates(quick)) * len(quick.runs()) + 1 + len(
+        book.control_templates(quick))
 
 
 def test_every_notebook_template_has_documented_typed_parameters(repo):

@@ -20,14 +20,30 @@ def test_shipped_profiles_load(name):
     profile = load_profile(name)
     assert profile.name == name
     assert 0.0 in profile.fractions and 1.0 in profile.fractions
-    assert len(profile.run_ids()) == len(profile.families) * len(profile.fractions) * len(profile.seeds)
+    assert len(profile.run_ids()) == len(profile.families) * sum(len(profile.seeds_at(f)) for f in profile.fractions)
     assert profile.model_config(vocab_size=100).vocab_size == 100
 
 
 def test_quick_profile_has_the_study_defaults():
     profile = load_profile("quick")
-    assert profile.fractions == [1.0, 0.3, 0.1, 0.03, 0.01, 0.0]
-    assert len(profile.seeds) >= 3
+    assert profile.fractions == [1.0, 0.1, 0.01, 0.0]
+    # the study issue's design: >= 8 seeds at the primary endpoint's fractions and the control, paired
+    assert all(len(profile.seeds_at(f)) >= 8 for f in (1.0, 0.01, 0.0))
+    assert set(profile.seeds_at(0.1)) <= set(profile.seeds) and len(profile.study.finetune_seeds) >= 2
+    assert profile.pretrain_config().budget == "converge"
+    assert profile.finetune_config().lr < profile.pretrain_config().lr           # below the pretraining peak
+    assert all(r < profile.pretrain_config().lr for r in profile.study.rate_candidates)
+    assert profile.finetune_config().eval_every <= 10
+    assert profile.model_config(vocab_size=16).readout_layer == -2                # the penultimate layer
+
+
+def test_seeds_by_fraction_must_name_fractions_and_seeds_of_the_profile(tmp_path):
+    with pytest.raises(ConfigError, match="seeds_by_fraction"):
+        load_profile(write_profile(tmp_path, seeds_by_fraction={0.5: [0]}))
+    with pytest.raises(ConfigError, match="seeds_by_fraction"):
+        load_profile(write_profile(tmp_path, seeds_by_fraction={1.0: [3]}))
+    profile = load_profile(write_profile(tmp_path, seeds=[0, 1], seeds_by_fraction={1.0: [1]}))
+    assert profile.runs() == [("scgpt", 1.0, 1), ("scgpt", 0.0, 0), ("scgpt", 0.0, 1)]
 
 
 def test_profile_values_reach_library_configs(tmp_path):

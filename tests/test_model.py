@@ -1,4 +1,5 @@
 """The transformer: shapes, padding and order invariance, gradients, masking, config validation."""
+import numpy as np
 import pytest
 import torch
 
@@ -55,7 +56,7 @@ def test_appending_padding_does_not_change_the_cell_embedding(encoding, pooling)
     padded_values = torch.cat([values, torch.zeros(4, 7)], dim=1)
     with torch.no_grad():
         short, long = model.cell_embedding(gene_ids, values), model.cell_embedding(padded_ids, padded_values)
-        assert short.abs().max() > 0.1  # a non-trivial embedding
+        assert short.abs().max() > 0.01  # a non-trivial embedding (the penultimate layer: no final LayerNorm)
         torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
         # the hidden states of the real genes do not change either
         torch.testing.assert_close(model(gene_ids, values), model(padded_ids, padded_values)[:, :1 + CONTEXT],
@@ -156,7 +157,7 @@ def test_loss_counts_masked_positions_only(mvc_weight):
         hidden = model(gene_ids, values, mask=mask)
         expected = ((model.predict_values(hidden) - values)[mask] ** 2).mean()
         if mvc_weight:
-            from_cell = model.predict_values_from_cell(model.pool(hidden, gene_ids), gene_ids)
+            from_cell = model.predict_values_from_cell(hidden[:, 0], gene_ids)   # MVC reads the last layer's CLS
             expected = expected + mvc_weight * ((from_cell - values)[mask] ** 2).mean()
     torch.testing.assert_close(loss(values), expected)
 
@@ -420,3 +421,33 @@ def test_normalizer_splits_a_batch_into_exact_shares():
         n = float(mask.sum())
         halves = sum(model.pretraining_loss(gene_ids[r::2], values[r::2], mask[r::2], n) for r in range(2))
         torch.testing.assert_close(halves, whole)
+
+
+@pytest.mark.parametrize("family", ["scgpt", "geneformer"])
+def test_hidden_states_and_the_penultimate_mean_readout(family):
+    """hidden_states lists the input embedding and every block's output (the last after ln_f, what
+    forward returns); the default cell embedding is the mean over real genes of the penultimate one,
+    computed without running the later blocks; embed_layers gives every layer's pooled state."""
+    from scfm_lib import train
+    from scfm_lib.data import CellTokens
+
+    model = make_model(family=family, n_layers=3, pooling="mean").eval()
+    gene_ids, values = batch()
+    with torch.no_grad():
+        states = model.hidden_states(gene_ids, values)
+        assert len(states) == 4
+        torch.testing.assert_close(states[-1], model(gene_ids, values))
+        present = (gene_ids != PAD_ID).float().unsqueeze(-1)
+        penultimate = (states[2][:, 1:] * present).sum(1) / present.sum(1)
+        torch.testing.assert_close(model.cell_embedding(gene_ids, values), penultimate)
+        torch.testing.assert_close(model.cell_embedding(gene_ids, values, layer=-1, pooling="cls"), states[-1][:, 0])
+        assert len(model.hidden_states(gene_ids, values, upto=1)) == 2       # stops after one block
+        tokens = CellTokens(gene_ids.numpy(), values.numpy())
+        layers = train.embed_layers(model, tokens)
+        assert layers.shape == (4, 4, model.config.d_model)
+        for layer in range(4):
+            np.testing.assert_allclose(layers[layer], train.embed(model, tokens, layer=layer), atol=1e-5)
+    with pytest.raises(ValueError, match="readout_layer"):
+        small_config(n_layers=2, readout_layer=3)
+    # the finetuning head reads the last layer, so every block trains
+    assert CellClassifier(model, 3).layer == 3

@@ -59,15 +59,18 @@ def test_noise_free_series_has_zero_width_intervals():
     assert est == low == pytest.approx(high) == pytest.approx(0.07)
 
 
-def test_bootstrap_is_deterministic_and_resamples_within_fractions():
+def test_bootstrap_is_deterministic_and_resamples_whole_seeds():
     rng = np.random.default_rng(0)
     df = series(linear(0.5, 0.05), noise=0.02, rng=rng)
     a = stats.bootstrap_over_seeds(df, stats.size_slope, n_boot=300, seed=1)
     b = stats.bootstrap_over_seeds(df, stats.size_slope, n_boot=300, seed=1)
     assert a == b
     df = df.reset_index(drop=True)
-    picks = stats._resample_within_fraction(stats._fraction_blocks(df), np.random.default_rng(0))
-    assert sorted(df.iloc[picks]["n_cells"].tolist()) == sorted(df["n_cells"].tolist())
+    picks = stats._resample_seeds(stats._seed_blocks(df), np.random.default_rng(0))
+    resample = df.iloc[picks]
+    # every drawn seed comes with all its fractions: the pairing across fractions is kept
+    assert (resample.groupby("seed")["n_cells"].nunique() == df["n_cells"].nunique()).all()
+    assert len(resample) == len(df)
 
 
 def test_confidence_interval_coverage():

@@ -376,3 +376,56 @@ def test_pretrain_refuses_mismatched_tokens(tmp_path, tokens):
         train.pretrain(MODEL, short, val_tokens, config(), tmp_path / "ck", progress=False)
     with pytest.raises(ValueError, match="init_checkpoint"):
         train.pretrain(MODEL, train_tokens.subset(np.arange(0)), val_tokens, config(), tmp_path / "ck", progress=False)
+
+
+def test_converge_budget_is_the_steps_run_stopped_early_with_its_best_weights(tmp_path, tokens, monkeypatch):
+    """The "converge" arm follows the "steps" arm's trajectory (same schedule over the cap), stops once
+    the validation loss has not improved for `patience` evaluations, keeps the best weights, and
+    resumes after a kill to the same result."""
+    (train_tokens, _), (val_tokens, _) = tokens
+    small = train_tokens.subset(np.arange(20))                       # 20 cells: overfits, so it stops early
+    steps = train.pretrain(MODEL, small, val_tokens, config(max_steps=200, checkpoint_every=200), tmp_path / "steps",
+                           progress=False)
+    cfg = config(max_steps=200, budget="converge", patience=2, checkpoint_every=10)
+    out = train.pretrain(MODEL, small, val_tokens, cfg, tmp_path / "converge", progress=False)
+    assert out["stopped_early"] and out["step"] < 200
+    losses = [row["val_loss"] for row in out["history"]]
+    assert out["history"] == steps["history"][:len(out["history"])]      # the same trajectory until the stop
+    best = int(np.argmin(losses))
+    assert out["best_step"] == out["history"][best]["step"] and out["val_loss"] == pytest.approx(min(losses))
+    assert all(loss >= losses[best] for loss in losses[best + 1:]) and len(losses) - 1 - best == 2
+    kept = train.load_checkpoint(tmp_path / "converge")
+    assert train.reconstruction_loss(kept, val_tokens, cfg.mask_ratio) == pytest.approx(min(losses), rel=1e-5)
+    assert meta(tmp_path / "converge")["finished"] and meta(tmp_path / "converge")["best_step"] == out["best_step"]
+    again = train.pretrain(MODEL, small, val_tokens, cfg, tmp_path / "converge", progress=False)
+    assert again["steps_run"] == 0 and again["best_step"] == out["best_step"]
+
+    original, calls = train.EpochSampler.next_batch, {"n": 0}
+
+    def dying_next_batch(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == out["step"] - 5:
+            raise KeyboardInterrupt("killed")
+        return original(self, batch_size)
+
+    monkeypatch.setattr(train.EpochSampler, "next_batch", dying_next_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train.pretrain(MODEL, small, val_tokens, cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train.EpochSampler, "next_batch", original)
+    resumed = train.pretrain(MODEL, small, val_tokens, cfg, tmp_path / "resumed", progress=False)
+    assert resumed["step"] == out["step"] and resumed["best_step"] == out["best_step"]
+    assert_same_weights(weights(tmp_path / "converge"), weights(tmp_path / "resumed"))
+
+
+def test_keep_ratio_scores_some_positions_with_their_input_shown(tmp_path, tokens):
+    from scfm_lib.model import keep_shown, random_value_mask
+
+    (train_tokens, _), _ = tokens
+    gene_ids = torch.from_numpy(train_tokens.gene_ids[:64])
+    mask = random_value_mask(gene_ids, 0.5, torch.Generator().manual_seed(0))
+    assert keep_shown(mask, 0.0) is mask                                  # off: the old objective, no draw
+    hide = keep_shown(mask, 0.3, torch.Generator().manual_seed(1))  # pretraining draws it after the mask
+    assert not (hide & ~mask).any()                                       # only loss positions are hidden
+    assert 0.2 < float((mask & ~hide).sum() / mask.sum()) < 0.4          # ~30% of them stay shown
+    with pytest.raises(ValueError, match="keep_ratio"):
+        config(keep_ratio=1.0)

@@ -48,16 +48,25 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
         assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{name} page shows no figure"
         assert "Traceback" not in text, f"{name} page shows an exception"
     intro = pages["intro"].read_text()
-    assert "masking index" in intro.lower()
+    assert "what this profile shows" in intro.lower() and "gain, frozen linear probe" in intro.lower()
+    # The summary every verdict comes from is committed beside the chapters, keyed by field.
+    summary = json.loads((root / "book" / "tiny" / "summary.json").read_text())
+    for family in ("scgpt", "geneformer"):
+        fam = summary["families"][family]
+        assert {"gate0", "positive_control", "negative_control", "tasks"} <= set(fam)
+        assert {"D", "gain_frozen", "gain_finetuned", "verdict", "gate1"} <= set(fam["tasks"]["annotation"])
+    assert "positive control" in pages["masking"].read_text().lower()
     assert (html / "book" / "rerun.html").exists() and (html / "book" / "workshop.html").exists()
     assert (html / "book" / "tiny" / "runs" / "evaluate_geneformer_f0.1_s1.html").exists()
     assert "fraction" in (html / "book" / "rerun.html").read_text()  # generated parameter tables
 
     # Every job wrote its metrics with provenance beside them.
     metrics = sorted((root / "results" / "tiny" / "metrics").glob("*/*.json"))
-    assert len(metrics) == 1 + 4 * 12 + 1  # data, (pretrain, evaluate, sweep, scib) x runs of 2 families, baselines
+    # data, (pretrain, evaluate, sweep, scib) x runs of 2 families, baselines, and per family the controls:
+    # negative (2 end fractions x 2 seeds) and positive (2 pretrained fractions x 2 seeds)
+    assert len(metrics) == 1 + 4 * 12 + 1 + 2 * (4 + 4)
     assert "Traceback" not in pages["recommendations"].read_text()
-    assert 'href="budgets.html#the-masking-index-over-the-budget-grid"' in pages["recommendations"].read_text()
+    assert 'href="masking.html#the-gates"' in pages["recommendations"].read_text()
     # Every evaluation family is recorded for every checkpoint: regimes, OOD annotation, open-ended probes.
     record = json.loads((root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json").read_text())
     pairs = {(r["mode"], r["metric"]) for r in record["records"]}

@@ -1,0 +1,250 @@
+"""The study's summary: gates, controls, the masking contrast D and the verdict, per family and task.
+
+    python -m scfm_lib.study.summary --profile quick --results-dir results/quick --book-dir book/quick
+
+The workflow's ``summarize`` rule runs this after every evaluation and control. It writes
+``results/<profile>/summary.json`` and the small committed copy ``book/<profile>/summary.json``,
+which the intro, the masking chapter and the recommendations read. Records are keyed by fields
+(family, task, mode, metric), never by display labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scfm_lib import data, io, results
+from scfm_lib.analysis import endpoints, gates
+from scfm_lib.config import Profile, load_profile
+from scfm_lib.study.controls import NEGATIVE, POSITIVE
+
+#: The narrow tasks of the primary endpoint: name -> (metric, what it is, in words).
+TASKS = {"annotation": ("macro_f1", "cell-type annotation of held-out donors"),
+         "annotation_ood": ("macro_f1_ood", "cell-type annotation of an unseen technology")}
+FROZEN_MODE, FINETUNED_MODE = "linear_probe", "finetune"
+#: Secondary series: (kind, mode, metric), where present in the records.
+SECONDARY_METRICS = ("macro_f1", "accuracy", "macro_f1_tissue", "macro_f1_ood")
+
+
+def format_estimate(e: dict, digits: int = 3, unit: str = "") -> str:
+    """``+0.012 (95% CI -0.003 to +0.027, 8 seeds)``: an estimate with its interval, in words."""
+    def number(key: str) -> float:  # JSON writes NaN as null
+        value = (e or {}).get(key)
+        return float("nan") if value is None else float(value)
+
+    if not np.isfinite(number("mean")):
+        return "undefined"
+    unit = f" {unit}" if unit else ""
+    if not np.isfinite(number("ci_low")):
+        return f"{e['mean']:+.{digits}f}{unit} (no interval: {e.get('n', 0)} seed(s))"
+    return (f"{e['mean']:+.{digits}f}{unit} ({e['ci']:.0%} CI {e['ci_low']:+.{digits}f} to "
+            f"{e['ci_high']:+.{digits}f}, {e['n']} seeds)")
+
+
+def _series(records: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
+    rows = records[(records["mode"] == mode) & (records["metric"] == metric)]
+    return rows.dropna(subset=["value"])[["fraction", "seed", "n_cells", "value"]]
+
+
+def _context_free(results_dir: Path, family: str, mask_ratio: float) -> float:
+    tokens = Path(results_dir) / "data" / "tokens" / family
+    return gates.context_free_loss(data.CellTokens.load(tokens / "corpus_train.npz"),
+                                   data.CellTokens.load(tokens / "corpus_val.npz"), family, mask_ratio)
+
+
+def _convergence(results_dir: Path, family: str) -> dict:
+    """How many pretraining runs stopped early (converged) and how many reached the step cap."""
+    runs = [p for p in results.load_payloads(results_dir, "pretrain")
+            if p["run"]["family"] == family and p["run"]["fraction"] > 0]
+    capped = [p["name"] for p in runs if p["extra"].get("capped")]
+    return {"runs": len(runs), "capped": len(capped), "capped_runs": capped}
+
+
+def _margin(records: pd.DataFrame, baselines: pd.DataFrame, metric: str, n_classes: int) -> dict:
+    """A metric's equivalence margin from its range on the task: chance (1 / classes) to the
+    logistic regression on highly variable genes (the baselines job; test donors)."""
+    ceiling_rows = baselines[(baselines["mode"] == "hvg_logreg") & (baselines["metric"] == "macro_f1")]
+    ceiling = float(ceiling_rows["value"].iloc[0]) if len(ceiling_rows) else 1.0
+    chance = 1.0 / n_classes
+    return {"margin": endpoints.equivalence_margin(metric, chance=chance, ceiling=ceiling),
+            "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
+
+
+def family_summary(profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame) -> dict:
+    """Gates, controls, D and the verdict of one family, for every task its records hold."""
+    ci = profile.stats.ci
+    evaluated = results.load_records(results_dir, kinds=("evaluate",), family=family)
+    pretrained = results.load_records(results_dir, kinds=("pretrain",), family=family)
+    context_free = _context_free(results_dir, family, profile.pretrain_config().mask_ratio)
+    gate0 = gates.pretraining_gate(_series(pretrained, "pretrain", "val_loss"), context_free,
+                                   profile.study.gate_margin, ci)
+    classes = next(p["extra"]["classes"] for p in results.load_payloads(results_dir, "evaluate")
+                   if p["run"]["family"] == family)
+    margin = _margin(evaluated, baselines, "macro_f1", len(classes))
+    out = {"gate0": gate0, "convergence": _convergence(results_dir, family), "margin": margin, "tasks": {}}
+
+    negative = _control(results_dir, NEGATIVE, family)
+    if negative is not None:
+        gain = endpoints.seed_gains(_series(negative, FROZEN_MODE, "macro_f1"))
+        estimate = endpoints.paired_estimate(gain.to_numpy(), ci).to_dict()
+        eq = endpoints.equivalence(None, margin["margin"], differences=gain.to_numpy())
+        loss = _series(negative, "pretrain", "val_loss").groupby("fraction")["value"].mean()
+        out["negative_control"] = {"gain_frozen": estimate, "equivalence": eq, "equivalent": eq["equivalent"],
+                                   "val_loss_by_fraction": {float(f): float(v) for f, v in loss.items()},
+                                   "context_free_loss": context_free}
+    positive = _control(results_dir, POSITIVE, family)
+    if positive is not None:
+        contrast = endpoints.masking_contrast(_series(positive, FROZEN_MODE, "macro_f1_subtype"),
+                                              _series(positive, FINETUNED_MODE, "macro_f1_subtype"), ci)
+        out["positive_control"] = {**contrast, "detected": bool(contrast["gain_frozen"]["ci_low"] > 0
+                                                                and contrast["D"]["ci_low"] > 0)}
+    positive_ok = out.get("positive_control", {}).get("detected", True)
+    negative_ok = out.get("negative_control", {}).get("equivalent", True)
+
+    for task, (metric, words) in TASKS.items():
+        frozen, finetuned = _series(evaluated, FROZEN_MODE, metric), _series(evaluated, FINETUNED_MODE, metric)
+        if frozen.empty or finetuned.empty:
+            continue
+        gate1 = gates.representation_gate(frozen, ci)
+        contrast = endpoints.masking_contrast(frozen, finetuned, ci)
+        call = gates.verdict(gate0, gate1, contrast, margin["margin"], positive_ok, negative_ok, profile.study.power)
+        result = {"metric": metric, "task": words, "frozen_mode": FROZEN_MODE, "finetuned_mode": FINETUNED_MODE,
+                  "gate1": gate1, **contrast, **call,
+                  "mean_by_fraction": {mode: {float(f): float(v) for f, v in s.groupby("fraction")["value"].mean().items()}
+                                       for mode, s in ((FROZEN_MODE, frozen), (FINETUNED_MODE, finetuned))}}
+        result["sentence"] = sentence(family, result, gate0)
+        out["tasks"][task] = result
+    return out
+
+
+def _control(results_dir: Path, kind: str, family: str) -> pd.DataFrame | None:
+    try:
+        return results.load_records(results_dir, kinds=(kind,), family=family)
+    except FileNotFoundError:
+        return None
+    except KeyError:
+        return None
+
+
+def sentence(family: str, task: dict, gate0: dict) -> str:
+    """The verdict of one family and task in one sentence, with its numbers."""
+    D = format_estimate(task["D"])
+    head = f"**{family}**, {task['task']}: **{task['verdict']}**"
+    if task["verdict"] == "nothing to mask":
+        if not gate0["passed"]:
+            loss = gate0["loss_by_fraction"][max(gate0["loss_by_fraction"])]
+            return (f"{head}: {task['reason']} (largest corpus {loss:.4g} against {gate0['context_free_loss']:.4g} for "
+                    f"the context-free predictor; drop from the smallest corpus "
+                    f"{format_estimate(gate0['drop_smallest_to_largest'], 4)}).")
+        g = task["gate1"]
+        return (f"{head}: {task['reason']} (largest corpus minus random init "
+                f"{format_estimate(g['largest_minus_random_init'])}; minus the smallest corpus "
+                f"{format_estimate(g['largest_minus_smallest'])} macro-F1). D would be {D}.")
+    if task["verdict"] == "inconclusive":
+        return (f"{head}: D = {D}; the design could detect D of {task['detectable_D']:.3f} with 80% power, and "
+                f"the equivalence margin is +-{task['equivalence']['margin']:.3f}.")
+    return f"{head}: D = {D} ({task['reason']})."
+
+
+def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
+    """Every other series (mode x metric of each family) with its lack-of-fit test, its seed-paired
+    gain and per-seed slope (t-intervals), and the gain's t-test p-value adjusted by Holm over all
+    rows (the primary endpoint is not among them). Slopes are quoted only where the line is not rejected."""
+    rows = []
+    for family in profile.families:
+        records = results.load_records(results_dir, kinds=("evaluate", "scib"), family=family)
+        for (mode, metric), series in records.groupby(["mode", "metric"]):
+            series = series.dropna(subset=["value"])
+            if (mode, metric) == (FROZEN_MODE, "macro_f1") or (mode, metric) == (FINETUNED_MODE, "macro_f1"):
+                continue  # the primary endpoint's ingredients
+            if mode == "gene_programs" and metric == "chance_ap":
+                continue  # a property of the vocabulary, the same for every checkpoint
+            pretrained = series[series["fraction"] > 0]
+            if pretrained["fraction"].nunique() < 2 or pretrained["seed"].nunique() < 2:
+                continue
+            fit = endpoints.lack_of_fit(series)
+            gain = endpoints.seed_gains(series)
+            g = endpoints.paired_estimate(gain.to_numpy(), profile.stats.ci)
+            slopes = _seed_slopes(pretrained)
+            s = endpoints.paired_estimate(slopes, profile.stats.ci)
+            linear = bool(np.isnan(fit["p"]) or fit["p"] >= 0.05)
+            rows.append({"family": family, "mode": mode, "metric": metric, "n_seeds": g.n,
+                         "gain": g.mean, "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "p": g.p_t,
+                         "lack_of_fit_F": fit["F"], "lack_of_fit_p": fit["p"], "linear": linear,
+                         "slope": s.mean if linear else np.nan,
+                         "slope_ci_low": s.ci_low if linear else np.nan,
+                         "slope_ci_high": s.ci_high if linear else np.nan})
+    table = pd.DataFrame(rows)
+    if len(table):
+        from scfm_lib import stats
+        table["p_holm"] = stats.adjust_pvalues(table["p"].to_numpy(), "holm")
+    return table
+
+
+def _seed_slopes(pretrained: pd.DataFrame) -> np.ndarray:
+    """Each seed's OLS slope of value on log10(cells) over its pretrained fractions (seeds with >= 2)."""
+    out = []
+    for _, rows in pretrained.groupby("seed"):
+        x = np.log10(rows["n_cells"].to_numpy(float))
+        if len(np.unique(x)) >= 2:
+            y = rows["value"].to_numpy(float)
+            out.append(float(np.polyfit(x, y, 1)[0]))
+    return np.array(out)
+
+
+def build_summary(profile: Profile, results_dir: str | Path) -> dict:
+    """The whole summary of a profile (see the module docstring)."""
+    results_dir = Path(results_dir)
+    baselines = results.load_records(results_dir, kinds=("baselines",))
+    pretrained = [f for f in profile.fractions if f > 0]
+    ends = [min(pretrained), max(pretrained)]
+    model_config = profile.model_config(vocab_size=16)
+    families = {family: family_summary(profile, results_dir, family, baselines) for family in profile.families}
+    secondary = secondary_endpoints(profile, results_dir)
+    data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets"))
+    return {
+        "profile": profile.name, "title": profile.title,
+        "design": {"pretrain_budget": profile.pretrain_config().budget, "max_steps": profile.pretrain_config().max_steps,
+                   "readout": {"layer": model_config.readout_layer, "pooling": model_config.pooling},
+                   "fractions": profile.fractions, "seeds": profile.seeds,
+                   "seeds_by_fraction": {str(k): v for k, v in profile.seeds_by_fraction.items()},
+                   "endpoint_fractions": ends,
+                   "n_seeds_at_endpoints": min(len(profile.seeds_at(f)) for f in ends + [0.0]
+                                               if f in profile.fractions),
+                   "finetune_seeds": profile.study.finetune_seeds, "gate_margin": profile.study.gate_margin,
+                   "margin_share": endpoints.MARGIN_SHARE, "power": profile.study.power, "ci": profile.stats.ci,
+                   "context_genes": profile.data.context_genes},
+        "families": families,
+        "verdicts": [{"family": f, "task": t, "verdict": r["verdict"], "sentence": r["sentence"]}
+                     for f, s in families.items() for t, r in s["tasks"].items()],
+        "secondary": secondary.to_dict("records"),
+        "provenance": io.provenance({"profile": profile.name}, data_record["provenance"]["data_sha256"]),
+    }
+
+
+def write_summary(profile: Profile, results_dir: str | Path, book_dir: str | Path | None = None) -> dict:
+    summary = build_summary(profile, results_dir)
+    io.write_json(Path(results_dir) / "summary.json", summary)
+    if book_dir is not None:
+        io.write_json(Path(book_dir) / "summary.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scfm_lib.study.summary", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", required=True)
+    parser.add_argument("--profiles-dir", default=None)
+    parser.add_argument("--results-dir", required=True)
+    parser.add_argument("--book-dir", default=None)
+    args = parser.parse_args(argv)
+    summary = write_summary(load_profile(args.profile, args.profiles_dir), args.results_dir, args.book_dir)
+    for row in summary["verdicts"]:
+        print(row["sentence"])
+
+
+if __name__ == "__main__":
+    main()
