@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from scfm_lib import metrics
-from scfm_lib.data import CellTokens, log_normalize
+from scfm_lib.data import PAD_ID, CellTokens, log_normalize
 
 
 def labelled_ood_cells(data_dir, family: str, label_key: str, classes) -> tuple[CellTokens, np.ndarray, int] | None:
@@ -56,8 +56,6 @@ def tissue_groups(obs: pd.DataFrame, index: np.ndarray, key: str = "tissue") -> 
 def token_bag(tokens: CellTokens, n_tokens: int) -> np.ndarray:
     """The input a model sees, as a dense matrix [cells, vocabulary]: each cell's token values
     (log1p CP10k) at its context genes, 0 elsewhere. float32."""
-    from scfm_lib.data import PAD_ID
-
     gene_ids, values = tokens.take(slice(None))
     bag = np.zeros((len(gene_ids), n_tokens), dtype=np.float32)
     rows = np.repeat(np.arange(len(gene_ids)), gene_ids.shape[1])

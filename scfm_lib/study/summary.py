@@ -123,9 +123,7 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
 def _control(results_dir: Path, kind: str, family: str) -> pd.DataFrame | None:
     try:
         return results.load_records(results_dir, kinds=(kind,), family=family)
-    except FileNotFoundError:
-        return None
-    except KeyError:
+    except FileNotFoundError:  # the profile runs no such control
         return None
 
 
