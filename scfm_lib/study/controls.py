@@ -44,12 +44,16 @@ def permute_genes(counts: sp.spmatrix | np.ndarray, seed: int) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     csc = sp.csc_matrix(counts)
     n_cells = csc.shape[0]
-    indices, values = csc.indices.copy(), csc.data.copy()
+    indices = csc.indices.copy()
     for g in range(csc.shape[1]):
         lo, hi = csc.indptr[g], csc.indptr[g + 1]
-        if hi > lo:  # the column's nonzero values, in random order, land on as many random cells
+        if hi > lo:  # the nonzero cells of a permuted column are a random draw of as many cells
             indices[lo:hi] = np.sort(rng.choice(n_cells, size=hi - lo, replace=False))
-            values[lo:hi] = rng.permutation(values[lo:hi])
+    # The values move with their new rows: a random order of the column's nonzero values.
+    values = csc.data.copy()
+    for g in range(csc.shape[1]):
+        lo, hi = csc.indptr[g], csc.indptr[g + 1]
+        values[lo:hi] = rng.permutation(values[lo:hi])
     return sp.csc_matrix((values, indices, csc.indptr), shape=csc.shape).tocsr()
 
 
