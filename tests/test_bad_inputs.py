@@ -189,7 +189,7 @@ def resume_call(change):
 
 def unfinished_with_truncated_state(folder):
     meta = json.loads((folder / "checkpoint.json").read_text())
-    (folder / "checkpoint.json").write_text(json.dumps({**meta, "step": 2}))   # as if killed after step 2
+    (folder / "checkpoint.json").write_text(json.dumps({**meta, "step": 2, "finished": False}))  # as if killed after step 2
     truncate("trainer_state.pt")(folder)
     return train.PretrainConfig(**PRETRAIN)
 

@@ -120,7 +120,7 @@ def test_head_only_is_a_linear_probe_on_the_frozen_embedding(data):
     classifier, log = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2, cfg)
     assert log["best_step"] == steps
 
-    embeddings = torch.from_numpy(train.embed(encoder, train_tokens))   # [N, D], eval mode
+    embeddings = torch.from_numpy(train.embed(encoder, train_tokens, layer=classifier.layer))  # [N, D], eval mode
     embeddings = (embeddings - embeddings.mean(0)) / embeddings.std(0, unbiased=False)  # as StandardScaler
     head = CellClassifier(copy.deepcopy(encoder), 2, generator=torch.Generator().manual_seed(cfg.seed)).head
     optimizer = train.adamw(train.param_groups(head, cfg.head_lr, cfg.weight_decay))
@@ -137,14 +137,16 @@ def test_head_only_is_a_linear_probe_on_the_frozen_embedding(data):
 
 
 @pytest.mark.parametrize("regime", ["head_only", "full"])
-def test_the_head_sees_the_training_cells_standardized(regime, data, encoder):
+def test_the_head_sees_the_training_cells_standardized(regime, data):
     """The head's input is the embedding standardized over the training cells under the starting
     encoder, as the probe's StandardScaler does, in every regime. Without it the head on LayerNorm
-    outputs (spread across cells ~0.1 against offsets ~1 here) stayed near chance on the quick profile."""
+    outputs (the CLS position's: spread across cells ~0.1 against offsets ~1 here) stayed near
+    chance on the quick profile."""
     train_tokens, y_train, val_tokens, y_val = data
+    encoder = train.initial_model(ScFMConfig(**{**MODEL.to_dict(), "pooling": "cls"}), 0).eval()
     cfg = finetune_config(regime=regime, max_steps=5, eval_every=5)
     classifier, _ = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2, cfg)
-    Z = torch.from_numpy(train.embed(encoder, train_tokens))                # the starting encoder's embedding
+    Z = torch.from_numpy(train.embed(encoder, train_tokens, layer=classifier.layer))  # the starting encoder's, as the head reads
     standardized = (Z - classifier.feature_mean) / classifier.feature_std
     torch.testing.assert_close(standardized.mean(0), torch.zeros(Z.shape[1]), atol=1e-4, rtol=0)
     torch.testing.assert_close(standardized.std(0, unbiased=False), torch.ones(Z.shape[1]), atol=1e-4, rtol=0)
@@ -234,7 +236,7 @@ def reference_full_finetune(encoder, train_tokens, y_train, val_tokens, y_val, n
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
-        Z = torch.from_numpy(train.embed(encoder, train_tokens))
+        Z = torch.from_numpy(train.embed(encoder, train_tokens, layer=classifier.layer))
         classifier.feature_mean.copy_(Z.mean(0))
         classifier.feature_std.copy_(Z.std(0, unbiased=False))
         optimizer = train.adamw(train.param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)

@@ -181,10 +181,10 @@ DRIVER = "G0"
 
 def transparent_model(family):
     """An ScFM whose cell embedding is the mean of LayerNorm(gene embedding) over the cell's
-    genes: the residual branches, value/rank embeddings are zeroed. The driver's embedding is
+    genes: the readout is the last layer (after ln_f), the residual branches, value/rank embeddings are zeroed. The driver's embedding is
     the direction e_0; other genes point elsewhere (e_1.. e_7, never e_0)."""
     model = ScFM(ScFMConfig(vocab_size=len(VOCAB), family=family, context_genes=CONTEXT, d_model=D,
-                            n_layers=1, n_heads=1, pooling="mean"), generator=torch.Generator().manual_seed(0))
+                            n_layers=1, n_heads=1, pooling="mean", readout_layer=-1), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for block in model.blocks:
             for linear in (block.attn.proj, block.mlp[2]):

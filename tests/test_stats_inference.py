@@ -23,10 +23,14 @@ def series(slope, *, seeds=5, noise=0.0, seed=0):
 
 
 def flat_with_seed_noise(sd, seeds=5):
-    """Noisy but with no trend at all: the same seed noise at every corpus size, so the sample
-    slope is exactly 0 and the bootstrap slopes scatter symmetrically around it."""
-    noise = np.random.default_rng(1).normal(0, sd, size=seeds)
-    return series(0.0, seeds=seeds).assign(value=lambda d: d["value"] + noise[d["seed"]])
+    """Noisy but with no trend at all: each seed's noise differs between corpus sizes and averages
+    to exactly 0 over the seeds at every size, so the sample slope is exactly 0 while resampling
+    whole seeds (as the bootstrap does, pairing them across sizes) scatters the slope around it."""
+    noise = np.random.default_rng(1).normal(0, sd, size=(seeds, len(SIZES)))
+    noise -= noise.mean(0)                                       # [seeds, sizes], each size's mean 0
+    column = {n: j for j, n in enumerate(SIZES)}
+    return series(0.0, seeds=seeds).assign(
+        value=lambda d: d["value"] + noise[d["seed"], d["n_cells"].map(column)])
 
 
 # ------------------------------------------------------------------------------ equivalence
