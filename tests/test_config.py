@@ -37,6 +37,17 @@ def test_quick_profile_has_the_study_defaults():
     assert profile.model_config(vocab_size=16).readout_layer == -2                # the penultimate layer
 
 
+def test_the_second_quick_profile_is_the_same_design_for_the_other_family(repo):
+    """quick runs one family (both do not fit its 90 minutes); quick_scgpt is the same study for the
+    other family, and the default book lists it."""
+    quick, other = load_profile("quick"), load_profile("quick_scgpt")
+    assert quick.families == ["geneformer"] and other.families == ["scgpt"] and quick.book_includes == ["quick_scgpt"]
+    text = {name: yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text()) for name in ("quick", "quick_scgpt")}
+    own = {"name", "title", "description", "families", "book_includes"}
+    assert {k: v for k, v in text["quick"].items() if k not in own} == \
+        {k: v for k, v in text["quick_scgpt"].items() if k not in own}
+
+
 def test_seeds_by_fraction_must_name_fractions_and_seeds_of_the_profile(tmp_path):
     with pytest.raises(ConfigError, match="seeds_by_fraction"):
         load_profile(write_profile(tmp_path, seeds_by_fraction={0.5: [0]}))

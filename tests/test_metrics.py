@@ -107,3 +107,18 @@ def test_macro_f1_within_groups_against_a_hand_count():
     assert metrics.macro_f1_within(y_true, y_pred, np.zeros(8)) == pytest.approx(metrics.macro_f1(y_true, y_pred))
     with pytest.raises(ValueError, match="one group per cell"):
         metrics.macro_f1_within(y_true, y_pred, tissue[:3])
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_macro_f1_is_scikit_learns_bit_for_bit(labels):
+    """The count-based macro-F1 returns exactly scikit-learn's f1_score(labels=unique(y_true),
+    average="macro", zero_division=0), also where predictions hold labels y_true lacks."""
+    from sklearn.metrics import f1_score
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, k = int(rng.integers(1, 80)), int(rng.integers(1, 9))
+        t, p = rng.integers(0, k, n), rng.integers(0, k + 2, n)    # k, k+1: predicted, never true
+        if labels == "str":
+            t, p = np.array([f"type{x}" for x in t]), np.array([f"type{x}" for x in p])
+        expected = f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0)
+        assert metrics.macro_f1(t, p) == expected

@@ -447,6 +447,8 @@ def test_hidden_states_and_the_penultimate_mean_readout(family):
         assert layers.shape == (4, 4, model.config.d_model)
         for layer in range(4):
             np.testing.assert_allclose(layers[layer], train.embed(model, tokens, layer=layer), atol=1e-5)
+        # bit for bit at the readout layer: the evaluate job takes its primary embedding from embed_layers
+        np.testing.assert_array_equal(layers[model.layer_index(None)], train.embed(model, tokens))
     with pytest.raises(ValueError, match="readout_layer"):
         small_config(n_layers=2, readout_layer=3)
     # the finetuning head reads the last layer, so every block trains

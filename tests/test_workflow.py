@@ -21,6 +21,7 @@ def _book_root(repo, tmp_path):
     shutil.copy(repo / "_config.yml", root)
     for page in (repo / "book").glob("*.md"):
         shutil.copy(page, root / "book")
+    shutil.copytree(repo / "book" / "_static", root / "book" / "_static")   # the offline MathJax
     return root
 
 
@@ -56,6 +57,10 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
         assert {"gate0", "positive_control", "negative_control", "tasks"} <= set(fam)
         assert {"D", "gain_frozen", "gain_finetuned", "verdict", "gate1"} <= set(fam["tasks"]["annotation"])
     assert "positive control" in pages["masking"].read_text().lower()
+    # Maths comes from the book's own MathJax (book/_static/mathjax), never from a CDN.
+    for page in html.rglob("*.html"):
+        assert "mathjax@" not in page.read_text(), f"{page} loads MathJax from the network"
+    assert "_static/mathjax/tex-chtml.js" in pages["masking"].read_text()
     assert (html / "book" / "rerun.html").exists() and (html / "book" / "workshop.html").exists()
     assert (html / "book" / "tiny" / "runs" / "evaluate_geneformer_f0.1_s1.html").exists()
     assert "fraction" in (html / "book" / "rerun.html").read_text()  # generated parameter tables
