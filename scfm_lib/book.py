@@ -108,7 +108,10 @@ def write_toc(profile: Profile, root: str | Path = ".", profiles_dir: str | Path
 def notebook_parameters(path: str | Path) -> list[dict]:
     """The parameters of a notebook template: name, type, default and the trailing comment.
 
-    Reads the cell tagged ``parameters``; each parameter is one line ``name: type = default  # doc``.
+    Reads the cell tagged ``parameters``; each parameter is one line ``name: type = default  # doc``
+    in a form papermill parses too (``Optional[int]``, not ``int | None``; no ``=`` in the comment),
+    so a correctly spelled ``-p`` option gives no warning. Import lines (the ``typing`` names the
+    annotations use) are skipped.
     """
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -116,7 +119,7 @@ def notebook_parameters(path: str | Path) -> list[dict]:
         raise ValueError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     params = []
     for line in cells[0].source.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip() or line.lstrip().startswith(("#", "from ", "import ")):
             continue
         match = _PARAM_LINE.match(line.strip())
         if not match or not match["doc"]:

@@ -39,6 +39,33 @@ def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: 
     return Path(results_dir) / "checkpoints" / run_id(fraction, seed, family)
 
 
+def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str, fraction: float,
+                          seed: int) -> tuple:
+    """The finished pretraining run of a grid point: ``(model, pretrain record)``.
+
+    Raises :class:`FileNotFoundError` naming what is missing (the pretraining record or the
+    checkpoint folder) and the command that makes it, when that grid point was never pretrained
+    (a fraction or seed the profile does not list, or a run that has not reached it yet).
+    """
+    from scfm_lib import io, results
+
+    name = run_id(fraction, seed, family)
+    record_path = results.metrics_path(results_dir, "pretrain", name)
+    out_dir = checkpoint_dir(results_dir, family, fraction, seed)
+    if not record_path.exists() or not (out_dir / train.META).exists():
+        missing = record_path if not record_path.exists() else out_dir
+        listed = (family, fraction, seed) in set(profile.runs())
+        make = (f"snakemake -s workflow/Snakefile --cores 2 {record_path} --config profile={profile.name}"
+                if listed else
+                f"papermill nbs/pretrain.ipynb /tmp/pretrain_{name}.ipynb -p profile {profile.name} "
+                f"-p results_dir {results_dir} -p family {family} -p fraction {fraction} -p seed {seed}")
+        why = ("" if listed else f" (the profile {profile.name!r} does not list this grid point: its "
+               f"fractions are {list(profile.fractions)} and its seeds {list(profile.seeds)})")
+        raise FileNotFoundError(f"checkpoint {name} was never pretrained: {missing} is missing{why}. "
+                                f"Pretrain it first with: {make}")
+    return train.load_checkpoint(out_dir), io.read_json(record_path)
+
+
 def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int,
                         max_steps: int | None = None, budget: str | None = None, progress: bool = False) -> dict:
     """Pretrain (or, for fraction 0, save the random-init control of) one grid point into

@@ -152,6 +152,15 @@ def checkpoint_call(damage):
     return call
 
 
+def unpretrained_call(fraction):
+    """Evaluating a grid point whose pretraining never ran (scfm_lib.runner.pretrained_checkpoint)."""
+    def call(tmp):
+        from scfm_lib import runner
+        profile = load_profile("tiny")
+        return lambda: runner.pretrained_checkpoint(profile, tmp / "results", "scgpt", fraction, 0)
+    return call
+
+
 def flip_byte(folder):
     weights = folder / "model.safetensors"
     raw = bytearray(weights.read_bytes())
@@ -343,6 +352,10 @@ CASES = [
     Case("notebook: out of range", notebook_call(ranges={"fraction": (0.0, 1.0)}, fraction=1.5), ConfigError,
          "'fraction' = 1.5 is outside [0.0, 1.0]", "pass a value in that range", added=True),
     # ---- checkpoints
+    Case("checkpoint: fraction never pretrained", unpretrained_call(0.37), FileNotFoundError,
+         "checkpoint scgpt_f0.37_s0 was never pretrained", "papermill nbs/pretrain.ipynb", added=True),
+    Case("checkpoint: listed grid point not run yet", unpretrained_call(1.0), FileNotFoundError,
+         "metrics/pretrain/scgpt_f1.0_s0.json is missing", "snakemake -s workflow/Snakefile", added=True),
     Case("checkpoint: weights corrupted", checkpoint_call(flip_byte), ValueError,
          "does not match the sha256", "delete the folder"),
     Case("checkpoint: weights truncated", checkpoint_call(truncate("model.safetensors")), ValueError,

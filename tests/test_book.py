@@ -66,6 +66,21 @@ def test_every_notebook_template_has_documented_typed_parameters(repo):
         assert "parameters" in first_code.metadata.get("tags", []), f"{path}: parameters must be the first code cell"
 
 
+def test_papermill_reads_every_parameter_of_every_template(repo, caplog):
+    """papermill parses each parameters cell as the library does: the same names, and no "Unable to
+    parse line" warning, so a correctly spelled -p option never prints the words a typo prints."""
+    import logging
+
+    import papermill as pm
+
+    for path in sorted((repo / "nbs").glob("*.ipynb")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="papermill"):
+            seen = list(pm.inspect_notebook(str(path)))
+        assert not [r.getMessage() for r in caplog.records], path.name
+        assert seen == [p["name"] for p in book.notebook_parameters(path)], path.name
+
+
 def test_parameter_tables(repo):
     text = book.parameter_tables(repo / "nbs")
     assert "### `nbs/pretrain.ipynb`" in text

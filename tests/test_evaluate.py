@@ -75,3 +75,24 @@ def test_pca_baseline_is_fitted_on_training_cells_only(atlas_data):
     _, test_a = evaluate.pca_embedding(train, test, n_comps=10, n_top_genes=150)
     _, test_b = evaluate.pca_embedding(train, test[:50], n_comps=10, n_top_genes=150)
     np.testing.assert_allclose(test_a[:50], test_b, rtol=1e-4, atol=1e-4)  # other test cells change nothing
+
+
+def test_jax_compilation_cache_is_kept_on_disk(tmp_path):
+    """scIB's JAX programs are compiled once per machine: the cache folder comes from the argument,
+    else $SCFM_JAX_CACHE, and a program compiled in one process is found there by the next."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys, jax, jax.numpy as jnp\n"
+              "from scfm_lib import evaluate\n"
+              "folder = evaluate.enable_jax_compilation_cache()\n"
+              "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+              "print(folder)\n"
+              "jax.jit(lambda x: jnp.sin(x) @ x.T + 1)(jnp.ones((8, 8))).block_until_ready()\n"
+              "print(evaluate.enable_jax_compilation_cache(sys.argv[1]))\n")
+    env = {**os.environ, "SCFM_JAX_CACHE": str(tmp_path / "jax"), "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "explicit")], env=env,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(tmp_path / "jax"), str(tmp_path / "explicit")]
+    assert any((tmp_path / "jax").iterdir()), "the compiled program was not written to the cache"

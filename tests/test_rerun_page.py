@@ -30,17 +30,8 @@ def test_the_page_has_commands_of_both_kinds():
     assert len(commands("snakemake")) >= 3 and len(commands("papermill")) >= 3
 
 
-# papermill reads a parameters line only with one "=" and an annotation without "|" (its
-# translators.PARAMETER_PATTERN): pretrain.ipynb's cell still declares "int | None" and has a
-# comment with "=", so papermill drops the fraction the page passes (issue 15; evaluate.ipynb's
-# finetune_max_steps has the same problem, but this page does not pass it).
-UNPARSED_BY_PAPERMILL = {"nbs/pretrain.ipynb"}
-
-
 def papermill_case(words):
-    marks = [pytest.mark.xfail(strict=True, reason="papermill cannot parse this notebook's annotated "
-                               "parameters cell yet (issue 15)")] if words[1] in UNPARSED_BY_PAPERMILL else []
-    return pytest.param(words, id=" ".join(words[1:])[:60], marks=marks)
+    return pytest.param(words, id=" ".join(words[1:])[:60])
 
 
 @pytest.mark.parametrize("words", [papermill_case(w) for w in commands("papermill")])
