@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,22 @@ def _book_root(repo, tmp_path):
     return root
 
 
+def _committed_copy(repo, tmp_path):
+    """The repository's files (tracked, or new and not ignored) as a fresh git repository with one
+    commit: what a user has after cloning, so `git status` shows anything a run writes."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    copy = tmp_path / "clone"
+    for name in filter(None, files):
+        if (repo / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, copy / name)        # mtimes kept: make sees the install as current
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run([*git, *args], cwd=copy, check=True)
+    return copy
+
+
 def _snakemake(repo, root, env, *extra, profile="tiny", profiles_dir=None):
     config = [f"profile={profile}"] + ([f"profiles_dir={profiles_dir}"] if profiles_dir else [])
     # Targets and options before --config, which takes every following word as a name=value pair.
@@ -34,9 +51,19 @@ def _snakemake(repo, root, env, *extra, profile="tiny", profiles_dir=None):
 
 
 def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
-    root = _book_root(repo, tmp_path)
-    run = _snakemake(repo, root, venv_env)
+    # As README says: `make book PROFILE=tiny` in a clone, with this interpreter's environment.
+    clone = _committed_copy(repo, tmp_path)
+    venv = str(Path(sys.executable).parent.parent)
+    env = {**venv_env, "PYTHONPATH": str(clone)}                  # the clone's code, not the checkout's
+    run = subprocess.run(["make", "book", "PROFILE=tiny", f"VENV={venv}", "-o", f"{venv}/.installed"], cwd=clone,
+                         env=env, capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stderr[-5000:]
+    # Running a profile never modifies tracked files; its book is its own, and index.html opens it.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
+    assert status == "", f"the run changed the repository:\n{status}"
+    assert "make book (tiny):" in run.stdout and "_site/tiny/_build/html/index.html" in run.stdout
+    repo, root = clone, clone / "_site" / "tiny"
+    assert "book/tiny/intro.html" in (root / "_build" / "html" / "index.html").read_text()
 
     html = root / "_build" / "html"
     pages = {name: (html / "book" / "tiny" / f"{name}.html") for name in
@@ -85,7 +112,7 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
 
     # Rerunning skips finished jobs.
-    dry = _snakemake(repo, root, venv_env, "-n")
+    dry = _snakemake(repo, root, env, "-n")
     assert dry.returncode == 0
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
@@ -93,11 +120,29 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "geneformer_f1.0_s0.json"
     before = json.loads(evaluated.read_text())
     shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "geneformer_f1.0_s0")
-    again = _snakemake(repo, root, venv_env, str(evaluated.relative_to(root)), "--forcerun", "pretrain", "evaluate")
+    again = _snakemake(repo, root, env, str(evaluated.relative_to(root)), "--forcerun", "pretrain", "evaluate")
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads(evaluated.read_text())
     assert after["records"] == before["records"]
     assert after["provenance"]["created_utc"] >= before["provenance"]["created_utc"]
+
+    # The workshop's exercise 3 as its page gives it, with the outcome the page expects: shorter
+    # finetuning changes the finetuned rows and no frozen, zero-shot or reconstruction row.
+    from test_rerun_page import PAGES, commands
+    shutil.copytree(root / "results" / "tiny", clone / "results" / "tiny_short", symlinks=True)
+    words = next(w for w in commands("papermill", [PAGES[1]]) if "finetune_max_steps" in w)
+    words = [str(tmp_path / "short.ipynb") if w.startswith("/tmp/") else w for w in words]
+    short = subprocess.run([sys.executable, "-m", *words], cwd=clone, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert short.returncode == 0, short.stderr[-3000:]
+
+    def rows(path):
+        return {(r["mode"], r["metric"]): r["value"] for r in json.loads(path.read_text())["records"]}
+    name = Path("metrics") / "evaluate" / "scgpt_f1.0_s0.json"
+    full, shorter = rows(root / "results" / "tiny" / name), rows(clone / "results" / "tiny_short" / name)
+    assert set(full) == set(shorter)
+    changed = {key for key in full if not np.isclose(full[key], shorter[key], equal_nan=True)}
+    assert changed and all(mode.startswith("finetune") for mode, _ in changed), sorted(changed)
 
 
 TINY_REAL = """
