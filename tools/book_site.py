@@ -85,17 +85,18 @@ def publish(profile: str, repo: str | Path = REPO) -> list[Path]:
     staged, old = target.with_name(f".{profile}.publishing"), target.with_name(f".{profile}.old")
     for leftover in (staged, old):
         shutil.rmtree(leftover, ignore_errors=True)
-    shutil.copytree(site / "book" / profile, staged, symlinks=False)
+    shutil.copytree(site / "book" / profile, staged)
     if target.exists():
         target.rename(old)
     staged.rename(target)
     shutil.rmtree(old, ignore_errors=True)
     written = [target]
     if profile == COMMITTED_PROFILE:
+        from scfm_lib.io import atomic_path
+
         for name in ("_toc.yml", *(f"book/{page}" for page in GENERATED_PAGES)):
-            tmp = repo / f"{name}.publishing"
-            shutil.copy2(site / name, tmp)
-            os.replace(tmp, repo / name)
+            with atomic_path(repo / name) as tmp:
+                shutil.copy2(site / name, tmp)
             written.append(repo / name)
     return written
 
