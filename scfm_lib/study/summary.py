@@ -21,9 +21,8 @@ from scfm_lib.analysis import endpoints, gates
 from scfm_lib.config import Profile, load_profile
 from scfm_lib.study.controls import NEGATIVE, POSITIVE
 
-#: The narrow tasks of the primary endpoint: name -> (metric, what it is, in words).
-TASKS = {"annotation": ("macro_f1", "cell-type annotation of held-out donors"),
-         "annotation_ood": ("macro_f1_ood", "cell-type annotation of an unseen technology")}
+#: The narrow tasks of the primary endpoint: name -> metric (the profile's data.task_words says each in words).
+TASKS = {"annotation": "macro_f1", "annotation_ood": "macro_f1_ood"}
 FROZEN_MODE, FINETUNED_MODE = "linear_probe", "finetune"
 #: Secondary series: (kind, mode, metric), where present in the records.
 SECONDARY_METRICS = ("macro_f1", "accuracy", "macro_f1_tissue", "macro_f1_ood")
@@ -104,7 +103,8 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
     positive_ok = out.get("positive_control", {}).get("detected", True)
     negative_ok = out.get("negative_control", {}).get("equivalent", True)
 
-    for task, (metric, words) in TASKS.items():
+    for task, metric in TASKS.items():
+        words = profile.data.task_words[task]
         frozen, finetuned = _series(evaluated, FROZEN_MODE, metric), _series(evaluated, FINETUNED_MODE, metric)
         if frozen.empty or finetuned.empty:
             continue
