@@ -7,8 +7,16 @@ from scfm_lib import book
 from scfm_lib.config import load_profile
 
 
-def test_toc_lists_every_chapter_and_run(tmp_path):
+def _two_family_sweep_profile():
+    """The tiny profile with both families and a budget sweep: every kind of run page."""
     profile = load_profile("tiny")
+    profile.families = ["scgpt", "geneformer"]
+    profile.evaluate.label_budgets, profile.evaluate.step_budgets = [0.1, 1.0], [5, 20]
+    return profile
+
+
+def test_toc_lists_every_chapter_and_run(tmp_path):
+    profile = _two_family_sweep_profile()
     path = book.write_toc(profile, tmp_path)
     toc = yaml.safe_load(path.read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
@@ -23,12 +31,14 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
 
 
 def test_profile_without_a_sweep_has_no_budget_chapter():
-    profile = load_profile("tiny")
-    profile.evaluate.label_budgets, profile.evaluate.step_budgets = [], []
+    profile = load_profile("tiny")   # the workshop profile runs no sweep
+    assert not profile.evaluate.has_sweep
     toc = book.toc(profile)
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     assert "book/tiny/budgets" not in files and "book/tiny/recommendations" in files
     assert book.run_templates(profile) == ("pretrain", "evaluate")
+    assert "book/tiny/budgets" in [c["file"] for part in book.toc(_two_family_sweep_profile())["parts"]
+                                   for c in part["chapters"]]
 
 
 def test_committed_toc_is_the_quick_profile(repo):

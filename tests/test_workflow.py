@@ -67,11 +67,12 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 
     html = root / "_build" / "html"
     pages = {name: (html / "book" / "tiny" / f"{name}.html") for name in
-             ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking", "budgets",
+             ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking",
               "recommendations"]}
     for name, page in pages.items():
         assert page.exists(), f"{name} page missing"
-    for name in ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking", "budgets"]:
+    assert not (html / "book" / "tiny" / "budgets.html").exists()   # the workshop profile runs no sweep
+    for name in ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking"]:
         text = pages[name].read_text()
         assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{name} page shows no figure"
         assert "Traceback" not in text, f"{name} page shows an exception"
@@ -79,7 +80,8 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "what this profile shows" in intro.lower() and "gain, frozen linear probe" in intro.lower()
     # The summary every verdict comes from is committed beside the chapters, keyed by field.
     summary = json.loads((root / "book" / "tiny" / "summary.json").read_text())
-    for family in ("scgpt", "geneformer"):
+    assert set(summary["families"]) == {"scgpt"}      # one family: the workshop's
+    for family in ("scgpt",):
         fam = summary["families"][family]
         assert {"gate0", "positive_control", "negative_control", "tasks"} <= set(fam)
         assert {"D", "gain_frozen", "gain_finetuned", "verdict", "gate1"} <= set(fam["tasks"]["annotation"])
@@ -89,26 +91,23 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
         assert "mathjax@" not in page.read_text(), f"{page} loads MathJax from the network"
     assert "_static/mathjax/tex-chtml.js" in pages["masking"].read_text()
     assert (html / "book" / "rerun.html").exists() and (html / "book" / "workshop.html").exists()
-    assert (html / "book" / "tiny" / "runs" / "evaluate_geneformer_f0.1_s1.html").exists()
+    assert (html / "book" / "tiny" / "runs" / "evaluate_scgpt_f0.1_s1.html").exists()
     assert "fraction" in (html / "book" / "rerun.html").read_text()  # generated parameter tables
 
     # Every job wrote its metrics with provenance beside them.
     metrics = sorted((root / "results" / "tiny" / "metrics").glob("*/*.json"))
-    # data, (pretrain, evaluate, sweep, scib) x runs of 2 families, baselines, and per family the controls:
+    # data, (pretrain, evaluate, scib) x 6 runs of one family, baselines, and the family's controls:
     # negative (2 end fractions x 2 seeds) and positive (2 pretrained fractions x 2 seeds)
-    assert len(metrics) == 1 + 4 * 12 + 1 + 2 * (4 + 4)
+    assert len(metrics) == 1 + 3 * 6 + 1 + (4 + 4)
     assert "Traceback" not in pages["recommendations"].read_text()
     assert 'href="masking.html#the-gates"' in pages["recommendations"].read_text()
     # Every evaluation family is recorded for every checkpoint: regimes, OOD annotation, open-ended probes.
     record = json.loads((root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json").read_text())
     pairs = {(r["mode"], r["metric"]) for r in record["records"]}
-    assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1"), ("linear_probe", "macro_f1_ood"),
+    assert {("finetune", "macro_f1"), ("linear_probe", "macro_f1_ood"),
             ("gene_programs", "map_over_chance"), ("perturbation", "overexpress_toward"),
             ("reconstruction", "masked_loss_unseen_tissue"), ("reconstruction", "unseen_tissue_gap")} <= pairs
     assert "the tissue the corpus left out" in pages["pretraining"].read_text()
-    sweep = json.loads((root / "results" / "tiny" / "metrics" / "sweep" / "scgpt_f1.0_s0.json").read_text())
-    assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == \
-        {(0.1, 5), (0.1, 20), (1.0, 5), (1.0, 20)}
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
 
     # Rerunning skips finished jobs.
@@ -117,9 +116,9 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
     # Same seed, same metrics: rerun one pretraining + evaluation job from scratch.
-    evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "geneformer_f1.0_s0.json"
+    evaluated = root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json"
     before = json.loads(evaluated.read_text())
-    shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "geneformer_f1.0_s0")
+    shutil.rmtree(root / "results" / "tiny" / "checkpoints" / "scgpt_f1.0_s0")
     again = _snakemake(repo, root, env, str(evaluated.relative_to(root)), "--forcerun", "pretrain", "evaluate")
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads(evaluated.read_text())
@@ -148,7 +147,7 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 TINY_REAL = """
 name: tinyreal
 title: "Tiny real profile: smoke test on package-shipped data"
-description: Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced.
+description: Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced, with LoRA and the budget sweep.
 fractions: [1.0, 0.3, 0.0]
 seeds: [0]
 families: [scgpt, geneformer]
@@ -157,14 +156,16 @@ data: {source: registry, corpus: [celltypist_sample], downstream: pbmc68k_reduce
 model: {d_model: 32, n_layers: 1, n_heads: 2}
 pretrain: {max_steps: 20, batch_size: 32, lr: 0.001, warmup_steps: 5, eval_every: 10, checkpoint_every: 10, bf16: false}
 finetune: {max_steps: 20, batch_size: 32, lr: 0.0003, eval_every: 10, patience: 2, bf16: false}
-evaluate: {knn_k: 10, n_top_genes: 200, n_pcs: 20}
+evaluate: {knn_k: 10, n_top_genes: 200, n_pcs: 20, regimes: [full, lora], label_budgets: [0.1, 1.0],
+           step_budgets: [5, 20]}
 stats: {n_boot: 200}
 """
 
 
 def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     """The registry path end to end: real counts as corpus, a held-out log-normalized dataset
-    without batches or an out-of-distribution set, through every chapter and the book build."""
+    without batches or an out-of-distribution set, both families, the LoRA regime and the budget
+    sweep (which the workshop profile leaves out), through every chapter and the book build."""
     root = _book_root(repo, tmp_path)
     profiles = tmp_path / "profiles"
     profiles.mkdir()
@@ -182,7 +183,14 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     names = {r["metric"] for r in evaluated["records"]}
     assert "masked_loss_heldout" in names and "masked_loss_ood" not in names
     assert "map_over_chance" in names and "macro_f1_ood" not in names   # PBMC marker programs; no OOD set
-    assert not (metrics / "sweep").exists()                              # no budgets in this profile
+    assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1")} <= {(r["mode"], r["metric"]) for r in evaluated["records"]}
+    sweep = json.loads((metrics / "sweep" / "scgpt_f1.0_s0.json").read_text())
+    assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == \
+        {(0.1, 5), (0.1, 20), (1.0, 5), (1.0, 20)}
+    budgets = (html / "budgets.html").read_text()
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', budgets) and "Traceback" not in budgets
+    summary = json.loads((root / "results" / "tinyreal" / "summary.json").read_text())
+    assert set(summary["families"]) == {"scgpt", "geneformer"}
     scib = json.loads((metrics / "scib" / "scgpt_f1.0_s0.json").read_text())
     assert {r["metric"] for r in scib["records"]} == {"bio_conservation"}
     data_record = json.loads((metrics / "data" / "datasets.json").read_text())
