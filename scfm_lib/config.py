@@ -97,6 +97,10 @@ class DataSection:
                 raise ConfigError(f"data.corpus contains {sorted(held_out)}, a downstream/ood dataset: evaluation "
                                   "data must never be seen in pretraining; remove it from data.corpus (or, for the "
                                   "downstream dataset, set data.downstream_cells to reserve its task cells)")
+        if self.downstream_cells and (self.source != "registry" or self.downstream not in self.corpus):
+            raise ConfigError(f"data.downstream_cells = {self.downstream_cells} reserves task cells of a corpus dataset, "
+                              f"but data.downstream {self.downstream!r} is not in the registry corpus {self.corpus}; "
+                              "add it to data.corpus (source 'registry') or set downstream_cells: 0")
         if self.test_groups and not self.split_by:
             raise ConfigError(f"data.test_groups {self.test_groups!r} needs data.split_by: the obs column whose "
                               "groups they name (e.g. split_by: batch, test_groups: [stim])")

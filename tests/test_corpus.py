@@ -83,6 +83,10 @@ def test_data_section_checks_the_real_settings():
         DataSection(source="registry", corpus=["x", "y"], downstream="x")
     section = DataSection(source="registry", corpus=["x", "y"], downstream="x", downstream_cells=10)
     assert section.task_words["annotation_ood"] == "cell-type annotation of an unseen technology"
+    with pytest.raises(ConfigError, match="not in the registry corpus"):
+        DataSection(source="registry", corpus=["y"], downstream="x", downstream_cells=10)
+    with pytest.raises(ConfigError, match="not in the registry corpus"):
+        DataSection(source="soma", soma={"uri": "census"}, downstream="x", downstream_cells=10)
     with pytest.raises(ConfigError, match="needs data.split_by"):
         DataSection(split_by="", test_groups=["stim"])
     with pytest.raises(ConfigError, match="unknown tasks"):
@@ -98,3 +102,10 @@ def test_real_profile_names_its_tasks_and_keeps_the_quick_design():
     assert {**real.pretrain, "bf16": False} == quick.pretrain and real.pretrain["bf16"]
     assert real.seeds == quick.seeds and real.seeds_by_fraction == quick.seeds_by_fraction
     assert real.fractions == quick.fractions and real.model == quick.model
+
+
+def test_every_task_of_the_summary_has_words():
+    from scfm_lib.config import TASK_WORDS
+    from scfm_lib.study.summary import TASKS
+
+    assert set(TASKS) == set(TASK_WORDS)
