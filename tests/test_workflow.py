@@ -372,4 +372,8 @@ def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, s
     tasks = summary["families"]["geneformer"]["tasks"]
     assert "IFN-beta" in tasks["annotation"]["task"] and "pbmc3k" in tasks["annotation_ood"]["task"]
     assert "negative_control" in summary["families"]["geneformer"]
+    stated = summary["data"]   # the corpus and each task's dataset and split, as the data job counted them
+    assert stated["corpus_cells"] == corpus.n_obs and stated["tasks"]["annotation"]["split_cells"]["test"] == \
+        int((downstream.obs["split"] == "test").sum())
+    assert stated["tasks"]["annotation_ood"]["dataset"] == "pbmc3k_10x_labeled"
     assert (root / "_build" / "html" / "book" / "realsmoke" / "data.html").exists()

@@ -193,6 +193,40 @@ def _seed_slopes(pretrained: pd.DataFrame) -> np.ndarray:
     return np.array(out)
 
 
+def data_summary(profile: Profile, data_record: dict) -> dict:
+    """What the study ran on, from the data job's record: the corpus (datasets, cells, vocabulary)
+    and, per narrow task, its dataset, how it is split and the cells of each split."""
+    values = {r["metric"]: r["value"] for r in data_record["records"]}
+    extra = data_record.get("extra", {})
+    d = profile.data
+    registry = d.source == "registry"
+    if d.split_by and d.test_groups:
+        split = (f"whole {d.split_by} groups: test = {', '.join(map(str, d.test_groups))}; train and validation "
+                 f"from the other groups, stratified by {d.label_key}")
+    else:
+        split = f"whole {d.split_by} groups per split (train, validation, test)" if d.split_by else "random cells"
+    ood_split = "every cell whose type the annotation task trains on, scored with its classifiers (never trained on)"
+    if d.ood_label_map:
+        ood_split += f"; labels mapped onto {d.downstream}'s names ({len(d.ood_label_map)} types)"
+    tasks = {"annotation": {"words": d.task_words["annotation"],
+                            "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
+                            "cells": int(values["downstream_cells"]),
+                            "reserved_from_corpus_dataset": bool(d.downstream_cells),
+                            "split": split, "split_cells": extra.get("downstream_split_cells")}}
+    if values.get("ood_cells"):
+        tasks["annotation_ood"] = {"words": d.task_words["annotation_ood"],
+                                   "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
+                                   "cells": int(values["ood_cells"]), "split": ood_split}
+    return {
+        "source": d.source,
+        "corpus": list(d.corpus) if registry else "synthetic atlas (scfm_lib.atlas)",
+        "corpus_cells": int(values["corpus_cells"]),
+        "vocab_size": extra.get("vocab_size"),
+        "corpus_composition": extra.get("corpus_composition") or None,
+        "tasks": tasks,
+    }
+
+
 def build_summary(profile: Profile, results_dir: str | Path) -> dict:
     """The whole summary of a profile (see the module docstring)."""
     results_dir = Path(results_dir)
@@ -205,6 +239,7 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
     data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets"))
     return {
         "profile": profile.name, "title": profile.title,
+        "data": data_summary(profile, data_record),
         "design": {"pretrain_budget": profile.pretrain_config().budget, "max_steps": profile.pretrain_config().max_steps,
                    "readout": {"layer": model_config.readout_layer, "pooling": model_config.pooling},
                    "fractions": profile.fractions, "seeds": profile.seeds,
