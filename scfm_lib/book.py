@@ -172,14 +172,28 @@ def run_papermill(args: list[str], attempts: int = 3, command: tuple[str, ...] |
     return process.returncode
 
 
-def hide_parameter_cells(path: str | Path) -> None:
-    """Collapse the parameters cell and papermill's injected-parameters cell of an executed notebook
-    (tag ``hide-cell``): the values stay one click away for the reader, out of the way otherwise."""
+#: Tags that already decide how a code cell shows on its page.
+_VISIBILITY_TAGS = {"remove-cell", "remove-input", "hide-cell", "hide-input", "remove-output", "hide-output"}
+
+
+def tidy_page(path: str | Path, chapter: bool = False) -> None:
+    """Make an executed notebook read as a page: its outputs first, its code one click away.
+
+    Every code cell whose tags do not already say how it shows collapses its source (``hide-input``),
+    so no page opens on a wall of code. The parameters cell and papermill's injected-parameters cell
+    collapse whole (``hide-cell``) on a run page, where the values are provenance; a ``chapter``
+    drops them (``remove-cell``): it reads as a paper section, its only parameters are the profile
+    and its folders, and the runs page lists every run's values."""
+    parameters_tag = "remove-cell" if chapter else "hide-cell"
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.metadata.setdefault("tags", [])
-        if {"parameters", "injected-parameters"} & set(tags) and "hide-cell" not in tags:
-            tags.append("hide-cell")
+        if {"parameters", "injected-parameters"} & set(tags):
+            tags[:] = [t for t in tags if t not in _VISIBILITY_TAGS] + [parameters_tag]
+        elif not _VISIBILITY_TAGS & set(tags):
+            tags.append("hide-input")
     with atomic_write(path) as fh:
         nbformat.write(nb, fh)
 
@@ -321,8 +335,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--profile", default="quick")
         p.add_argument("--profiles-dir", default=None)
         p.add_argument("--root", default=".")
-    p = sub.add_parser("hide-params")
+    p = sub.add_parser("tidy", help="collapse an executed notebook's code and parameters (tidy_page)")
     p.add_argument("notebook")
+    p.add_argument("--chapter", action="store_true", help="a chapter: remove the parameter cells")
     sub.add_parser("papermill", help="papermill ARGS..., started again if the kernel dies before any cell",
                    add_help=False)
     p = sub.add_parser("perf")
@@ -335,8 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["papermill"]:  # everything after it is papermill's, --help included
         sys.exit(run_papermill(argv[1:]))
     args = parser.parse_args(argv)
-    if args.command == "hide-params":
-        hide_parameter_cells(args.notebook)
+    if args.command == "tidy":
+        tidy_page(args.notebook, chapter=args.chapter)
         return
     if args.command == "perf":
         with atomic_write(args.out) as fh:

@@ -242,6 +242,7 @@ class Profile:
     name: str
     title: str = ""
     description: str = ""
+    limits: str = ""   # what this profile's scale cannot say (markdown), shown in the intro beside the verdicts
     fractions: list = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01, 0.0])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     # Fewer seeds at some fractions, e.g. {0.1: [0, 1, 2]}: the primary endpoint needs many seeds at the

@@ -4,6 +4,8 @@ import dataclasses
 import pytest
 import yaml
 
+from conftest import REPO
+
 from scfm_lib.config import ConfigError, check_notebook_parameters, load_profile, run_id
 
 
@@ -44,7 +46,7 @@ def test_the_second_quick_profile_is_the_same_design_for_the_other_family(repo):
     assert quick.families == ["geneformer"] and other.families == ["scgpt"]
     assert quick.book_includes == ["quick_scgpt", "real"]
     text = {name: yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text()) for name in ("quick", "quick_scgpt")}
-    own = {"name", "title", "description", "families", "book_includes"}
+    own = {"name", "title", "description", "limits", "families", "book_includes"}   # words, not design
     assert {k: v for k, v in text["quick"].items() if k not in own} == \
         {k: v for k, v in text["quick_scgpt"].items() if k not in own}
 
@@ -212,3 +214,13 @@ def test_regime_settings_apply_to_their_regime_only(tmp_path):
     assert profile.finetune_config(regime="head_only", head_lr=0.2).head_lr == 0.2  # a caller's override wins
     assert profile.finetune_config(regime="full").head_lr == 0.003
     assert profile.finetune_config().head_lr == 0.003
+
+
+def test_the_real_profile_says_what_its_scale_cannot_say():
+    # Issue 14: the real profile's book part places its corpus against where finetuned
+    # classification saturates (DenAdel et al. 2026); the intro shows `limits` beside the verdicts.
+    from scfm_lib.config import load_profile
+
+    limits = load_profile("real", str(REPO / "profiles")).limits
+    assert "DenAdel et al. (2026)" in limits and "22-million-cell" in limits
+    assert "limits" in (REPO / "nbs" / "intro.ipynb").read_text()
