@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,41 @@ DATA_SOURCES = {"synthetic": "data", "registry": "data_real", "soma": "data_real
 #: The narrow tasks of the primary endpoint, in words (the synthetic atlas's; data.task_words overrides).
 TASK_WORDS = {"annotation": "cell-type annotation of held-out donors",
               "annotation_ood": "cell-type annotation of an unseen technology"}
+
+
+@dataclass
+class TaskSpec:
+    """A narrow task on a labelled dataset of its own (``data.tasks``): its cells are never in the
+    corpus, its classifiers are trained and tested on its own cells (scfm_lib.study.tasks)."""
+    dataset: str                       # registry dataset (python -m scfm_lib.datasets lists them)
+    words: str                         # the task in words, for the verdicts and chapters
+    label_key: str = "cell_type"       # the label predicted
+    split_by: str = ""                 # obs column: with test_groups, those groups are the test split;
+    test_groups: list = field(default_factory=list)   # "" = cells at random, stratified by label (60/20/20)
+    orthologs: str = ""                # registered ortholog table (human -> other species) for a non-human set
+    min_class_cells: int = 10          # a class is kept only with at least this many training cells
+    # Share of the dataset's detected genes that must be in the vocabulary (scfm_lib.data.tokenize);
+    # lower it for another tissue, whose cells detect genes the corpus's tissue never expresses.
+    min_vocab_overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        _at_least("data.tasks", self, min_class_cells=2)
+        if not 0 < self.min_vocab_overlap <= 1:
+            raise ConfigError(f"data.tasks on {self.dataset!r}: min_vocab_overlap must lie in (0, 1], got "
+                              f"{self.min_vocab_overlap!r}")
+        if bool(self.split_by) != bool(self.test_groups):
+            raise ConfigError(f"task on {self.dataset!r}: split_by ({self.split_by!r}) and test_groups "
+                              f"({self.test_groups!r}) go together: name the obs column and its test groups, or neither "
+                              "(cells at random, stratified by label)")
+
+
+def _task_spec(name: str, spec) -> TaskSpec:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"data.tasks.{name} must be a mapping of TaskSpec fields, got {spec!r}")
+    missing = sorted({"dataset", "words"} - set(spec))
+    if missing:
+        raise ConfigError(f"profile section 'data.tasks.{name}' needs {missing}: the registry dataset and the task in words")
+    return build_dataclass(TaskSpec, spec, f"data.tasks.{name}")
 
 
 @dataclass
@@ -74,6 +110,9 @@ class DataSection:
     # Atlas tissues the pretraining corpus leaves out (synthetic): the downstream test cells of these
     # tissues are the zero-shot reconstruction test on a tissue no checkpoint has seen.
     heldout_tissues: list = field(default_factory=list)
+    # Narrow tasks on datasets of their own, e.g. cross-technology or cross-species annotation:
+    # name -> TaskSpec fields. Each is scored frozen and finetuned like the annotation task.
+    tasks: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _at_least("data", self, context_genes=1, n_corpus=0, n_downstream=1, n_ood=0, n_val_pretrain=1, downstream_cells=0,
@@ -108,6 +147,17 @@ class DataSection:
         if unknown:
             raise ConfigError(f"data.task_words names unknown tasks {sorted(unknown)}; the tasks are {sorted(TASK_WORDS)}")
         self.task_words = {**TASK_WORDS, **self.task_words}
+        self.tasks = {name: spec if isinstance(spec, TaskSpec) else _task_spec(name, spec)
+                      for name, spec in self.tasks.items()}
+        for name, spec in self.tasks.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in TASK_WORDS:
+                raise ConfigError(f"data.tasks name {name!r}: use lower-case letters, digits and _ (it names files and "
+                                  f"metrics), and not {sorted(TASK_WORDS)}")
+            if self.source != "registry":
+                raise ConfigError(f"data.tasks.{name} needs registry data (data.source 'registry'), not {self.source!r}")
+            if spec.dataset in set(self.corpus) | {self.downstream, self.ood}:
+                raise ConfigError(f"data.tasks.{name}: {spec.dataset!r} is already the corpus, downstream or ood dataset; "
+                                  "a task of its own needs a dataset the study uses nowhere else")
 
     @property
     def has_ood(self) -> bool:

@@ -10,6 +10,7 @@ beside its numbers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
@@ -97,6 +98,8 @@ def _to_jsonable(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):   # e.g. a profile's TaskSpec
+        return _to_jsonable(dataclasses.asdict(obj))
     return obj
 
 

@@ -376,4 +376,12 @@ def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, s
     assert stated["corpus_cells"] == corpus.n_obs and stated["tasks"]["annotation"]["split_cells"]["test"] == \
         int((downstream.obs["split"] == "test").sum())
     assert stated["tasks"]["annotation_ood"]["dataset"] == "pbmc3k_10x_labeled"
+    # The tasks of their own: CellBench across technologies, mouse immune cells through orthologs.
+    cross_tech, cross_species = stated["tasks"]["cross_technology"], stated["tasks"]["cross_species"]
+    assert cross_tech["dataset"] == "cellbench_lung_celllines" and cross_tech["split_cells"]["test"] == 225  # Drop-seq
+    assert cross_species["genes_in_vocabulary"]["as_read"] < 0.01 < 0.4 < cross_species["genes_in_vocabulary"]["harmonized"]
+    assert {"macro_f1_cross_technology", "macro_f1_cross_species"} <= names
+    for task in ("cross_technology", "cross_species"):
+        assert {"gate1", "D", "verdict", "margin"} <= set(tasks[task]), task
+        assert 0 < tasks[task]["margin"]["margin"] < 0.1
     assert (root / "_build" / "html" / "book" / "realsmoke" / "data.html").exists()

@@ -19,13 +19,24 @@ import pandas as pd
 from scfm_lib import data, io, results
 from scfm_lib.analysis import endpoints, gates
 from scfm_lib.config import Profile, load_profile
+from scfm_lib.study import tasks
 from scfm_lib.study.controls import NEGATIVE, POSITIVE
 
 #: The narrow tasks of the primary endpoint: name -> metric (the profile's data.task_words says each in words).
+#: A profile's data.tasks add tasks of their own (task_metrics).
 TASKS = {"annotation": "macro_f1", "annotation_ood": "macro_f1_ood"}
 FROZEN_MODE, FINETUNED_MODE = "linear_probe", "finetune"
 #: Secondary series: (kind, mode, metric), where present in the records.
 SECONDARY_METRICS = ("macro_f1", "accuracy", "macro_f1_tissue", "macro_f1_ood")
+
+
+def task_metrics(profile: Profile) -> dict[str, str]:
+    """Every narrow task of the profile -> its primary metric: :data:`TASKS`, then ``data.tasks``."""
+    return {**TASKS, **{name: tasks.metric(name) for name in profile.data.tasks}}
+
+
+def task_words(profile: Profile, task: str) -> str:
+    return profile.data.tasks[task].words if task in profile.data.tasks else profile.data.task_words[task]
 
 
 def format_estimate(e: dict, digits: int = 3, unit: str = "") -> str:
@@ -72,6 +83,15 @@ def _margin(records: pd.DataFrame, baselines: pd.DataFrame, metric: str, n_class
             "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
 
 
+def _task_margin(data_record: dict, task: str, family: str) -> dict:
+    """The equivalence margin of a task of its own: chance (1 / its classes) to the logistic regression
+    on all of its genes (the data job's context ceiling, test cells)."""
+    report = data_record["extra"]["tasks"][task]
+    chance, ceiling = 1.0 / len(report["classes"]), float(report["context_ceiling"][family]["all_genes"])
+    return {"margin": endpoints.equivalence_margin(tasks.metric(task), chance=chance, ceiling=ceiling),
+            "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
+
+
 def family_summary(profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame) -> dict:
     """Gates, controls, D and the verdict of one family, for every task its records hold."""
     ci = profile.stats.ci
@@ -103,16 +123,18 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
     positive_ok = out.get("positive_control", {}).get("detected", True)
     negative_ok = out.get("negative_control", {}).get("equivalent", True)
 
-    for task, metric in TASKS.items():
-        words = profile.data.task_words[task]
+    data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets")) if profile.data.tasks else {}
+    for task, metric in task_metrics(profile).items():
         frozen, finetuned = _series(evaluated, FROZEN_MODE, metric), _series(evaluated, FINETUNED_MODE, metric)
         if frozen.empty or finetuned.empty:
             continue
+        # A task of its own has its own classes and ceiling; the downstream tasks share the annotation's.
+        task_margin = _task_margin(data_record, task, family) if task in profile.data.tasks else margin
         gate1 = gates.representation_gate(frozen, ci)
         contrast = endpoints.masking_contrast(frozen, finetuned, ci)
-        call = gates.verdict(gate0, gate1, contrast, margin["margin"], positive_ok, negative_ok, profile.study.power)
-        result = {"metric": metric, "task": words, "frozen_mode": FROZEN_MODE, "finetuned_mode": FINETUNED_MODE,
-                  "gate1": gate1, **contrast, **call,
+        call = gates.verdict(gate0, gate1, contrast, task_margin["margin"], positive_ok, negative_ok, profile.study.power)
+        result = {"metric": metric, "task": task_words(profile, task), "frozen_mode": FROZEN_MODE,
+                  "finetuned_mode": FINETUNED_MODE, "margin": task_margin, "gate1": gate1, **contrast, **call,
                   "mean_by_fraction": {mode: {float(f): float(v) for f, v in s.groupby("fraction")["value"].mean().items()}
                                        for mode, s in ((FROZEN_MODE, frozen), (FINETUNED_MODE, finetuned))}}
         result["sentence"] = sentence(family, result, gate0)
@@ -208,22 +230,29 @@ def data_summary(profile: Profile, data_record: dict) -> dict:
     ood_split = "every cell whose type the annotation task trains on, scored with its classifiers (never trained on)"
     if d.ood_label_map:
         ood_split += f"; labels mapped onto {d.downstream}'s names ({len(d.ood_label_map)} types)"
-    tasks = {"annotation": {"words": d.task_words["annotation"],
-                            "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
-                            "cells": int(values["downstream_cells"]),
-                            "reserved_from_corpus_dataset": bool(d.downstream_cells),
-                            "split": split, "split_cells": extra.get("downstream_split_cells")}}
+    narrow = {"annotation": {"words": d.task_words["annotation"],
+                             "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
+                             "cells": int(values["downstream_cells"]),
+                             "reserved_from_corpus_dataset": bool(d.downstream_cells),
+                             "split": split, "split_cells": extra.get("downstream_split_cells")}}
     if values.get("ood_cells"):
-        tasks["annotation_ood"] = {"words": d.task_words["annotation_ood"],
-                                   "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
-                                   "cells": int(values["ood_cells"]), "split": ood_split}
+        narrow["annotation_ood"] = {"words": d.task_words["annotation_ood"],
+                                    "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
+                                    "cells": int(values["ood_cells"]), "split": ood_split}
+    for name, report in extra.get("tasks", {}).items():   # tasks of their own (data.tasks)
+        narrow[name] = {"words": report["words"], "dataset": report["dataset"], "cells": int(report["cells"]),
+                        "split": report["split"], "split_cells": report["split_cells"], "classes": report["classes"],
+                        "dropped_classes": report["dropped_classes"],
+                        "genes_in_vocabulary": {"as_read": report["harmonization"]["share_before"],
+                                                "harmonized": report["harmonization"]["share_after"]},
+                        "context_ceiling": report["context_ceiling"]}
     return {
         "source": d.source,
         "corpus": list(d.corpus) if registry else "synthetic atlas (scfm_lib.atlas)",
         "corpus_cells": int(values["corpus_cells"]),
         "vocab_size": extra.get("vocab_size"),
         "corpus_composition": extra.get("corpus_composition") or None,
-        "tasks": tasks,
+        "tasks": narrow,
     }
 
 

@@ -1,0 +1,243 @@
+"""Narrow tasks on labelled datasets of their own: cross-technology and cross-species annotation.
+
+A profile lists them under ``data.tasks`` (name -> :class:`scfm_lib.config.TaskSpec`). Unlike the
+annotation task, whose cells come from the downstream dataset, each such task has its own dataset,
+which the study uses nowhere else (never in the corpus), its own classes and its own split:
+
+- *cross-technology*, e.g. CellBench's lung cell lines: train on CEL-seq2 cells, test on Drop-seq cells
+  (``split_by: technology``, ``test_groups: [Drop-seq]``);
+- *cross-species*, e.g. mouse immune cells: the mouse genes reach the human vocabulary through a
+  registered ortholog table (``orthologs``), and cells are split at random within each type.
+
+Two jobs own a task. The data job (:func:`prepare_task`) reads the dataset, maps its genes onto the
+corpus vocabulary, keeps the classes with enough training cells, splits the cells, tokenizes them
+for every family and writes ``data/tasks/<name>.npz`` (labels and split) and
+``data/tokens/<family>/task_<name>.npz``; it reports the task's size, split, gene overlap and what
+the context can hold. The evaluation job (:func:`evaluate_task`) scores one checkpoint on it,
+frozen (linear probe, kNN on the primary readout) and finetuned (the profile's first regime at the
+rate the rates job chose for that fraction on the annotation task's validation cells, once per
+finetuning seed), as records ``macro_f1_<name>`` and ``accuracy_<name>`` that the summary turns into
+gains, D and a verdict like the annotation task's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scfm_lib import data, datasets, evaluate, genes, io, metrics
+from scfm_lib.config import Profile, TaskSpec
+from scfm_lib.data import CellTokens, GeneVocab
+
+SPLITS = ("train", "val", "test")
+
+
+def metric(name: str, score: str = "macro_f1") -> str:
+    """The record metric of task ``name``: ``macro_f1_<name>`` (or ``accuracy_<name>``)."""
+    return f"{score}_{name}"
+
+
+def labels_path(data_dir: str | Path, name: str) -> Path:
+    return Path(data_dir) / "tasks" / f"{name}.npz"
+
+
+def tokens_path(data_dir: str | Path, name: str, family: str) -> Path:
+    return Path(data_dir) / "tokens" / family / f"task_{name}.npz"
+
+
+def read_task_dataset(spec: TaskSpec):
+    """The task's registered dataset, its genes mapped to human symbols, and the harmonization
+    inputs (``id_map``, ``orthologs``) used, for :func:`scfm_lib.genes.harmonization_report`."""
+    as_read = datasets.load(spec.dataset)
+    id_map = datasets.load_mapping("gencode_v44_id2name") if genes.identifier_kind(as_read.var_names) == "ensembl" else None
+    orthologs = genes.invert_orthologs(datasets.load_mapping(spec.orthologs)) if spec.orthologs else None
+    return as_read, genes.harmonize_genes(as_read, id_map=id_map, orthologs=orthologs), id_map, orthologs
+
+
+def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Which cells a task keeps and how they split.
+
+    Cells without a label are dropped. The split is by whole groups (``spec.split_by`` with
+    ``spec.test_groups`` as the test split, the other cells 75/25 into train and validation per class),
+    or at random per class (60/20/20). A class is kept only with at least ``spec.min_class_cells``
+    training cells, so every scored class has been trained on; the cells of other classes leave all
+    three splits.
+
+    Returns
+    -------
+    keep : ndarray of int
+        Indices (into ``obs``) of the cells the task keeps, sorted.
+    split : ndarray of str
+        ``"train"``, ``"val"`` or ``"test"`` for each kept cell.
+    report : dict
+        ``cells``, ``classes`` (kept), ``dropped_classes`` ({class: training cells}), ``split_cells``.
+    """
+    if spec.label_key not in obs:
+        raise data.ScfmDataError(f"task on {spec.dataset!r}: obs has no label column {spec.label_key!r} "
+                                 f"(it has {list(obs.columns)}); set label_key in the profile's data.tasks")
+    labelled = np.flatnonzero(obs[spec.label_key].notna().to_numpy())
+    sub = obs.iloc[labelled]
+    parts = data.split_cells(sub, by=spec.split_by or None, seed=seed, stratify=spec.label_key,
+                             test_groups=spec.test_groups or None)
+    split = np.empty(len(sub), dtype=object)
+    for name, idx in parts.items():
+        split[idx] = name
+    labels = sub[spec.label_key].astype(str).to_numpy()
+    train_counts = pd.Series(labels[split == "train"]).value_counts()
+    kept_classes = sorted(train_counts.index[train_counts >= spec.min_class_cells])
+    if len(kept_classes) < 2:
+        raise data.ScfmDataError(f"task on {spec.dataset!r}: {len(kept_classes)} class(es) have >= {spec.min_class_cells} "
+                                 f"training cells ({train_counts.to_dict()}); lower min_class_cells or choose another split")
+    kept = np.isin(labels, kept_classes)
+    split = split[kept].astype(str)
+    report = {"cells": int(kept.sum()), "classes": kept_classes,
+              "dropped_classes": {c: int(n) for c, n in train_counts.items() if c not in kept_classes},
+              "split_cells": {s: int((split == s).sum()) for s in SPLITS}}
+    for s in ("train", "test"):
+        if report["split_cells"][s] == 0:
+            raise data.ScfmDataError(f"task on {spec.dataset!r}: the {s} split is empty after keeping classes "
+                                     f"{kept_classes}; check split_by / test_groups")
+    return labelled[kept], split, report
+
+
+def split_words(spec: TaskSpec) -> str:
+    """How a task's cells are split, in words (the summary and the data chapter say it)."""
+    if spec.split_by:
+        return (f"whole {spec.split_by} groups: test = {', '.join(map(str, spec.test_groups))}; train and validation "
+                f"from the other groups, stratified by {spec.label_key}")
+    return f"random cells, stratified by {spec.label_key} (60/20/20)"
+
+
+def prepare_task(name: str, spec: TaskSpec, vocab: GeneVocab, families, context_genes: int, data_dir: str | Path,
+                 seed: int = 0) -> dict:
+    """The data job's part of a task: read, harmonize, split, tokenize, write (see the module docstring).
+
+    Parameters
+    ----------
+    name, spec
+        The task's name and its :class:`~scfm_lib.config.TaskSpec`.
+    vocab
+        The corpus vocabulary (with gene medians where a family ranks genes by them).
+    families
+        Model families to tokenize for.
+    context_genes
+        Genes per cell given to the model.
+    data_dir
+        The profile's ``results/<profile>/data``.
+    seed
+        Seed of the split (the profile's ``data.seed``).
+
+    Returns
+    -------
+    dict
+        ``dataset``, ``words``, ``split`` (in words), ``cells``, ``classes``, ``dropped_classes``,
+        ``split_cells``, ``harmonization`` (detected genes reaching the vocabulary before and after),
+        ``context_ceiling`` per family (macro-F1 of a logistic regression on the context genes and on
+        all genes, test cells) and ``sha256`` of the task's cells.
+    """
+    as_read, adata, id_map, orthologs = read_task_dataset(spec)
+    harmonization = genes.harmonization_report(as_read, vocab, id_map=id_map, orthologs=orthologs)
+    layer = data.validate(adata, label_key=spec.label_key)
+    keep, split, report = split_task_cells(adata.obs, spec, seed)
+    adata = adata[keep].copy()
+    labels = adata.obs[spec.label_key].astype(str).to_numpy()
+    index = {s: np.flatnonzero(split == s) for s in SPLITS}
+    _, (y_train, y_test) = data.encode_labels(labels[index["train"]], labels[index["test"]])
+    ceilings = {}
+    for family in families:
+        tokens = data.tokenize(adata, vocab, context_genes, layer=layer, min_overlap=spec.min_vocab_overlap,
+                               medians=vocab.medians if family == "geneformer" else None)
+        tokens.save(tokens_path(data_dir, name, family))
+        ceilings[family] = evaluate.context_ceiling(adata, tokens, len(vocab), index["train"], index["test"],
+                                                    y_train, y_test, seed=seed)
+    path = labels_path(data_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, labels=labels.astype(str), split=split.astype(str))
+    return {"dataset": spec.dataset, "words": spec.words, "split": split_words(spec), **report,
+            "harmonization": harmonization, "context_ceiling": ceilings, "sha256": io.anndata_sha256(adata)}
+
+
+def load_task(data_dir: str | Path, name: str, family: str) -> tuple[CellTokens, list[str], dict[str, np.ndarray],
+                                                                       dict[str, np.ndarray]]:
+    """A prepared task: its tokens for ``family``, its classes, and per split the cell indices and
+    label codes. A clear error names the data job when the files are missing."""
+    labels_file, tokens_file = labels_path(data_dir, name), tokens_path(data_dir, name, family)
+    for path in (labels_file, tokens_file):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: task {name!r} is prepared by the workflow's data job "
+                                    f"(snakemake ... {Path(data_dir).parent / 'metrics' / 'data' / 'datasets.json'})")
+    stored = np.load(labels_file)
+    labels, split = stored["labels"], stored["split"]
+    index = {s: np.flatnonzero(split == s) for s in SPLITS}
+    classes, codes = data.encode_labels(*(labels[index[s]] for s in SPLITS))
+    return CellTokens.load(tokens_file), classes, index, dict(zip(SPLITS, codes))
+
+
+def annotation_records(y_true: np.ndarray, predictions: dict, scores: dict, suffix: str = "", seed: int = 0,
+                       n_boot: int = 200) -> list[dict]:
+    """Each score of each mode with its 95% bootstrap interval over the scored cells.
+
+    Parameters
+    ----------
+    y_true
+        Label codes of the scored cells.
+    predictions
+        mode -> predicted codes, or a list of them (one per finetuning seed: the record holds the
+        mean of their scores and of their bounds).
+    scores
+        metric name -> ``fn(y_true, y_pred) -> float``.
+    suffix
+        Appended to each metric name (``"_ood"``, ``"_<task>"``).
+    seed, n_boot
+        Of the cell bootstrap (:func:`scfm_lib.stats.cell_bootstrap_ci`).
+    """
+    from scfm_lib import stats
+
+    out = []
+    for mode, y_preds in predictions.items():
+        y_preds = y_preds if isinstance(y_preds, list) else [y_preds]
+        for name, fn in scores.items():
+            value, low, high = np.mean([stats.cell_bootstrap_ci(y_true, y, fn, n_boot=n_boot, seed=seed) for y in y_preds],
+                                       axis=0)
+            out.append({"mode": mode, "metric": name + suffix, "value": float(value), "cell_ci_low": float(low),
+                        "cell_ci_high": float(high), "n_finetune_seeds": len(y_preds)})
+    return out
+
+
+def evaluate_task(model, profile: Profile, results_dir: str | Path, name: str, family: str, fraction: float, seed: int,
+                  finetune_max_steps: int | None = None) -> tuple[list[dict], dict]:
+    """One checkpoint scored on task ``name``: frozen and finetuned (see the module docstring).
+
+    Returns
+    -------
+    records : list of dict
+        Modes ``finetune``, ``linear_probe`` and ``knn``; metrics ``macro_f1_<name>`` and
+        ``accuracy_<name>`` with their cell-bootstrap intervals.
+    log : dict
+        Per finetuning seed the best step, steps run and best validation loss; the classes.
+    """
+    from scfm_lib import train
+    from scfm_lib.study import rates
+
+    tokens, classes, index, y = load_task(Path(results_dir) / "data", name, family)
+    view = {s: tokens.subset(index[s]) for s in SPLITS}
+    z = {s: train.embed(model, view[s]) for s in ("train", "test")}           # the primary frozen readout
+    predictions = {"linear_probe": evaluate.linear_probe(z["train"], y["train"], z["test"], seed=seed),
+                   "knn": evaluate.knn_classify(z["train"], y["train"], z["test"], k=profile.evaluate.knn_k)}
+    regime = profile.evaluate.regimes[0]   # the benchmark's mode "finetune"
+    rate = rates.chosen_rate(results_dir, family, regime, fraction) if profile.study.rate_candidates else {}
+    finetuned, runs = [], []
+    for finetune_seed in profile.study.finetune_seeds_of(seed):
+        cfg = profile.finetune_config(max_steps=finetune_max_steps, seed=finetune_seed, regime=regime, **rate)
+        classifier, log = train.finetune_classifier(model, view["train"], y["train"], view["val"], y["val"],
+                                                    n_classes=len(classes), cfg=cfg)
+        finetuned.append(train.predict(classifier, view["test"]))
+        runs.append({"finetune_seed": finetune_seed, **{k: log[k] for k in ("best_step", "steps_run", "best_val_loss")}})
+    predictions["finetune"] = finetuned
+    records = annotation_records(y["test"], predictions, {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1},
+                                 suffix=f"_{name}", seed=seed)
+    return records, {"classes": classes, "finetune_runs": runs, "rate": rate}
