@@ -92,8 +92,10 @@ def _task_margin(data_record: dict, task: str, family: str) -> dict:
             "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
 
 
-def family_summary(profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame) -> dict:
-    """Gates, controls, D and the verdict of one family, for every task its records hold."""
+def family_summary(profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame,
+                   data_record: dict) -> dict:
+    """Gates, controls, D and the verdict of one family, for every task its records hold
+    (``data_record``: the data job's record, which holds each task of its own's classes and ceiling)."""
     ci = profile.stats.ci
     evaluated = results.load_records(results_dir, kinds=("evaluate",), family=family)
     pretrained = results.load_records(results_dir, kinds=("pretrain",), family=family)
@@ -123,7 +125,6 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
     positive_ok = out.get("positive_control", {}).get("detected", True)
     negative_ok = out.get("negative_control", {}).get("equivalent", True)
 
-    data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets")) if profile.data.tasks else {}
     for task, metric in task_metrics(profile).items():
         frozen, finetuned = _series(evaluated, FROZEN_MODE, metric), _series(evaluated, FINETUNED_MODE, metric)
         if frozen.empty or finetuned.empty:
@@ -223,8 +224,7 @@ def data_summary(profile: Profile, data_record: dict) -> dict:
     d = profile.data
     registry = d.source == "registry"
     if d.split_by and d.test_groups:
-        split = (f"whole {d.split_by} groups: test = {', '.join(map(str, d.test_groups))}; train and validation "
-                 f"from the other groups, stratified by {d.label_key}")
+        split = tasks.group_split_words(d.split_by, d.test_groups, d.label_key)
     else:
         split = f"whole {d.split_by} groups per split (train, validation, test)" if d.split_by else "random cells"
     ood_split = "every cell whose type the annotation task trains on, scored with its classifiers (never trained on)"
@@ -263,9 +263,10 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
     pretrained = [f for f in profile.fractions if f > 0]
     ends = [min(pretrained), max(pretrained)]
     model_config = profile.model_config(vocab_size=16)
-    families = {family: family_summary(profile, results_dir, family, baselines) for family in profile.families}
-    secondary = secondary_endpoints(profile, results_dir)
     data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets"))
+    families = {family: family_summary(profile, results_dir, family, baselines, data_record)
+                for family in profile.families}
+    secondary = secondary_endpoints(profile, results_dir)
     return {
         "profile": profile.name, "title": profile.title,
         "data": data_summary(profile, data_record),

@@ -102,11 +102,16 @@ def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.n
     return labelled[kept], split, report
 
 
+def group_split_words(split_by: str, test_groups, label_key: str) -> str:
+    """A split whose test cells are whole groups, in words (a task's, or the downstream dataset's)."""
+    return (f"whole {split_by} groups: test = {', '.join(map(str, test_groups))}; train and validation "
+            f"from the other groups, stratified by {label_key}")
+
+
 def split_words(spec: TaskSpec) -> str:
     """How a task's cells are split, in words (the summary and the data chapter say it)."""
     if spec.split_by:
-        return (f"whole {spec.split_by} groups: test = {', '.join(map(str, spec.test_groups))}; train and validation "
-                f"from the other groups, stratified by {spec.label_key}")
+        return group_split_words(spec.split_by, spec.test_groups, spec.label_key)
     return f"random cells, stratified by {spec.label_key} (60/20/20)"
 
 
