@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from pathlib import Path
@@ -141,6 +142,37 @@ def enable_jax_compilation_cache(path: str | Path | None = None) -> Path:
     return folder
 
 
+def exact_neighbors(X: np.ndarray, n_neighbors: int):
+    """The ``n_neighbors`` nearest cells of every cell of ``X`` (itself first), by exact Euclidean
+    search, as scib-metrics' ``NeighborsResults``: the ``neighbor_computer`` :func:`scib_scores`
+    gives scib-metrics' ``Benchmarker.prepare``.
+
+    Parameters
+    ----------
+    X
+        Embedding, shape [n_cells, n_dims].
+    n_neighbors
+        Neighbours per cell, the cell itself included (at most ``n_cells``).
+
+    Returns
+    -------
+    scib_metrics.nearest_neighbors.NeighborsResults
+        ``indices`` and ``distances``, each [n_cells, n_neighbors], nearest first.
+    """
+    from scib_metrics.nearest_neighbors import NeighborsResults
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.asarray(X, dtype=np.float32)
+    distances, indices = NearestNeighbors(n_neighbors=n_neighbors, algorithm="brute").fit(X).kneighbors(X)
+    return NeighborsResults(indices=indices, distances=distances.astype(np.float32))
+
+
+def _exact_neighbors_as_pynndescent(X: np.ndarray, n_neighbors: int, random_state: int = 0, n_jobs: int = 1):
+    """:func:`exact_neighbors` with ``scib_metrics.nearest_neighbors.pynndescent``'s signature (an exact
+    search needs no random state and runs in one thread)."""
+    return exact_neighbors(X, n_neighbors)
+
+
 def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
                 pre_integrated: np.ndarray | None = None) -> pd.DataFrame:
     """All scib-metrics metrics for several embeddings of the same cells, unscaled.
@@ -151,7 +183,18 @@ def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
     of log-normalized counts) that the PCR-comparison metric compares against; without it the
     first embedding's PCA is used, with a warning. One call compiles JAX once (cached on disk by
     :func:`enable_jax_compilation_cache`), which is why it takes every embedding at once.
+
+    Neighbours are exact (:func:`exact_neighbors`), not scib-metrics' pynndescent, both for the
+    embeddings and inside kBET (its diffusion-map neighbours, which scib-metrics takes from
+    ``scib_metrics.nearest_neighbors.pynndescent`` with no option to change it, so that name is
+    replaced for the duration of the call): at the study's sizes (hundreds to a few thousand test
+    cells) an exact search costs milliseconds, while pynndescent's numba code compiles for about a
+    minute in every process and returns approximate neighbour sets (4 of the 24 real-profile
+    embeddings differed from the exact ones at e90eb78).
     """
+    from unittest import mock
+
+    import scib_metrics.nearest_neighbors
     from scib_metrics.benchmark import Benchmarker
 
     enable_jax_compilation_cache()
@@ -180,9 +223,18 @@ def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
     bench = Benchmarker(adata, batch_key="batch", label_key="label", embedding_obsm_keys=names,
                         pre_integrated_embedding_obsm_key="X_pre", batch_correction_metrics=batch_metrics,
                         progress_bar=False, n_jobs=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # scib-metrics warns when PCR comparison is clipped at 0
-        bench.benchmark()
+    # scib-metrics calls gc.collect() before each metric of each embedding; with torch, JAX and scanpy
+    # loaded each full collection walks the whole heap (about a second each). Objects that exist
+    # before the benchmark are frozen out of those walks, and released to the collector afterwards.
+    gc.freeze()
+    try:
+        with warnings.catch_warnings(), mock.patch.object(scib_metrics.nearest_neighbors, "pynndescent",
+                                                          _exact_neighbors_as_pynndescent):
+            warnings.simplefilter("ignore", UserWarning)  # scib-metrics warns when PCR comparison is clipped at 0
+            bench.prepare(neighbor_computer=exact_neighbors)
+            bench.benchmark()
+    finally:
+        gc.unfreeze()
     table = bench.get_results(min_max_scale=False)
     return table.drop(index="Metric Type").astype(float).loc[names]
 

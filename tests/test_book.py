@@ -195,8 +195,10 @@ def test_papermill_is_started_again_only_when_the_kernel_died_at_start(tmp_path,
 
 
 def test_result_tables_get_the_books_stylesheet(repo):
-    """Wide result tables scroll inside their cell instead of being cut at the page edge."""
+    """Wide result tables scroll inside their cell instead of being cut at the page edge; printed
+    lines wrap instead of hiding their end."""
     config = yaml.safe_load((repo / "_config.yml").read_text())["sphinx"]["config"]
     assert "scfm.css" in config["html_css_files"]
     css = (repo / "book" / "_static" / "scfm.css").read_text()
     assert "overflow-x: auto" in css and "div.cell_output table" in css
+    assert "div.cell_output .output pre" in css and "white-space: pre-wrap" in css

@@ -33,8 +33,33 @@ def test_leiden_finds_planted_clusters_deterministically():
     assert scores == evaluate.cluster_scores(Z, y, resolution=0.5, seed=0)
 
 
-def test_scib_scores_with_scib_metrics():
-    """One test only: scib-metrics compiles JAX once per process (about a minute)."""
+def test_exact_neighbors_against_a_hand_computation():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    result = evaluate.exact_neighbors(X, 6)
+    d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    expected = np.argsort(d, axis=1, kind="stable")[:, :6]
+    assert result.indices.shape == (40, 6) and (result.indices[:, 0] == np.arange(40)).all()   # itself first
+    assert np.array_equal(result.indices, expected)
+    np.testing.assert_allclose(result.distances, np.take_along_axis(d, expected, 1), atol=1e-5)
+
+
+def test_scib_scores_with_scib_metrics(monkeypatch):
+    """One test only: scib-metrics compiles JAX once per process (about a minute). Every neighbour
+    search, the embeddings' and kBET's, is exact: pynndescent must not run."""
+    import gc
+
+    import scib_metrics.nearest_neighbors._pynndescent as scib_pynndescent
+
+    class NoNNDescent:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("scib_scores asked pynndescent for neighbours")
+
+    monkeypatch.setattr(scib_pynndescent, "NNDescent", NoNNDescent)
+    kbet_searches = []
+    exact_for_kbet = evaluate._exact_neighbors_as_pynndescent
+    monkeypatch.setattr(evaluate, "_exact_neighbors_as_pynndescent",
+                        lambda X, n_neighbors, **kw: kbet_searches.append(len(X)) or exact_for_kbet(X, n_neighbors))
     Z, y = blobs(n_per=75, n_classes=4, dim=10)
     batch = np.tile([0, 1, 2], len(y) // 3)
     rng = np.random.default_rng(0)
@@ -44,11 +69,13 @@ def test_scib_scores_with_scib_metrics():
     for column in ["Bio conservation", "Batch correction", "Total"]:
         assert table[column].between(0, 1).all()
     assert table.loc["clean", "Batch correction"] > table.loc["batchy", "Batch correction"]
+    assert kbet_searches   # kBET's diffusion-map neighbours went through the exact search
     with pytest.raises(ValueError, match=">= 2 batches"):
         evaluate.scib_scores({"clean": Z}, y, np.zeros(len(y)))
     bio_only = evaluate.scib_scores({"clean": Z}, y, None, pre_integrated=Z)   # a dataset of one batch
     assert "Bio conservation" in bio_only.columns and "Batch correction" not in bio_only.columns
     assert 0 <= bio_only.loc["clean", "Bio conservation"] <= 1
+    assert gc.get_freeze_count() == 0   # the heap frozen during the benchmark is released
 
 
 @pytest.fixture(scope="module")
