@@ -53,7 +53,7 @@ def _format_size_axis(ax: plt.Axes, n_cells: pd.Series) -> None:
     sizes = np.sort(n_cells.unique())
     pos = corpus_size_positions(pd.Series(sizes))
     labels = ["0\n(random init)" if s == 0 else f"{int(s):,}" for s in sizes]
-    ax.set_xticks(pos.values, labels, fontsize=10)
+    ax.set_xticks(pos.values, labels, fontsize=8)
     ax.set_xlabel("pretraining cells (log scale)")
 
 
