@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -56,20 +57,23 @@ def seconds_per_call(fn, warmup: int = 2, repeats: int = 5) -> float:
     return best
 
 
-def seconds_per_batch(step, n_batches: int, warmup: int = 3, repeats: int = 3) -> float:
-    """Mean seconds per batch of ``step(i)`` (one training step on batch ``i``) over batches
-    ``0 .. n_batches - 1``, each timed as its best of ``repeats`` passes after ``warmup`` steps.
-    A mean over batches, not a median: the batches differ in length, and cells/s is all the cells
-    over all the time."""
+def seconds_per_batch(step, n_batches: int, warmup: int = 3, repeats: int = 3) -> dict[str, float]:
+    """Seconds per batch of ``step(i)`` (one training step on batch ``i``) over batches
+    ``0 .. n_batches - 1``, after ``warmup`` steps, each batch timed in ``repeats`` passes:
+    ``best``, the mean over batches of each batch's fastest pass (other processes on a shared
+    machine only add time, so the fastest pass is the least disturbed), and ``median``, the mean
+    over batches of each batch's median pass (what a run of many steps sees). A mean over batches,
+    not a median: the batches differ in length, and cells/s is all the cells over all the time."""
     for i in range(warmup):
         step(i % n_batches)
-    best = [float("inf")] * n_batches
+    times = [[] for _ in range(n_batches)]
     for _ in range(repeats):
         for i in range(n_batches):
             start = time.perf_counter()
             step(i)
-            best[i] = min(best[i], time.perf_counter() - start)
-    return sum(best) / n_batches
+            times[i].append(time.perf_counter() - start)
+    return {"best": sum(min(t) for t in times) / n_batches,
+            "median": sum(statistics.median(t) for t in times) / n_batches}
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:

@@ -6,7 +6,8 @@ For each family (scgpt, geneformer) at two sizes, one pretraining step (forward,
 on 10 batches of cells with realistic lengths (the number of expressed genes varies, so batches
 are length-bucketed and trimmed as in scfm_lib.train.pretrain), in bf16 autocast. Each batch's
 time is its best of 3 passes (other processes on a shared machine only add time), the same for
-every model and for the matmul peaks; cells/s is all the cells over the sum of those times:
+every model and for the matmul peaks; cells/s is all the cells over the sum of those times. The
+ratios against the peer are also given with each batch's median pass (``*_median``):
 
 - cells/s and tokens/s (non-padding positions);
 - model FLOP utilization (MFU): the model's FLOPs per second over this machine's measured bf16
@@ -51,8 +52,9 @@ def batches(tokens: CellTokens, n: int, seed: int = 0) -> list[tuple[torch.Tenso
     return [train._tensors(tokens, sampler.next_batch(BATCH)) for _ in range(n)]
 
 
-def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -> tuple[float, float]:
-    """Seconds per training step and model FLOPs per step, bf16 autocast (``compile``: the loss
+def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -> tuple[dict, float]:
+    """Seconds per training step (``best`` and ``median``, ``common.seconds_per_batch``) and model
+    FLOPs per step, bf16 autocast (``compile``: the loss
     through ``torch.compile(dynamic=True)``, as scfm_lib.train does with ``PretrainConfig.compile``;
     compilation happens in the warm-up steps and is not timed)."""
     model = ScFM(ScFMConfig(vocab_size=VOCAB, context_genes=CONTEXT, family=family, **size),
@@ -79,12 +81,12 @@ def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -
         flops.append(3 * (encoder_flops(B * (L + 1), L + 1, d, size["n_layers"], 4 * d, final_tokens) + head))
 
     # compiling: the warm-up pass meets every batch length once, so no timed step compiles
-    seconds = seconds_per_batch(step, len(data), warmup=len(data) if compile else 3)
-    return seconds, float(np.mean(flops))
+    times = seconds_per_batch(step, len(data), warmup=len(data) if compile else 3)
+    return times, float(np.mean(flops))
 
 
-def peer_step_time(size: dict, data: list, bf16: bool) -> float:
-    """Seconds per training step of transformers' BertForMaskedLM on the same batches (CLS + genes,
+def peer_step_time(size: dict, data: list, bf16: bool) -> dict:
+    """Seconds per training step (``best`` and ``median``) of transformers' BertForMaskedLM on the same batches (CLS + genes,
     attention mask on padding, labels -100 except at masked positions: logits at every position)."""
     from transformers import BertConfig, BertForMaskedLM
 
@@ -140,16 +142,22 @@ def main() -> None:
         real_tokens = float(np.mean([int((g != 0).sum()) for g, _ in data]))
         peer = {"fp32": peer_step_time(size, data, bf16=False), "bf16": peer_step_time(size, data, bf16=True)}
         for family in ("scgpt", "geneformer"):
-            seconds, flops = ours_step_time(family, size, data)
+            times, flops = ours_step_time(family, size, data)
+            seconds, median = times["best"], times["median"]
             row = {"family": family, "size": size_name, **size, "context": CONTEXT, "vocab": VOCAB, "batch": BATCH,
                    "cells_per_s": cells / seconds, "tokens_per_s": real_tokens / seconds,
                    "tflops": flops / seconds / 1e12,
-                   "peer_fp32_cells_per_s": cells / peer["fp32"], "peer_bf16_cells_per_s": cells / peer["bf16"],
-                   "speedup_vs_peer_fp32": peer["fp32"] / seconds, "speedup_vs_peer_bf16": peer["bf16"] / seconds}
+                   "peer_fp32_cells_per_s": cells / peer["fp32"]["best"], "peer_bf16_cells_per_s": cells / peer["bf16"]["best"],
+                   "speedup_vs_peer_fp32": peer["fp32"]["best"] / seconds, "speedup_vs_peer_bf16": peer["bf16"]["best"] / seconds,
+                   # the same ratios with each batch's median pass instead of its fastest (both sides alike)
+                   "cells_per_s_median": cells / median,
+                   "speedup_vs_peer_fp32_median": peer["fp32"]["median"] / median,
+                   "speedup_vs_peer_bf16_median": peer["bf16"]["median"] / median}
             rows.append(row)
             print(f"{family:10s} {size_name:5s} {row['cells_per_s']:8.1f} cells/s {row['tokens_per_s']:9.0f} tokens/s "
                   f"{row['tflops']:.3f} TFLOP/s  x{row['speedup_vs_peer_fp32']:.1f} vs BertForMaskedLM fp32 "
-                  f"(x{row['speedup_vs_peer_bf16']:.1f} vs its bf16)")
+                  f"(x{row['speedup_vs_peer_bf16']:.1f} vs its bf16); median passes: "
+                  f"x{row['speedup_vs_peer_fp32_median']:.1f} fp32, x{row['speedup_vs_peer_bf16_median']:.1f} bf16")
     # The machine's speed drifts with its neighbours: the peak is measured again after the steps and
     # the higher of the two is the reference, so that a slow moment never inflates a utilization.
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
@@ -167,7 +175,7 @@ def main() -> None:
         data = batches(tokens, 10)
         for family in ("scgpt", "geneformer"):
             eager = next(r for r in rows if r["family"] == family and r["size"] == size_name)
-            seconds, _ = ours_step_time(family, size, data, compile=True)
+            seconds = ours_step_time(family, size, data, compile=True)[0]["best"]
             compiled.append({"family": family, "size": size_name, "cells_per_s": BATCH / seconds,
                              "eager_cells_per_s": eager["cells_per_s"], "speedup_vs_eager": BATCH / seconds / eager["cells_per_s"]})
             print(f"{family:10s} {size_name:5s} torch.compile: {BATCH / seconds:8.1f} cells/s "

@@ -257,7 +257,8 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
                   f"{throughput['rows'][0]['batch']} cells of 100 to {throughput['rows'][0]['context']} expressed genes "
                   f"(length-bucketed), vocabulary {throughput['rows'][0]['vocab']:,}. Each batch counts with its best "
                   "time of 3 passes (other processes on a shared machine only add time), as do the matmul peaks; "
-                  "cells/s is all the cells over the sum of those times. The peer is Hugging Face "
+                  "cells/s is all the cells over the sum of those times. The last column gives the bf16 ratio "
+                  "again with each batch's median pass, ours and the peer's alike. The peer is Hugging Face "
                   "`BertForMaskedLM` (Geneformer's architecture) with the same sizes and batches, in fp32 as its "
                   "users run it and in bf16 autocast, with the fused AdamW that `transformers`' Trainer uses.", "",
                   "What the step does that the peer does not (`scfm_lib/model.py`): the attention computes in fp32 "
@@ -267,12 +268,15 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
                   "blocks without an fp32 copy of the logits (`linear_cross_entropy`). All three give the numbers of "
                   "the plain computation (`tests/test_model.py`). The MFU column counts the FLOPs each model "
                   "actually performs.", "",
-                  "| family | size (D x layers) | cells/s | tokens/s | TFLOP/s | MFU (bf16 peak) | vs peer fp32 | vs peer bf16 |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| family | size (D x layers) | cells/s | tokens/s | TFLOP/s | MFU (bf16 peak) | vs peer fp32 | vs peer bf16 "
+                  "| vs peer bf16, median passes |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in throughput["rows"]:
+            median = r.get("speedup_vs_peer_bf16_median")   # files written before the median was recorded lack it
             lines.append(f"| {r['family']} | {r['size']} ({r['d_model']} x {r['n_layers']}) | {r['cells_per_s']:.1f} | "
                          f"{r['tokens_per_s']:,.0f} | {r['tflops']:.3f} | {r['mfu_bf16']:.1%} | "
-                         f"{r['speedup_vs_peer_fp32']:.1f}x | {r['speedup_vs_peer_bf16']:.1f}x |")
+                         f"{r['speedup_vs_peer_fp32']:.1f}x | {r['speedup_vs_peer_bf16']:.1f}x | "
+                         + (f"{median:.1f}x |" if median is not None else "not recorded |"))
         lines += ["", "The encoder alone (transformer blocks, full-length batch, forward + backward, bf16):", "",
                   "| size | TFLOP/s | share of the bf16 matmul peak |", "|---|---|---|"]
         for name, e in throughput["encoder"].items():

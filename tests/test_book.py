@@ -152,7 +152,7 @@ def test_performance_page_is_built_from_the_benchmark_results(tmp_path):
     machine = {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13.0", "python": "3.11"}
     row = {"family": "geneformer", "size": "base", "d_model": 256, "n_layers": 4, "context": 256, "vocab": 20003,
            "batch": 32, "cells_per_s": 52.5, "tokens_per_s": 9400.0, "tflops": 0.2, "mfu_bf16": 0.531,
-           "speedup_vs_peer_fp32": 5.04, "speedup_vs_peer_bf16": 3.9}
+           "speedup_vs_peer_fp32": 5.04, "speedup_vs_peer_bf16": 3.9, "speedup_vs_peer_bf16_median": 3.6}
     (tmp_path / "train_throughput.json").write_text(json.dumps(
         {"machine": machine, "created_utc": "2026-11-26T00:00:00Z", "peaks_flops": {"bf16": 4e11, "fp32": 1.8e11},
          "rows": [row], "encoder": {"base": {"seconds": 1.0, "tflops": 0.2, "mfu_bf16": 0.507}}, "compiled": []}))
@@ -161,7 +161,7 @@ def test_performance_page_is_built_from_the_benchmark_results(tmp_path):
          "shape": {"batch": 32, "heads": 8, "length": 200, "head_size": 32},
          "milliseconds": {"sdpa_fp32": 40.0, "sdpa_bf16": 60.0}}))
     page = book.performance_page(tmp_path)
-    assert "| geneformer | base (256 x 4) | 52.5 | 9,400 | 0.200 | 53.1% | 5.0x | 3.9x |" in page
+    assert "| geneformer | base (256 x 4) | 52.5 | 9,400 | 0.200 | 53.1% | 5.0x | 3.9x | 3.6x |" in page
     assert "| sdpa_bf16 | 60.0 | 1.50x |" in page
     assert "runs at 5.0x at D = 256 the peer's fp32 cells/s" in page and "51% at base" in page
     assert "## Memory as the corpus grows" not in page                   # no memory.json: no section
