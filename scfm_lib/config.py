@@ -92,6 +92,10 @@ class DataSection:
     # The narrow tasks, in words (the verdicts and chapters name them): the downstream test split and
     # the out-of-distribution set.
     task_words: dict = field(default_factory=lambda: dict(TASK_WORDS))
+    # A registered dataset whose var pairs old-release symbols (gene_symbol_original) with their Ensembl
+    # IDs (ensembl_id), e.g. pbmc3k_10x_labeled (10x's hg19 gene table): symbol datasets are renamed to
+    # the GENCODE v44 names of those IDs (scfm_lib.genes.release_symbol_map). "" = symbols kept as read.
+    symbol_reference: str = ""
     vocab_min_cells: int = 3           # a corpus gene enters the vocabulary if detected in >= this many cells
     vocab_max_genes: int = 0           # cap on the vocabulary (most often detected genes; 0 = no cap)
     n_corpus: int = 20000              # cells in the full (100%) pretraining corpus (0 = every cell)
@@ -374,7 +378,8 @@ class Profile:
             return
         from scfm_lib import datasets
 
-        for name in [*self.data.corpus, self.data.downstream, *([self.data.ood] if self.data.ood else [])]:
+        for name in [*self.data.corpus, self.data.downstream, *([self.data.ood] if self.data.ood else []),
+                     *([self.data.symbol_reference] if self.data.symbol_reference else [])]:
             if name not in datasets.REGISTRY:
                 raise ConfigError(f"profile {self.name!r}: dataset {name!r} is not registered; registered: "
                                   f"{sorted(datasets.REGISTRY)} (python -m scfm_lib.datasets)")

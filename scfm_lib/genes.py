@@ -96,13 +96,55 @@ def _needs_id_map(names: Sequence[str], id_map: Mapping[str, str] | None) -> boo
     return True
 
 
+def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str],
+                       id_map: Mapping[str, str]) -> dict[str, str]:
+    """Symbols of an older annotation release -> their current names, through their Ensembl IDs.
+
+    Datasets aligned to hg19 name genes as that release did (``RP11-206L10.2``, ``FAM138A``); a
+    GRCh38 dataset names some of the same genes otherwise, so the two would meet in a vocabulary
+    as different genes. A gene table of the old release that pairs each symbol with its Ensembl ID
+    (10x Genomics' hg19 ``genes.tsv``, e.g. ``var`` of ``pbmc3k_10x_labeled``) gives each old symbol
+    the name its ID has today (``id_map``, e.g. GENCODE v44).
+
+    Parameters
+    ----------
+    symbols, ensembl_ids
+        The old release's gene table: one symbol and its Ensembl gene ID (version allowed) per gene.
+    id_map
+        Ensembl ID -> current symbol (``datasets.load_mapping("gencode_v44_id2name")``).
+
+    Returns
+    -------
+    dict
+        Old symbol -> current symbol, only where the two differ. Left out, so kept as they are: a
+        symbol whose ID has no current name (a retired gene), a symbol that is itself a current name
+        (it may name another gene today; a dataset naming it cannot say which), and a symbol whose
+        IDs have several current names.
+    """
+    if len(symbols) != len(ensembl_ids):
+        raise ValueError(f"symbols ({len(symbols)}) and ensembl_ids ({len(ensembl_ids)}) must pair one to one")
+    current = set(id_map.values())
+    targets: dict[str, set[str]] = {}
+    for symbol, gene_id in zip(map(str, symbols), map(str, ensembl_ids)):
+        name = id_map.get(strip_ensembl_version(gene_id))
+        if name is not None:
+            targets.setdefault(symbol, set()).add(name)
+    return {symbol: next(iter(names)) for symbol, names in targets.items()
+            if len(names) == 1 and symbol not in current and next(iter(names)) != symbol}
+
+
 def harmonize_genes(adata: ad.AnnData, id_map: Mapping[str, str] | None = None,
-                    orthologs: Mapping[str, str] | None = None) -> ad.AnnData:
-    """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol), then,
-    if given, ``orthologs`` maps symbols of another species (e.g. mouse -> human)."""
+                    orthologs: Mapping[str, str] | None = None,
+                    symbol_map: Mapping[str, str] | None = None) -> ad.AnnData:
+    """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol);
+    symbols of an older release through ``symbol_map`` (:func:`release_symbol_map`; symbols it does
+    not hold are kept, genes renamed onto one symbol are summed); then, if given, ``orthologs`` maps
+    symbols of another species (e.g. mouse -> human)."""
     out = adata
     if _needs_id_map(adata.var_names, id_map):
         out = map_genes(out, id_map, "Ensembl IDs")
+    elif symbol_map and adata.var_names.isin(list(symbol_map)).any():
+        out = map_genes(out, {n: symbol_map.get(n, n) for n in adata.var_names.astype(str)}, "gene symbols")
     if orthologs is not None:
         out = map_genes(out, orthologs, "genes for the ortholog table")
     return out
@@ -129,7 +171,8 @@ def invert_orthologs(human_to_other: Mapping[str, str]) -> dict[str, str]:
 
 
 def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = None,
-                     orthologs: Mapping[str, str] | None = None) -> pd.Index:
+                     orthologs: Mapping[str, str] | None = None,
+                     symbol_map: Mapping[str, str] | None = None) -> pd.Index:
     """Name by name, what :func:`harmonize_genes` turns each gene into.
 
     Parameters
@@ -137,9 +180,9 @@ def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = No
     names
         Gene names (symbols or Ensembl IDs, possibly versioned); judged as a whole by
         :func:`identifier_kind`, as :func:`harmonize_genes` judges ``var_names``.
-    id_map, orthologs
-        As for :func:`harmonize_genes`: Ensembl IDs (version stripped) go through ``id_map``, then
-        the symbols through ``orthologs``.
+    id_map, orthologs, symbol_map
+        As for :func:`harmonize_genes`: Ensembl IDs (version stripped) go through ``id_map``, symbols
+        of an older release through ``symbol_map``, then the symbols through ``orthologs``.
 
     Returns
     -------
@@ -149,6 +192,8 @@ def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = No
     out = pd.Index([str(n) for n in names], dtype=object)
     if _needs_id_map(out, id_map):
         out = pd.Index([id_map.get(strip_ensembl_version(n)) for n in out], dtype=object)
+    elif symbol_map:
+        out = pd.Index([symbol_map.get(n, n) for n in out], dtype=object)
     if orthologs is not None:
         out = pd.Index([None if n is None else orthologs.get(strip_ensembl_version(n)) for n in out], dtype=object)
     return out
@@ -156,16 +201,17 @@ def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = No
 
 def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVocab,
                          id_map: Mapping[str, str] | None = None, orthologs: Mapping[str, str] | None = None,
-                         id_column: str | None = None, layer: str | None = None) -> dict[str, int | float]:
+                         id_column: str | None = None, layer: str | None = None,
+                         symbol_map: Mapping[str, str] | None = None) -> dict[str, int | float]:
     """How many of a dataset's detected genes reach a vocabulary, before and after harmonization.
 
     A gene is *detected* when it has a nonzero value in at least one cell; genes never detected
     never become tokens, so they are not counted. *Before* compares the dataset's own names
     (``var_names``) with the vocabulary; *after* compares what :func:`harmonize_genes` makes of
     them (Ensembl IDs to symbols through ``id_map``, version suffixes stripped, then ``orthologs``
-    for another species). genes.py has no alias table, so hg19-era symbols that were renamed since
-    (e.g. ``RP11-...`` clone names) are not fixed unless the dataset also carries Ensembl IDs:
-    ``id_column`` then harmonizes those IDs (a ``var`` column, e.g. ``"ensembl_id"``) instead.
+    for another species; ``symbol_map`` for symbols of an older release, e.g. hg19-era clone names
+    ``RP11-...`` renamed since). ``id_column`` harmonizes a ``var`` column of Ensembl IDs (e.g.
+    ``"ensembl_id"``) instead of the names.
 
     Parameters
     ----------
@@ -179,6 +225,8 @@ def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVoca
     orthologs
         Symbol of the dataset's species -> vocabulary symbol, e.g. ``invert_orthologs(human2mouse)``
         for a mouse dataset and a human vocabulary.
+    symbol_map
+        Old-release symbol -> current symbol (:func:`release_symbol_map`).
     id_column
         A ``var`` column whose identifiers are harmonized instead of ``var_names``.
     layer
@@ -201,7 +249,7 @@ def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVoca
         raise ScfmDataError(f"var column {id_column!r} not found (var has {list(adata.var.columns)})")
     source = adata.var[id_column].astype(str) if id_column else adata.var_names
     own = pd.Index(adata.var_names.astype(str))[detected]
-    after = harmonized_names(source, id_map, orthologs)[detected]    # ID kind judged on all genes, as harmonize_genes
+    after = harmonized_names(source, id_map, orthologs, symbol_map)[detected]    # ID kind judged on all genes, as harmonize_genes
     reached = [n for n in after if n is not None and n in targets]
     n_detected = int(detected.sum())
     before = int(own.isin(list(targets)).sum())

