@@ -2,7 +2,8 @@
 
 Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
-- ``data``      validation, gene vocabulary, nested corpus reductions, splits, tokenization
+- ``data``      package: ``validation`` (counts, labels), ``vocab`` (gene vocabulary), ``tokens`` (cell
+                tokens, tokenization), ``splits`` (nested corpus reductions, label budgets, splits)
 - ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file)
 - ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
@@ -13,7 +14,9 @@ Layout follows scanpy/scvi-tools conventions:
 - ``metrics``   metric functions (arrays in, float out)
 - ``stats``     the masking statistic (slopes, bootstrap CIs, masking index)
 - ``pl``        the book's figures
-- ``config``, ``results``, ``io``, ``book``: profiles, metrics files, provenance, generated pages
+- ``config``    package: ``sections`` and ``profile`` (profiles and their loading), ``parameters``
+                (notebook parameter checks), ``checks`` (the shared type checks)
+- ``results``, ``io``, ``book``: metrics files, provenance, generated pages
 
 Submodules load on first use (``import scfm_lib as sl; sl.tl.embed(...)``), so importing the
 package for its configuration does not import torch.

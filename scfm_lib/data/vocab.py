@@ -1,0 +1,108 @@
+"""The gene vocabulary: special token ids, gene name <-> token id, and the overlap check."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+
+from scfm_lib.data.validation import ScfmDataError, _matrix
+from scfm_lib.io import atomic_write
+
+PAD_ID, CLS_ID, MASK_ID = 0, 1, 2
+SPECIAL_TOKENS = ("<pad>", "<cls>", "<mask>")
+
+
+class GeneVocab:
+    """Gene name <-> token id; ids 0-2 are the special tokens, genes start at 3.
+
+    ``medians`` (float [len(vocab)], per token; see :func:`gene_medians`) are the corpus medians
+    the geneformer family's rank-value encoding divides by; they travel with the vocabulary so a
+    checkpoint folder tokenizes new data exactly as its training data was tokenized.
+    """
+
+    def __init__(self, genes: Sequence[str], medians: Sequence[float] | None = None):
+        genes = [str(g) for g in genes]
+        if len(set(genes)) != len(genes):
+            raise ScfmDataError("the vocabulary has duplicated genes; make gene names unique first")
+        self.genes = genes
+        self._index = {g: i + len(SPECIAL_TOKENS) for i, g in enumerate(genes)}
+        self.medians = None if medians is None else np.asarray(medians, dtype=np.float64)
+        if self.medians is not None and (self.medians.shape != (len(self),) or not (self.medians > 0).all()):
+            raise ScfmDataError(f"medians must be {len(self)} positive numbers (one per token), got shape "
+                                f"{self.medians.shape}")
+
+    def __len__(self) -> int:
+        return len(SPECIAL_TOKENS) + len(self.genes)
+
+    def encode(self, names: Sequence[str]) -> np.ndarray:
+        """Token ids of ``names`` (int64), -1 for genes outside the vocabulary."""
+        return np.array([self._index.get(str(n), -1) for n in names], dtype=np.int64)
+
+    def overlap(self, names: Sequence[str]) -> float:
+        """Share of ``names`` found in the vocabulary, in [0, 1]."""
+        return float((self.encode(names) >= 0).mean()) if len(names) else 0.0
+
+    def save(self, path: str | Path) -> None:
+        medians = None if self.medians is None else self.medians.tolist()
+        with atomic_write(path) as fh:
+            json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes, "medians": medians}, fh)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GeneVocab":
+        with open(path) as fh:
+            stored = json.load(fh)
+        return cls(stored["genes"], stored.get("medians"))
+
+
+def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5,
+                        layer: str | None = None) -> float:
+    """The share of the data's genes in the vocabulary; below ``min_overlap`` is an error.
+
+    With ``layer``, only genes detected in at least one cell count: a count table listing every
+    annotated gene (most never expressed) is not penalized for genes that carry no signal.
+    """
+    names = list(adata.var_names)
+    if layer is not None:
+        detected = np.asarray((_matrix(adata, layer) != 0).sum(0)).ravel() > 0
+        names = [n for n, d in zip(names, detected) if d] or names
+    share = vocab.overlap(names)
+    if share < min_overlap:
+        found = int(round(share * len(names)))
+        missing = [n for n, i in zip(names, vocab.encode(names)) if i < 0][:5]
+        data_ensembl = any(str(n).startswith("ENS") for n in names[:50])
+        if data_ensembl and not any(g.startswith("ENS") for g in vocab.genes[:50]):
+            hint = ("The data has Ensembl IDs, the vocabulary gene symbols: map them first with "
+                    "scfm_lib.genes.harmonize_genes(adata, id_map=scfm_lib.datasets.load_mapping('gencode_v44_id2name')).")
+        elif not data_ensembl and any(g.startswith("ENS") for g in vocab.genes[:50]):
+            hint = ("The data has gene symbols, the vocabulary Ensembl IDs: map them first with "
+                    "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>)).")
+        elif vocab.overlap(_case_matched(names, vocab)) >= min_overlap:
+            hint = ("The names match the vocabulary when case is ignored (e.g. 'Cd3e' for 'CD3E': mouse-style or "
+                    "lower-case symbols): map them to the vocabulary's case or, for mouse data, to human orthologs with "
+                    "scfm_lib.genes.harmonize_genes(adata, orthologs=<mouse -> human symbol dict>), e.g. the inverse of "
+                    "scfm_lib.datasets.load_mapping('ensembl105_human2mouse').")
+        elif vocab.overlap([strip_ensembl_version(n) for n in names]) >= min_overlap:
+            hint = ("The names match the vocabulary once their version suffix is dropped (e.g. 'ENSG00000010610.10'): "
+                    "strip it with scfm_lib.genes.map_genes, which removes Ensembl versions, or rename var_names.")
+        else:
+            hint = ("Check that the data is of the species and gene annotation the model was pretrained on "
+                    "(scfm_lib.genes.harmonize_genes maps IDs and orthologs), or use a model whose vocabulary covers it.")
+        raise ScfmDataError(f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
+                            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}. {hint}")
+    return share
+
+
+def _case_matched(names: Sequence[str], vocab: GeneVocab) -> list[str]:
+    """``names`` spelled as the vocabulary spells them where they differ only in case."""
+    upper = {g.upper(): g for g in vocab.genes}
+    return [upper.get(str(n).upper(), n) for n in names]
+
+
+def strip_ensembl_version(name: str) -> str:
+    """``ENSG00000010610.10`` -> ``ENSG00000010610``; any other name unchanged."""
+    return re.sub(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", str(name))
