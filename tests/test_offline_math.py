@@ -34,6 +34,7 @@ def test_a_page_with_maths_renders_offline(tmp_path):
     MathJax typeset all three formulas: the TeX source is gone, mjx-container elements are there."""
     shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
     shutil.copytree(REPO / "book" / "_static", tmp_path / "book" / "_static")
+    shutil.copytree(REPO / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\n")
     (tmp_path / "index.md").write_text("# Maths\n\nThe gain $g_{f,s}$ of seed $s$, and\n\n"
                                        "$$\nD = \\bar g_\\mathrm{frozen} - \\bar g_\\mathrm{finetuned}\n$$\n")

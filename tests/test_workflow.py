@@ -23,6 +23,8 @@ def _book_root(repo, tmp_path):
     for page in (repo / "book").glob("*.md"):
         shutil.copy(page, root / "book")
     shutil.copytree(repo / "book" / "_static", root / "book" / "_static")   # the offline MathJax
+    shutil.copytree(repo / "tools", root / "tools",                          # the Sphinx extension
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

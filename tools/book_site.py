@@ -9,7 +9,9 @@ Running a profile never modifies tracked files. ``make book PROFILE=p`` runs the
   ``results/<p>/`` where every page and command says they are;
 - the book's configuration and static pages are copied in (the generated ones, the parameter tables
   and the performance page, are written there by the workflow);
-- ``book/_static`` and the committed books the profile lists (``book_includes``) are linked, read only.
+- ``book/_static`` and the committed books the profile lists (``book_includes``) are linked, read only;
+- ``tools`` is linked too: ``_config.yml`` loads the book's Sphinx extension from ``tools/``
+  (tools/sphinx_table_csv.py), a path relative to the folder of ``_config.yml``.
 
 The committed book (``book/<p>/``, and for :data:`COMMITTED_PROFILE` the root ``_toc.yml`` and the
 generated pages) changes only through ``make publish PROFILE=p``, which copies a finished run in.
@@ -65,6 +67,7 @@ def prepare(profile: str, repo: str | Path = REPO, includes: list[str] | None = 
         if page.name not in GENERATED_PAGES:
             shutil.copy2(page, site / "book" / page.name)
     _link(repo / "book" / "_static", site / "book" / "_static")
+    _link(repo / "tools", site / "tools")              # the local Sphinx extension _config.yml loads
     for name in includes:
         if name != profile and (repo / "book" / name / "intro.ipynb").exists():
             _link(repo / "book" / name, site / "book" / name)
