@@ -4,11 +4,14 @@ Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
 - ``data``      package: ``validation`` (counts, labels), ``vocab`` (gene vocabulary), ``tokens`` (cell
                 tokens, tokenization), ``splits`` (nested corpus reductions, label budgets, splits)
-- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file)
+- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file); ``losses`` its
+                geneformer loss kernel, ``classifier`` the finetuning head (both re-exported by ``model``)
 - ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
 - ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA)
 - ``probes``    gene-embedding retrieval and in-silico perturbation
+- ``CellModel`` a checkpoint loaded once, used on any AnnData: ``embed``, ``reconstruction_loss``,
+                ``finetune``, ``predict`` (module ``cellmodel``)
 - ``tl``        tools on AnnData (``tl.embed`` writes ``obsm["X_scfm"]``)
 - ``evaluate``  frozen, zero-shot and baseline evaluations on embeddings
 - ``metrics``   metric functions (arrays in, float out)
@@ -18,8 +21,8 @@ Layout follows scanpy/scvi-tools conventions:
                 (notebook parameter checks), ``checks`` (the shared type checks)
 - ``results``, ``io``, ``book``: metrics files, provenance, generated pages
 
-Submodules load on first use (``import scfm_lib as sl; sl.tl.embed(...)``), so importing the
-package for its configuration does not import torch.
+Submodules (and ``CellModel``) load on first use (``import scfm_lib as sl; sl.tl.embed(...)``,
+``sl.CellModel.load(...)``), so importing the package for its configuration does not import torch.
 """
 
 import importlib
@@ -31,11 +34,14 @@ __version__ = "0.1.0"
 # adds nothing to an executed notebook but the path of the local install.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-_SUBMODULES = ("atlas", "book", "config", "data", "datasets", "evaluate", "genes", "io", "metrics", "model", "pl",
-               "probes", "readers", "results", "runner", "soma", "stats", "tl", "train")
+_SUBMODULES = ("atlas", "book", "cellmodel", "classifier", "config", "data", "datasets", "evaluate", "genes", "io",
+               "losses", "metrics", "model", "pl", "probes", "readers", "results", "runner", "soma", "stats", "tl",
+               "train")
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"scfm_lib.{name}")
+    if name == "CellModel":  # imports torch: only when asked for
+        return importlib.import_module("scfm_lib.cellmodel").CellModel
     raise AttributeError(f"module 'scfm_lib' has no attribute {name!r}")

@@ -19,6 +19,12 @@ pretraining asks:
 
 Shapes: B cells in a batch, L gene positions (context), D model width, H heads, V vocabulary,
 M masked positions in a batch.
+
+Two small modules hold what is not the transformer itself, and this module re-exports their
+names (``scfm_lib.model.linear_cross_entropy`` etc. keep working): :mod:`scfm_lib.losses`, the
+memory-lean vocabulary cross-entropy of the geneformer head (:func:`linear_cross_entropy`) and
+the masked-row index its last block runs at (:func:`masked_rows`); :mod:`scfm_lib.classifier`,
+the finetuning head :class:`CellClassifier`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scfm_lib.classifier import CellClassifier
 from scfm_lib.data import MASK_ID, PAD_ID
+from scfm_lib.losses import _LinearCrossEntropy, linear_cross_entropy, masked_rows  # noqa: F401 (re-exported)
+
+__all__ = ["FAMILIES", "POOLINGS", "VALUE_ENCODINGS", "Block", "CellClassifier", "ScFM", "ScFMConfig",
+           "SelfAttention", "keep_shown", "linear_cross_entropy", "masked_rows", "random_value_mask"]
 
 FAMILIES = ("scgpt", "geneformer")
 VALUE_ENCODINGS = ("continuous", "binned")
@@ -356,71 +367,6 @@ class ScFM(nn.Module):
         return self.pretraining_loss(gene_ids, values, random_value_mask(gene_ids, mask_ratio, generator))
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Per-row cross-entropy of ``h @ weight.T + bias`` (see :func:`linear_cross_entropy`)."""
-
-    @staticmethod
-    def forward(ctx, h, weight, bias, targets, need_grad: bool, chunk_rows: int):
-        # h [M, D], weight [V, D] (both the matmul dtype), bias [V] fp32, targets [M] long
-        with torch.autocast(h.device.type, enabled=False):
-            logits = h @ weight.T                                            # [M, V], h.dtype
-            losses = torch.empty(len(h), dtype=torch.float32, device=h.device)  # [M]
-            for start in range(0, len(h), chunk_rows):
-                rows = slice(start, start + chunk_rows)
-                z = torch.add(logits[rows], bias)                            # [c, V] fp32; fits in cache
-                z -= z.amax(1, keepdim=True)                                 # logits - their max: exp <= 1
-                target = targets[rows, None]                                 # [c, 1]
-                target_logit = z.gather(1, target)                           # [c, 1]
-                total = z.exp_().sum(1, keepdim=True)                        # [c, 1]; z is now exp(logits - max)
-                losses[rows] = (total.log() - target_logit).squeeze(1)       # logsumexp - target logit
-                if need_grad:  # d loss / d logits = softmax - one_hot, written over the logits
-                    z.mul_(total.reciprocal_()).scatter_add_(1, target, torch.full_like(total, -1.0))
-                    logits[rows] = z
-        ctx.save_for_backward(h, weight, logits if need_grad else None)
-        return losses
-
-    @staticmethod
-    def backward(ctx, grad_losses):                                          # grad_losses [M]
-        h, weight, grad_logits = ctx.saved_tensors                           # grad_logits [M, V] unscaled, h.dtype
-        with torch.autocast(h.device.type, enabled=False):
-            # d loss_i / d logits_i times grad_losses_i: the row scaling is applied to the [M, D]
-            # side of each product, never to the [M, V] gradient (that would be one more pass over it).
-            scale = grad_losses.to(h.dtype)                                  # [M]
-            grad_h = (grad_logits @ weight) * scale[:, None]                 # [M, D]
-            grad_weight = grad_logits.T @ (h * scale[:, None])               # [V, D]
-            grad_bias = (scale @ grad_logits).float()                        # [V]; fp32 accumulation inside
-        return grad_h, grad_weight, grad_bias, None, None, None
-
-
-@torch.compiler.disable  # compiled, the chunk loop would be unrolled and recompiled for every M
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
-                         chunk_rows: int = 32) -> torch.Tensor:
-    """``F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")`` -> [M] fp32,
-    differentiable in ``h``, ``weight`` and ``bias``, without the fp32 [M, V] logits.
-
-    The loss over a 20k-gene vocabulary is memory-bound: the plain expression writes and rereads
-    [M, V] fp32 logits, log-probabilities and their gradient (~100 MB each at M = 1200). Here
-    the logits stay in the matmul dtype (bf16 under autocast); each block of ``chunk_rows`` rows
-    is softmaxed in fp32 while in cache, and its gradient (softmax - one-hot, the only thing
-    backward needs) overwrites it. The numbers are the plain expression's, up to the rounding of
-    the gradient to the matmul dtype, which the plain expression's bf16 matmul backward does too.
-    h [M, D], weight [V, D] in one dtype; bias [V]; targets [M] long in [0, V)."""
-    if h.dtype != weight.dtype or h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1]:
-        raise ValueError(f"h {tuple(h.shape)} {h.dtype} and weight {tuple(weight.shape)} {weight.dtype} must be "
-                         "[M, D] and [V, D] of one dtype")
-    need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or bias.requires_grad)
-    return _LinearCrossEntropy.apply(h, weight, bias.float(), targets, need_grad, chunk_rows)
-
-
-def masked_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mask [B, L] bool -> (rows [B, P] long, present [B, P] bool), P = the most masked positions
-    of any cell: each cell's masked positions in ascending order, then filler positions
-    (``present`` False) up to P."""
-    P = int(mask.sum(1).max())
-    rows = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :P]  # masked (0) sort first
-    return rows, torch.gather(mask, 1, rows)
-
-
 def keep_shown(mask: torch.Tensor, keep_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """The input-hiding mask [B, L] bool for loss positions ``mask``: each loss position stays
     shown with probability ``keep_ratio`` (BERT's 10% "unchanged" share), else it is hidden.
@@ -445,32 +391,3 @@ def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
     n_mask = (present.sum(1).float() * mask_ratio).ceil().clamp(min=1).long()  # [B]
     rank = scores.argsort(dim=1).argsort(dim=1)                              # [B, L] rank of each position
     return (rank < n_mask[:, None]) & present
-
-
-class CellClassifier(nn.Module):
-    """An ScFM encoder with a linear head on its standardized cell embedding of ``layer`` (default
-    the last layer, as scGPT and Geneformer finetune: every block then trains), pooled as the
-    encoder's config says.
-
-    The head sees ``(embedding - feature_mean) / feature_std``: fixed buffers (not trained) that
-    :func:`scfm_lib.train.finetune_classifier` sets from the training cells' embeddings under the
-    encoder it starts from, as the linear probe's StandardScaler does. So regime "head_only" fits
-    the probe's model. Until they are set they are 0 and 1 (the raw embedding)."""
-
-    def __init__(self, encoder: ScFM, n_classes: int, generator: torch.Generator | None = None, layer: int = -1):
-        super().__init__()
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-        self.encoder = encoder
-        self.layer = encoder.layer_index(layer)
-        self.head = nn.Linear(encoder.config.d_model, n_classes)
-        self.register_buffer("feature_mean", torch.zeros(encoder.config.d_model))  # [D]
-        self.register_buffer("feature_std", torch.ones(encoder.config.d_model))    # [D]
-        with torch.no_grad():
-            nn.init.normal_(self.head.weight, 0.0, 0.02, generator=generator)
-            nn.init.zeros_(self.head.bias)
-
-    def forward(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """gene_ids [B, L], values [B, L] -> logits [B, C]."""
-        z = self.encoder.cell_embedding(gene_ids, values, layer=self.layer)  # [B, D]
-        return self.head((z - self.feature_mean) / self.feature_std)         # [B, C]

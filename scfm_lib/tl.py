@@ -6,27 +6,36 @@ from pathlib import Path
 
 from anndata import AnnData
 
-from scfm_lib import data, train
+from scfm_lib.cellmodel import CellModel
 
 
-def embed(adata: AnnData, checkpoint_dir: str | Path, *, key_added: str = "X_scfm", layer: str = "counts",
-          batch_size: int = 256, min_overlap: float = 0.5) -> None:
+def embed(adata: AnnData, checkpoint_dir: str | Path | CellModel, *, key_added: str = "X_scfm",
+          layer: str = "counts", batch_size: int = 256, min_overlap: float = 0.5) -> None:
     """Embed every cell with a pretrained checkpoint into ``adata.obsm[key_added]`` ([n_obs, d_model]).
 
-    The checkpoint folder holds the weights, their config and the gene vocabulary it was trained
-    with. Raw integer counts are read from ``adata.layers[layer]``; genes outside the vocabulary
-    are ignored, and fewer than ``min_overlap`` of the data's genes in the vocabulary is an error.
+    A shortcut for ``CellModel.load(checkpoint_dir).embed(adata, ...)`` (see
+    :meth:`scfm_lib.cellmodel.CellModel.embed`); to embed several AnnData objects, load the
+    :class:`~scfm_lib.cellmodel.CellModel` once and pass it instead of the folder.
+
+    Parameters
+    ----------
+    adata
+        Cells with raw integer counts in ``adata.layers[layer]``; genes outside the vocabulary are
+        ignored, and fewer than ``min_overlap`` of the data's detected genes in it is an error.
+    checkpoint_dir
+        A checkpoint folder, ``results/<profile>/checkpoints/<family>_f<fraction>_s<seed>``
+        (the weights, their config and the gene vocabulary), or a loaded ``CellModel``.
+    key_added, layer, batch_size, min_overlap
+        As :meth:`CellModel.embed <scfm_lib.cellmodel.CellModel.embed>`.
+
+    Returns
+    -------
+    None
+        ``adata.obsm[key_added]`` is set.
+
+    Examples
+    --------
+    >>> sl.tl.embed(adata, "results/quick/checkpoints/geneformer_f1.0_s0")  # doctest: +SKIP
     """
-    checkpoint_dir = Path(checkpoint_dir)
-    model = train.load_checkpoint(checkpoint_dir)
-    vocab = data.GeneVocab.load(checkpoint_dir / "vocab.json")
-    data.validate_counts(adata, layer=layer)
-    medians = None
-    if model.config.family == "geneformer":  # rank-value encoding: the corpus medians it was trained with
-        if vocab.medians is None:
-            raise data.ScfmDataError(f"{checkpoint_dir / 'vocab.json'} has no gene medians, which the geneformer "
-                                     "family needs to rank genes; save the vocabulary the data job wrote")
-        medians = vocab.medians
-    tokens = data.tokenize(adata, vocab, model.config.context_genes, layer=layer, min_overlap=min_overlap,
-                           medians=medians)
-    adata.obsm[key_added] = train.embed(model, tokens, batch_size=batch_size)
+    model = checkpoint_dir if isinstance(checkpoint_dir, CellModel) else CellModel.load(checkpoint_dir)
+    model.embed(adata, key_added=key_added, layer=layer, batch_size=batch_size, min_overlap=min_overlap)

@@ -453,3 +453,12 @@ def test_hidden_states_and_the_penultimate_mean_readout(family):
         small_config(n_layers=2, readout_layer=3)
     # the finetuning head reads the last layer, so every block trains
     assert CellClassifier(model, 3).layer == 3
+
+
+def test_moved_names_stay_importable_from_model():
+    """The loss kernel (losses.py) and the classifier head (classifier.py) live apart; model re-exports them."""
+    from scfm_lib import classifier, losses, model
+
+    for name in ("_LinearCrossEntropy", "linear_cross_entropy", "masked_rows"):
+        assert getattr(model, name) is getattr(losses, name)
+    assert model.CellClassifier is classifier.CellClassifier is CellClassifier
