@@ -4,7 +4,8 @@ Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
 - ``data``      validation, gene vocabulary, nested corpus reductions, splits, tokenization
 - ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file)
-- ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints
+- ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints;
+                a package: ``config``, ``batches``, ``checkpoint``, ``inference``, ``pretraining``, ``finetuning``
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
 - ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA)
 - ``probes``    gene-embedding retrieval and in-silico perturbation
