@@ -6,7 +6,8 @@ Layout follows scanpy/scvi-tools conventions:
                 tokens, tokenization), ``splits`` (nested corpus reductions, label budgets, splits)
 - ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file); ``losses`` its
                 geneformer loss kernel, ``classifier`` the finetuning head (both re-exported by ``model``)
-- ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints
+- ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints;
+                a package: ``config``, ``batches``, ``checkpoint``, ``inference``, ``pretraining``, ``finetuning``
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
 - ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA)
 - ``probes``    gene-embedding retrieval and in-silico perturbation

@@ -70,9 +70,9 @@ if kill_at > 0:
     if where == "step":
         train.EpochSampler.next_batch = counted(train.EpochSampler.next_batch)
     elif where == "weights":
-        train.save_file = counted(train.save_file, half_a_file)
+        train.checkpoint.save_file = counted(train.save_file, half_a_file)
     elif where == "json":
-        train.write_json = counted(train.write_json)
+        train.checkpoint.write_json = counted(train.write_json)
 
 model_config = ScFMConfig(vocab_size=45, context_genes=16, d_model=32, n_layers=2, n_heads=2, dropout=0.1)
 cfg = train.PretrainConfig(max_steps=40, batch_size=16, lr=3e-3, warmup_steps=5, eval_every=5,
@@ -211,7 +211,7 @@ def test_crash_between_checkpoint_weights_and_json_never_loads(tmp_path, monkeyp
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(train, "write_json", crash)
+    monkeypatch.setattr(train.checkpoint, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         train.save_checkpoint(train.initial_model(MODEL, 1), out, {"step": 5})
     error, message = (ValueError, "does not match the sha256") if previous else (FileNotFoundError, "is missing")

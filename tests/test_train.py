@@ -127,12 +127,12 @@ def test_resume_after_a_kill_between_checkpoint_files(tmp_path, tokens, monkeypa
             raise KeyboardInterrupt("killed")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train, "save_checkpoint", dying_save)
+    monkeypatch.setattr(train.pretraining, "save_checkpoint", dying_save)
     with pytest.raises(KeyboardInterrupt):
         train.pretrain(MODEL, train_tokens, val_tokens, config(), tmp_path / "resumed", progress=False)
     assert meta(tmp_path / "resumed")["step"] == 10
     assert torch.load(tmp_path / "resumed" / "trainer_state.pt", weights_only=True)["step"] == 20
-    monkeypatch.setattr(train, "save_checkpoint", original)
+    monkeypatch.setattr(train.pretraining, "save_checkpoint", original)
     out = train.pretrain(MODEL, train_tokens, val_tokens, config(), tmp_path / "resumed", progress=False)
     assert out["steps_run"] == 20
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))

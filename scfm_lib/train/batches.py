@@ -1,0 +1,116 @@
+"""From tokens to batches: the seeded epoch sampler, trimmed batch tensors, and the compute contexts.
+
+:class:`EpochSampler` draws cell indices (with optional length bucketing) and checkpoints its
+state; :func:`_tensors` turns cells into ``gene_ids``/``values`` tensors without all-padding
+columns; :func:`_autocast` and :func:`_eval_mode` are the bf16 and evaluation contexts every
+loop uses; :func:`tokens_sha256` identifies a run's training cells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from scfm_lib.data import PAD_ID, CellTokens
+
+DEVICE = torch.device("cpu")
+
+
+class EpochSampler:
+    """Batches of cell indices from seeded shuffled epochs; a state that survives a restart.
+
+    A batch that crosses an epoch boundary continues in the next shuffled epoch, so with fewer
+    cells than ``batch_size`` a batch holds cells more than once (each with its own masks).
+
+    Length bucketing (``lengths`` and ``bucket_size``): each shuffled epoch is cut into runs of
+    ``bucket_size`` cells, each run is sorted by cell length, cut into batches of ``batch_size``
+    and those batches are shuffled, so a batch holds cells of similar length and the padding
+    that :func:`_tensors` trims away is short. Epochs stay random; only batch composition changes.
+    """
+
+    def __init__(self, n: int, seed: int, lengths: np.ndarray | None = None, bucket_size: int = 0,
+                 batch_size: int = 1):
+        if n < 1:
+            raise ValueError("EpochSampler needs at least one cell")
+        self.n, self.rng = n, np.random.default_rng(seed)
+        self.lengths, self.bucket_size, self.batch_size = lengths, bucket_size, batch_size
+        self.order, self.position = self._epoch(), 0
+
+    def _epoch(self) -> np.ndarray:
+        order = self.rng.permutation(self.n)
+        if self.lengths is None or self.bucket_size <= self.batch_size:
+            return order
+        runs = []
+        for start in range(0, self.n, self.bucket_size):
+            run = order[start:start + self.bucket_size]
+            run = run[np.argsort(-self.lengths[run], kind="stable")]               # longest first
+            batches = [run[i:i + self.batch_size] for i in range(0, len(run), self.batch_size)]
+            runs += [batches[i] for i in self.rng.permutation(len(batches))]
+        return np.concatenate(runs)
+
+    def next_batch(self, batch_size: int) -> np.ndarray:
+        picks = []
+        while batch_size > 0:
+            if self.position == self.n:
+                self.order, self.position = self._epoch(), 0
+            take = min(batch_size, self.n - self.position)
+            picks.append(self.order[self.position:self.position + take])
+            self.position += take
+            batch_size -= take
+        return np.concatenate(picks)                                         # [batch_size] int64
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": torch.from_numpy(self.order.astype(np.int64)),
+                "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.position = state["order"].numpy().copy(), int(state["position"])
+
+
+def _tensors(tokens: CellTokens, idx=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """gene_ids [b, l] int64 and values [b, l] float32 of cells ``idx``, where l <= L drops the
+    columns that are padding in every cell of the batch (padding trails in both tokenizations,
+    and padded keys are masked, so the trimmed batch computes the same cells)."""
+    gene_ids, values = tokens.take(idx)
+    longest = max(1, int((gene_ids != PAD_ID).sum(1).max())) if len(gene_ids) else 1
+    gene_ids = np.ascontiguousarray(gene_ids[:, :longest], dtype=np.int64)
+    values = np.ascontiguousarray(values[:, :longest], dtype=np.float32)
+    return torch.from_numpy(gene_ids).to(DEVICE), torch.from_numpy(values).to(DEVICE)
+
+
+def cell_lengths(tokens: CellTokens) -> np.ndarray:
+    """Genes per cell (non-padding positions), int64 [N]: what length bucketing sorts by."""
+    return np.concatenate([(g != PAD_ID).sum(1) for g, _ in tokens.chunks()] or [np.zeros(0)]).astype(np.int64)
+
+
+def _autocast(enabled: bool):
+    return torch.autocast(device_type=DEVICE.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no grad inside; the module's previous mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def tokens_sha256(tokens: CellTokens) -> str:
+    """A content hash of tokens (shapes, dtypes and bytes): identifies a run's training cells."""
+    h = hashlib.sha256()
+    for which in (0, 1):  # all gene ids, then all values; streamed, so a memory-mapped corpus stays on disk
+        dtype = (tokens.gene_ids, tokens.values)[which].dtype
+        h.update(f"{dtype.str}{(len(tokens), tokens.context)}".encode())
+        for block in tokens.chunks():
+            h.update(np.ascontiguousarray(block[which]).tobytes())
+    return h.hexdigest()
