@@ -6,13 +6,14 @@
 #               papermill and the book build): what CI runs
 # make publish - copy a finished run of $(PROFILE) into the committed book/ (the only target that does)
 # make html   - rebuild the committed study's HTML from the executed notebooks in book/ (runs no code)
+# make lint   - ruff lint and format check (pre-commit runs the same: `pip install -e ".[dev]"; pre-commit install`)
 PROFILE ?= quick
 CORES ?= 2
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: install book publish html test test-integration test-all lock clean-results
+.PHONY: install book publish html test test-integration test-all lint lock clean-results
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -56,6 +57,10 @@ test-integration: install
 	  echo "integration tests: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 test-all: test test-integration
+
+# ruff's lint rules and formatter (pyproject.toml); `make test` checks the same (tests/test_lint.py).
+lint: install
+	$(RUN) ruff check . && $(RUN) ruff format --check .
 
 lock: install
 	{ echo "# Every package of the environment, pinned (pip freeze of a working install). Regenerate with"; \

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from common import seconds_per_call, write_result
 
 BATCH, HEADS, LENGTH, HEAD_SIZE = 32, 8, 200, 32
 
 
 def _key_padding(generator: torch.Generator) -> torch.Tensor:
-    keep = torch.ones(BATCH, LENGTH, dtype=torch.bool)                   # [B, L]: the last quarter padded at random
-    keep[:, 3 * LENGTH // 4:] = torch.rand(BATCH, LENGTH - 3 * LENGTH // 4, generator=generator) > 0.5
-    return keep[:, None, None, :]                                        # [B, 1, 1, L]
+    keep = torch.ones(BATCH, LENGTH, dtype=torch.bool)  # [B, L]: the last quarter padded at random
+    keep[:, 3 * LENGTH // 4 :] = torch.rand(BATCH, LENGTH - 3 * LENGTH // 4, generator=generator) > 0.5
+    return keep[:, None, None, :]  # [B, 1, 1, L]
 
 
 def _explicit(q, k, v, attend):
-    scores = (q @ k.transpose(-1, -2)) * HEAD_SIZE ** -0.5               # [B, H, L, L]
+    scores = (q @ k.transpose(-1, -2)) * HEAD_SIZE**-0.5  # [B, H, L, L]
     weights = torch.softmax(scores.float().masked_fill(~attend, float("-inf")), dim=-1)
-    return weights.to(q.dtype) @ v                                        # [B, H, L, D/H]
+    return weights.to(q.dtype) @ v  # [B, H, L, D/H]
 
 
 VARIANTS = {
@@ -44,21 +43,30 @@ VARIANTS = {
 def main() -> None:
     generator = torch.Generator().manual_seed(0)
     attend = _key_padding(generator)
-    q, k, v = (torch.randn(BATCH, HEADS, LENGTH, HEAD_SIZE, generator=generator).to(torch.bfloat16).requires_grad_()
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(BATCH, HEADS, LENGTH, HEAD_SIZE, generator=generator).to(torch.bfloat16).requires_grad_()
+        for _ in range(3)
+    )
 
     def step(variant):
         for t in (q, k, v):
             t.grad = None
         VARIANTS[variant](q, k, v, attend).float().sum().backward()
 
-    print(f"attention forward + backward, batch {BATCH}, {HEADS} heads, length {LENGTH}, head size {HEAD_SIZE}, "
-          f"{torch.get_num_threads()} threads")
-    milliseconds = {name: 1e3 * seconds_per_call(lambda: step(name), warmup=2, repeats=7) for name in VARIANTS}
+    print(
+        f"attention forward + backward, batch {BATCH}, {HEADS} heads, length {LENGTH}, head size {HEAD_SIZE}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    milliseconds = {name: 1e3 * seconds_per_call(lambda: step(name), warmup=2, repeats=7) for name in VARIANTS}  # noqa: B023 (called at once)
     for name, ms in milliseconds.items():
         print(f"  {name:<14} {ms:7.1f} ms  ({ms / milliseconds['sdpa_fp32']:.2f}x sdpa_fp32)")
-    write_result("attention", {"shape": {"batch": BATCH, "heads": HEADS, "length": LENGTH, "head_size": HEAD_SIZE},
-                               "milliseconds": milliseconds})
+    write_result(
+        "attention",
+        {
+            "shape": {"batch": BATCH, "heads": HEADS, "length": LENGTH, "head_size": HEAD_SIZE},
+            "milliseconds": milliseconds,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -22,18 +22,33 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     cpu = ""
     if Path("/proc/cpuinfo").exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"machine": machine(), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               **payload}, indent=2))
+    tmp.write_text(
+        json.dumps(
+            {"machine": machine(), "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **payload},
+            indent=2,
+        )
+    )
     tmp.replace(path)
     print(f"wrote {path}")
     return path
@@ -72,27 +87,30 @@ def seconds_per_batch(step, n_batches: int, warmup: int = 3, repeats: int = 3) -
             start = time.perf_counter()
             step(i)
             times[i].append(time.perf_counter() - start)
-    return {"best": sum(min(t) for t in times) / n_batches,
-            "median": sum(statistics.median(t) for t in times) / n_batches}
+    return {
+        "best": sum(min(t) for t in times) / n_batches,
+        "median": sum(statistics.median(t) for t in times) / n_batches,
+    }
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
     """Measured FLOP/s of an n x n x n matrix product in ``dtype`` on this machine's CPU threads."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     seconds = seconds_per_call(lambda: a @ b, warmup=3, repeats=7)
-    return 2 * n ** 3 / seconds
+    return 2 * n**3 / seconds
 
 
-def encoder_flops(tokens: int, length: int, d_model: int, n_layers: int, d_ff: int,
-                  final_tokens: int | None = None) -> float:
+def encoder_flops(
+    tokens: int, length: int, d_model: int, n_layers: int, d_ff: int, final_tokens: int | None = None
+) -> float:
     """Forward FLOPs of the transformer blocks for ``tokens`` positions in sequences of ``length``:
     per layer and token, the QKV, output and MLP matmuls (2 x their weights: 2 x (4 D^2 + 2 D d_ff))
     and the attention products QK^T and AV (2 x 2 x length x D). Backward is taken as 2 x forward.
     ``final_tokens``: the last layer computes outputs at only that many positions (ScFM's
     ``final_rows``): QKV at every position, the rest at those."""
-    per_token = 2 * (4 * d_model ** 2 + 2 * d_model * d_ff) + 4 * length * d_model
+    per_token = 2 * (4 * d_model**2 + 2 * d_model * d_ff) + 4 * length * d_model
     if final_tokens is None:
         return float(tokens * n_layers * per_token)
-    qkv = 2 * 3 * d_model ** 2
+    qkv = 2 * 3 * d_model**2
     last = tokens * qkv + final_tokens * (per_token - qkv)
     return float(tokens * (n_layers - 1) * per_token + last)

@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 import torch
-
 from common import write_result
+
 from scfm_lib import atlas, data, evaluate, metrics, train
 from scfm_lib.analysis import gates
 from scfm_lib.model import ScFMConfig
@@ -34,8 +34,17 @@ from scfm_lib.model import ScFMConfig
 N_CORPUS, N_VAL, CONTEXT = 4000, 300, 128
 FRACTIONS = (0.01, 1.0)
 BASE_MODEL = {"d_model": 64, "n_layers": 2, "n_heads": 4}
-BASE_PRETRAIN = {"batch_size": 64, "lr": 1e-3, "warmup_steps": 40, "eval_every": 25, "checkpoint_every": 10**6,
-                 "bf16": False, "budget": "converge", "patience": 6, "max_steps": 1500}
+BASE_PRETRAIN = {
+    "batch_size": 64,
+    "lr": 1e-3,
+    "warmup_steps": 40,
+    "eval_every": 25,
+    "checkpoint_every": 10**6,
+    "bf16": False,
+    "budget": "converge",
+    "patience": 6,
+    "max_steps": 1500,
+}
 # name -> (model overrides, pretrain overrides, why it was tried)
 VARIANTS = {
     "base": ({}, {}, "the profile's objective: loss at hidden positions only"),
@@ -47,9 +56,8 @@ VARIANTS = {
 
 
 def probe_by_layer(model, tokens, splits, y_train, y_val) -> list[float]:
-    Z = train.embed_layers(model, tokens)                                   # [n_layers + 1, N, D]
-    return [metrics.macro_f1(y_val, evaluate.linear_probe(z[splits["train"]], y_train, z[splits["val"]]))
-            for z in Z]
+    Z = train.embed_layers(model, tokens)  # [n_layers + 1, N, D]
+    return [metrics.macro_f1(y_val, evaluate.linear_probe(z[splits["train"]], y_train, z[splits["val"]])) for z in Z]
 
 
 def main() -> None:
@@ -60,8 +68,9 @@ def main() -> None:
     torch.set_num_threads(1)
     family = args.family
     cfg = atlas.AtlasConfig(n_genes=2000, seed=0)
-    datasets = atlas.make_study_datasets(cfg, n_corpus=N_CORPUS + N_VAL, n_downstream=3000, n_ood=10, seed=0,
-                                         heldout_tissues=["skin"])
+    datasets = atlas.make_study_datasets(
+        cfg, n_corpus=N_CORPUS + N_VAL, n_downstream=3000, n_ood=10, seed=0, heldout_tissues=["skin"]
+    )
     corpus, downstream = datasets["corpus"], datasets["downstream"]
     vocab = data.GeneVocab(list(corpus.var_names))
     vocab = data.GeneVocab(vocab.genes, data.gene_medians(corpus[:N_CORPUS], vocab))
@@ -77,34 +86,61 @@ def main() -> None:
     rows = []
     for name in args.variants:
         model_over, pretrain_over, why = VARIANTS[name]
-        model_config = ScFMConfig(vocab_size=len(vocab), family=family, context_genes=CONTEXT,
-                                  **{**BASE_MODEL, **model_over})
+        model_config = ScFMConfig(
+            vocab_size=len(vocab), family=family, context_genes=CONTEXT, **{**BASE_MODEL, **model_over}
+        )
         random_init = train.initial_model(model_config, 0)
-        row = {"variant": name, "why": why, "model": model_config.to_dict(),
-               "pretrain": {**BASE_PRETRAIN, **pretrain_over}, "context_free_loss": context_free,
-               "probe_by_layer": {"0.0": probe_by_layer(random_init, down_tokens, splits, y_train, y_val)},
-               "val_loss": {"0.0": train.reconstruction_loss(random_init, corpus_val)}, "best_step": {}, "history": {}}
+        row = {
+            "variant": name,
+            "why": why,
+            "model": model_config.to_dict(),
+            "pretrain": {**BASE_PRETRAIN, **pretrain_over},
+            "context_free_loss": context_free,
+            "probe_by_layer": {"0.0": probe_by_layer(random_init, down_tokens, splits, y_train, y_val)},
+            "val_loss": {"0.0": train.reconstruction_loss(random_init, corpus_val)},
+            "best_step": {},
+            "history": {},
+        }
         for fraction in FRACTIONS:
             idx = data.nested_subsets(N_CORPUS, [fraction], seed=0)[fraction]
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as out:
-                result = train.pretrain(model_config, corpus_train.subset(idx), corpus_val,
-                                        train.PretrainConfig(**row["pretrain"], seed=0), out, progress=False)
+                result = train.pretrain(
+                    model_config,
+                    corpus_train.subset(idx),
+                    corpus_val,
+                    train.PretrainConfig(**row["pretrain"], seed=0),
+                    out,
+                    progress=False,
+                )
                 model = train.load_checkpoint(out)
             key = str(fraction)
             row["val_loss"][key], row["best_step"][key] = result["val_loss"], result["best_step"]
             row["history"][key] = result["history"]
             row["probe_by_layer"][key] = probe_by_layer(model, down_tokens, splits, y_train, y_val)
-            print(f"{family} {name:9s} fraction {fraction:<5g} val loss {result['val_loss']:.4f} "
-                  f"(best step {result['best_step']} of {result['step']} run) probe by layer "
-                  f"{np.round(row['probe_by_layer'][key], 3).tolist()} ({time.perf_counter() - started:.0f} s)",
-                  flush=True)
-        print(f"{family} {name:9s} random init probe by layer {np.round(row['probe_by_layer']['0.0'], 3).tolist()}",
-              flush=True)
+            print(
+                f"{family} {name:9s} fraction {fraction:<5g} val loss {result['val_loss']:.4f} "
+                f"(best step {result['best_step']} of {result['step']} run) probe by layer "
+                f"{np.round(row['probe_by_layer'][key], 3).tolist()} ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+        print(
+            f"{family} {name:9s} random init probe by layer {np.round(row['probe_by_layer']['0.0'], 3).tolist()}",
+            flush=True,
+        )
         rows.append(row)
-    write_result(f"design_variants_{family}", {"family": family, "n_corpus": N_CORPUS, "context_genes": CONTEXT,
-                                               "fractions": FRACTIONS, "seed": 0, "scored_on": "validation donors",
-                                               "variants": rows})
+    write_result(
+        f"design_variants_{family}",
+        {
+            "family": family,
+            "n_corpus": N_CORPUS,
+            "context_genes": CONTEXT,
+            "fractions": FRACTIONS,
+            "seed": 0,
+            "scored_on": "validation donors",
+            "variants": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import write_result
 
 CONTEXT, SIZES = 256, (20_000, 200_000)
@@ -52,7 +51,7 @@ def child(path: str, mmap: bool) -> None:
 
     threading.Thread(target=sample, daemon=True).start()
     tokens = CellTokens.load(path, mmap=mmap)
-    corpus = tokens.subset(np.arange(len(tokens)))        # the runner's nested subset (here: everything)
+    corpus = tokens.subset(np.arange(len(tokens)))  # the runner's nested subset (here: everything)
     config = ScFMConfig(vocab_size=2003, context_genes=CONTEXT, d_model=64, n_layers=2, n_heads=4)
     cfg = train.PretrainConfig(max_steps=40, batch_size=32, eval_every=40, checkpoint_every=40, bf16=False)
     with tempfile.TemporaryDirectory() as out:
@@ -77,13 +76,26 @@ def main() -> None:
             path = Path(tmp) / f"corpus_{n_cells}.npz"
             write_tokens(path, n_cells)
             for mmap in (True, False):
-                run = subprocess.run([sys.executable, __file__, "--child", str(path), str(int(mmap))],
-                                     capture_output=True, text=True, check=True)
+                run = subprocess.run(
+                    [sys.executable, __file__, "--child", str(path), str(int(mmap))],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 figures = json.loads(run.stdout.strip().splitlines()[-1])
-                rows.append({"n_cells": n_cells, "file_mib": path.stat().st_size / 2 ** 20,
-                             "storage": "memory-mapped" if mmap else "in memory", **figures})
-                print(f"{n_cells:>8,} cells ({rows[-1]['file_mib']:.0f} MiB of tokens), {rows[-1]['storage']:13s}: "
-                      f"peak anonymous {figures['peak_anon_mib']:.0f} MiB, peak resident {figures['peak_rss_mib']:.0f} MiB")
+                rows.append(
+                    {
+                        "n_cells": n_cells,
+                        "file_mib": path.stat().st_size / 2**20,
+                        "storage": "memory-mapped" if mmap else "in memory",
+                        **figures,
+                    }
+                )
+                print(
+                    f"{n_cells:>8,} cells ({rows[-1]['file_mib']:.0f} MiB of tokens), {rows[-1]['storage']:13s}: "
+                    f"peak anonymous {figures['peak_anon_mib']:.0f} MiB, "
+                    f"peak resident {figures['peak_rss_mib']:.0f} MiB"
+                )
     write_result("memory", {"rows": rows})
 
 

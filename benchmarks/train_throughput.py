@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from common import encoder_flops, matmul_peak, seconds_per_batch, seconds_per_call, write_result
+
 from scfm_lib import train
 from scfm_lib.data import CellTokens
 from scfm_lib.model import ScFM, ScFMConfig, masked_rows, random_value_mask
@@ -47,8 +47,9 @@ def corpus(n_cells: int = 2048, seed: int = 0) -> CellTokens:
 
 
 def batches(tokens: CellTokens, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    sampler = train.EpochSampler(len(tokens), seed, lengths=train.cell_lengths(tokens), bucket_size=8 * BATCH,
-                                 batch_size=BATCH)
+    sampler = train.EpochSampler(
+        len(tokens), seed, lengths=train.cell_lengths(tokens), bucket_size=8 * BATCH, batch_size=BATCH
+    )
     return [train._tensors(tokens, sampler.next_batch(BATCH)) for _ in range(n)]
 
 
@@ -57,8 +58,10 @@ def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -
     FLOPs per step, bf16 autocast (``compile``: the loss
     through ``torch.compile(dynamic=True)``, as scfm_lib.train does with ``PretrainConfig.compile``;
     compilation happens in the warm-up steps and is not timed)."""
-    model = ScFM(ScFMConfig(vocab_size=VOCAB, context_genes=CONTEXT, family=family, **size),
-                 generator=torch.Generator().manual_seed(0)).train()
+    model = ScFM(
+        ScFMConfig(vocab_size=VOCAB, context_genes=CONTEXT, family=family, **size),
+        generator=torch.Generator().manual_seed(0),
+    ).train()
     loss_fn = torch.compile(model.pretraining_loss, dynamic=True) if compile else model.pretraining_loss
     optimizer = train.adamw(train.param_groups(model, 1e-4, 0.01), lr=1e-4, betas=(0.9, 0.95))  # as pretrain()
     generator = torch.Generator().manual_seed(0)
@@ -86,13 +89,20 @@ def ours_step_time(family: str, size: dict, data: list, compile: bool = False) -
 
 
 def peer_step_time(size: dict, data: list, bf16: bool) -> dict:
-    """Seconds per training step (``best`` and ``median``) of transformers' BertForMaskedLM on the same batches (CLS + genes,
-    attention mask on padding, labels -100 except at masked positions: logits at every position)."""
+    """Seconds per training step (``best`` and ``median``) of transformers' BertForMaskedLM on the same batches
+    (CLS + genes, attention mask on padding, labels -100 except at masked positions: logits at every position)."""
     from transformers import BertConfig, BertForMaskedLM
 
-    config = BertConfig(vocab_size=VOCAB, hidden_size=size["d_model"], num_hidden_layers=size["n_layers"],
-                        num_attention_heads=size["n_heads"], intermediate_size=4 * size["d_model"],
-                        max_position_embeddings=CONTEXT + 2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=size["d_model"],
+        num_hidden_layers=size["n_layers"],
+        num_attention_heads=size["n_heads"],
+        intermediate_size=4 * size["d_model"],
+        max_position_embeddings=CONTEXT + 2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     model = BertForMaskedLM(config).train()
     # transformers' Trainer default on torch >= 2.8 (optim="adamw_torch_fused"), as scfm_lib.train.adamw
@@ -127,7 +137,9 @@ def encoder_mfu(size: dict, peak: float) -> dict:
         h.float().sum().backward()
 
     seconds = seconds_per_call(step, warmup=3, repeats=8)
-    flops = 3 * encoder_flops(BATCH * (CONTEXT + 1), CONTEXT + 1, size["d_model"], size["n_layers"], 4 * size["d_model"])
+    flops = 3 * encoder_flops(
+        BATCH * (CONTEXT + 1), CONTEXT + 1, size["d_model"], size["n_layers"], 4 * size["d_model"]
+    )
     return {"seconds": seconds, "tflops": flops / seconds / 1e12, "mfu_bf16": flops / seconds / peak}
 
 
@@ -144,26 +156,40 @@ def main() -> None:
         for family in ("scgpt", "geneformer"):
             times, flops = ours_step_time(family, size, data)
             seconds, median = times["best"], times["median"]
-            row = {"family": family, "size": size_name, **size, "context": CONTEXT, "vocab": VOCAB, "batch": BATCH,
-                   "cells_per_s": cells / seconds, "tokens_per_s": real_tokens / seconds,
-                   "tflops": flops / seconds / 1e12,
-                   "peer_fp32_cells_per_s": cells / peer["fp32"]["best"], "peer_bf16_cells_per_s": cells / peer["bf16"]["best"],
-                   "speedup_vs_peer_fp32": peer["fp32"]["best"] / seconds, "speedup_vs_peer_bf16": peer["bf16"]["best"] / seconds,
-                   # the same ratios with each batch's median pass instead of its fastest (both sides alike)
-                   "cells_per_s_median": cells / median,
-                   "speedup_vs_peer_fp32_median": peer["fp32"]["median"] / median,
-                   "speedup_vs_peer_bf16_median": peer["bf16"]["median"] / median}
+            row = {
+                "family": family,
+                "size": size_name,
+                **size,
+                "context": CONTEXT,
+                "vocab": VOCAB,
+                "batch": BATCH,
+                "cells_per_s": cells / seconds,
+                "tokens_per_s": real_tokens / seconds,
+                "tflops": flops / seconds / 1e12,
+                "peer_fp32_cells_per_s": cells / peer["fp32"]["best"],
+                "peer_bf16_cells_per_s": cells / peer["bf16"]["best"],
+                "speedup_vs_peer_fp32": peer["fp32"]["best"] / seconds,
+                "speedup_vs_peer_bf16": peer["bf16"]["best"] / seconds,
+                # the same ratios with each batch's median pass instead of its fastest (both sides alike)
+                "cells_per_s_median": cells / median,
+                "speedup_vs_peer_fp32_median": peer["fp32"]["median"] / median,
+                "speedup_vs_peer_bf16_median": peer["bf16"]["median"] / median,
+            }
             rows.append(row)
-            print(f"{family:10s} {size_name:5s} {row['cells_per_s']:8.1f} cells/s {row['tokens_per_s']:9.0f} tokens/s "
-                  f"{row['tflops']:.3f} TFLOP/s  x{row['speedup_vs_peer_fp32']:.1f} vs BertForMaskedLM fp32 "
-                  f"(x{row['speedup_vs_peer_bf16']:.1f} vs its bf16); median passes: "
-                  f"x{row['speedup_vs_peer_fp32_median']:.1f} fp32, x{row['speedup_vs_peer_bf16_median']:.1f} bf16")
+            print(
+                f"{family:10s} {size_name:5s} {row['cells_per_s']:8.1f} cells/s {row['tokens_per_s']:9.0f} tokens/s "
+                f"{row['tflops']:.3f} TFLOP/s  x{row['speedup_vs_peer_fp32']:.1f} vs BertForMaskedLM fp32 "
+                f"(x{row['speedup_vs_peer_bf16']:.1f} vs its bf16); median passes: "
+                f"x{row['speedup_vs_peer_fp32_median']:.1f} fp32, x{row['speedup_vs_peer_bf16_median']:.1f} bf16"
+            )
     # The machine's speed drifts with its neighbours: the peak is measured again after the steps and
     # the higher of the two is the reference, so that a slow moment never inflates a utilization.
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         peaks[name] = max(peaks[name], matmul_peak(dtype))
-    print(f"matmul peak, the higher of start and end: bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, "
-          f"fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s")
+    print(
+        f"matmul peak, the higher of start and end: bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, "
+        f"fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s"
+    )
     for row in rows:
         row["mfu_bf16"] = row["tflops"] * 1e12 / peaks["bf16"]
         print(f"{row['family']:10s} {row['size']:5s} MFU {row['mfu_bf16']:.1%} of the bf16 matmul peak")
@@ -176,10 +202,19 @@ def main() -> None:
         for family in ("scgpt", "geneformer"):
             eager = next(r for r in rows if r["family"] == family and r["size"] == size_name)
             seconds = ours_step_time(family, size, data, compile=True)[0]["best"]
-            compiled.append({"family": family, "size": size_name, "cells_per_s": BATCH / seconds,
-                             "eager_cells_per_s": eager["cells_per_s"], "speedup_vs_eager": BATCH / seconds / eager["cells_per_s"]})
-            print(f"{family:10s} {size_name:5s} torch.compile: {BATCH / seconds:8.1f} cells/s "
-                  f"= x{compiled[-1]['speedup_vs_eager']:.2f} of eager")
+            compiled.append(
+                {
+                    "family": family,
+                    "size": size_name,
+                    "cells_per_s": BATCH / seconds,
+                    "eager_cells_per_s": eager["cells_per_s"],
+                    "speedup_vs_eager": BATCH / seconds / eager["cells_per_s"],
+                }
+            )
+            print(
+                f"{family:10s} {size_name:5s} torch.compile: {BATCH / seconds:8.1f} cells/s "
+                f"= x{compiled[-1]['speedup_vs_eager']:.2f} of eager"
+            )
     write_result("train_throughput", {"peaks_flops": peaks, "rows": rows, "encoder": encoder, "compiled": compiled})
 
 

@@ -35,9 +35,30 @@ __version__ = "0.1.0"
 # adds nothing to an executed notebook but the path of the local install.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-_SUBMODULES = ("atlas", "book", "cellmodel", "classifier", "config", "data", "datasets", "evaluate", "genes", "io",
-               "losses", "metrics", "model", "pl", "probes", "readers", "results", "runner", "soma", "stats", "tl",
-               "train")
+_SUBMODULES = (
+    "atlas",
+    "book",
+    "cellmodel",
+    "classifier",
+    "config",
+    "data",
+    "datasets",
+    "evaluate",
+    "genes",
+    "io",
+    "losses",
+    "metrics",
+    "model",
+    "pl",
+    "probes",
+    "readers",
+    "results",
+    "runner",
+    "soma",
+    "stats",
+    "tl",
+    "train",
+)
 
 
 def __getattr__(name: str):

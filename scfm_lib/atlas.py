@@ -21,8 +21,8 @@ atlas of any size streams through memory one chunk at a time.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import anndata as ad
 import numpy as np
@@ -35,7 +35,7 @@ LINEAGE_NAMES = ("immune", "epithelial", "stromal", "endothelial", "neural", "ge
 @dataclass
 class AtlasConfig:
     n_genes: int = 2000
-    n_lineages: int = 4                 # lineage 0 is immune and present in every tissue
+    n_lineages: int = 4  # lineage 0 is immune and present in every tissue
     types_per_lineage: int = 3
     subtypes_per_type: int = 2
     # Member genes per program, by level: lineages differ in many genes, subtypes in few.
@@ -44,23 +44,23 @@ class AtlasConfig:
     subtype_genes: int = 15
     tissue_genes: int = 30
     cycling_genes: int = 40
-    marker_bias: float = 1.0            # how strongly program members favour highly expressed genes
+    marker_bias: float = 1.0  # how strongly program members favour highly expressed genes
     tissues: tuple = ("blood", "lung", "liver", "gut", "skin")
     technologies: tuple = ("tech_A", "tech_B", "tech_C")
-    median_library: tuple = (1500.0, 2500.0, 1000.0)   # per technology, median counts per cell
-    library_sd: float = 0.35            # log-normal sd of library size within a technology
+    median_library: tuple = (1500.0, 2500.0, 1000.0)  # per technology, median counts per cell
+    library_sd: float = 0.35  # log-normal sd of library size within a technology
     n_donors: int = 30
-    base_sd: float = 2.2                # sd of gene baselines (log scale): a few genes dominate
-    lineage_strength: float = 2.5       # log-fold change of a program's members when it is on
+    base_sd: float = 2.2  # sd of gene baselines (log scale): a few genes dominate
+    lineage_strength: float = 2.5  # log-fold change of a program's members when it is on
     type_strength: float = 2.0
     subtype_strength: float = 1.2
     tissue_strength: float = 0.8
     cycling_strength: float = 1.5
-    cycling_share: float = 0.15         # share of cells with the cycling program on
-    activity_sd: float = 0.3            # cell-to-cell variation of program activity (log scale)
-    tech_gene_sd: float = 0.4           # gene-wise technology effect (log scale)
-    donor_gene_sd: float = 0.15         # gene-wise donor effect (log scale)
-    theta_median: float = 2.0           # NB inverse dispersion, log-normal across genes
+    cycling_share: float = 0.15  # share of cells with the cycling program on
+    activity_sd: float = 0.3  # cell-to-cell variation of program activity (log scale)
+    tech_gene_sd: float = 0.4  # gene-wise technology effect (log scale)
+    donor_gene_sd: float = 0.15  # gene-wise donor effect (log scale)
+    theta_median: float = 2.0  # NB inverse dispersion, log-normal across genes
     composition_concentration: float = 5.0  # Dirichlet concentration of cell-type shares per tissue
     seed: int = 0
 
@@ -68,8 +68,10 @@ class AtlasConfig:
         if not 1 <= self.n_lineages <= len(LINEAGE_NAMES):
             raise ValueError(f"n_lineages must be in [1, {len(LINEAGE_NAMES)}], got {self.n_lineages}")
         if len(self.median_library) != len(self.technologies):
-            raise ValueError("median_library needs one value per technology "
-                             f"({len(self.technologies)}), got {len(self.median_library)}")
+            raise ValueError(
+                "median_library needs one value per technology "
+                f"({len(self.technologies)}), got {len(self.median_library)}"
+            )
         largest = max(self.lineage_genes, self.type_genes, self.subtype_genes, self.tissue_genes, self.cycling_genes)
         if self.n_genes < largest:
             raise ValueError(f"n_genes ({self.n_genes}) must be at least the largest program ({largest} genes)")
@@ -81,16 +83,17 @@ class AtlasConfig:
 @dataclass
 class _Biology:
     """Everything fixed by the atlas seed: programs, cell types, tissues, batch effects."""
+
     genes: list[str]
-    programs: dict[str, np.ndarray]        # program name -> member gene indices
-    drivers: dict[str, int]                # program name -> driver gene index
-    loadings: np.ndarray                   # [n_programs, n_genes] member weights in [0.5, 1]
-    subtypes: pd.DataFrame                 # one row per subtype: lineage, cell_type, cell_subtype, program ids
-    composition: dict[str, np.ndarray]     # tissue -> share of each subtype (zeros where absent)
-    base: np.ndarray                       # [n_genes] log baseline
-    tech: np.ndarray                       # [n_tech, n_genes]
-    donor: np.ndarray                      # [n_donors, n_genes]
-    theta: np.ndarray                      # [n_genes]
+    programs: dict[str, np.ndarray]  # program name -> member gene indices
+    drivers: dict[str, int]  # program name -> driver gene index
+    loadings: np.ndarray  # [n_programs, n_genes] member weights in [0.5, 1]
+    subtypes: pd.DataFrame  # one row per subtype: lineage, cell_type, cell_subtype, program ids
+    composition: dict[str, np.ndarray]  # tissue -> share of each subtype (zeros where absent)
+    base: np.ndarray  # [n_genes] log baseline
+    tech: np.ndarray  # [n_tech, n_genes]
+    donor: np.ndarray  # [n_donors, n_genes]
+    theta: np.ndarray  # [n_genes]
     program_index: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,7 +112,7 @@ class SyntheticAtlas:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0]))
         genes = [f"G{g:04d}" for g in range(cfg.n_genes)]
         names, sizes, subtype_rows = [], [], []
-        lineages = LINEAGE_NAMES[:cfg.n_lineages]
+        lineages = LINEAGE_NAMES[: cfg.n_lineages]
         for lin in lineages:
             names.append(f"lineage_{lin}")
             sizes.append(cfg.lineage_genes)
@@ -155,8 +158,13 @@ class SyntheticAtlas:
             shares = np.where(subtypes["lineage"].isin(allowed), shares, 0.0)
             composition[tissue] = shares / shares.sum()
         return _Biology(
-            genes=genes, programs=programs, drivers=drivers, loadings=loadings, subtypes=subtypes,
-            composition=composition, program_index=program_index,
+            genes=genes,
+            programs=programs,
+            drivers=drivers,
+            loadings=loadings,
+            subtypes=subtypes,
+            composition=composition,
+            program_index=program_index,
             base=base,
             tech=rng.normal(0.0, cfg.tech_gene_sd, (len(cfg.technologies), cfg.n_genes)).astype(np.float32),
             donor=rng.normal(0.0, cfg.donor_gene_sd, (cfg.n_donors, cfg.n_genes)).astype(np.float32),
@@ -164,8 +172,15 @@ class SyntheticAtlas:
         )
 
     # ---------------------------------------------------------------- cells
-    def _chunk(self, n: int, rng: np.random.Generator, tissues: Sequence[str], technologies: Sequence[str],
-               donors: Sequence[str], names: list[str]) -> ad.AnnData:
+    def _chunk(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        tissues: Sequence[str],
+        technologies: Sequence[str],
+        donors: Sequence[str],
+        names: list[str],
+    ) -> ad.AnnData:
         cfg, bio = self.config, self.bio
         tissue = rng.choice(np.asarray(tissues), size=n)
         donor = rng.choice(np.asarray(donors), size=n)
@@ -180,9 +195,11 @@ class SyntheticAtlas:
         # Program activities [n, n_programs]
         activity = np.zeros((n, len(bio.program_index)), dtype=np.float32)
         rows = np.arange(n)
-        for column, prefix, strength in (("lineage", "lineage_", cfg.lineage_strength),
-                                         ("cell_type", "type_", cfg.type_strength),
-                                         ("cell_subtype", "subtype_", cfg.subtype_strength)):
+        for column, prefix, strength in (
+            ("lineage", "lineage_", cfg.lineage_strength),
+            ("cell_type", "type_", cfg.type_strength),
+            ("cell_subtype", "subtype_", cfg.subtype_strength),
+        ):
             ids = np.array([bio.program_index[prefix + v] for v in st[column]])
             activity[rows, ids] = strength
         activity[rows, [bio.program_index[f"tissue_{t}"] for t in tissue]] = cfg.tissue_strength
@@ -200,11 +217,18 @@ class SyntheticAtlas:
         mean = profile * library[:, None]
         # Negative binomial as a gamma-Poisson mixture.
         counts = rng.poisson(rng.gamma(bio.theta, mean / bio.theta)).astype(np.int32)
-        obs = pd.DataFrame({
-            "tissue": tissue, "lineage": st["lineage"].values, "cell_type": st["cell_type"].values,
-            "cell_subtype": st["cell_subtype"].values, "donor": donor, "technology": technology,
-            "batch": [f"{d}_{t}" for d, t in zip(donor, technology)],
-        }, index=names)
+        obs = pd.DataFrame(
+            {
+                "tissue": tissue,
+                "lineage": st["lineage"].values,
+                "cell_type": st["cell_type"].values,
+                "cell_subtype": st["cell_subtype"].values,
+                "donor": donor,
+                "technology": technology,
+                "batch": [f"{d}_{t}" for d, t in zip(donor, technology)],
+            },
+            index=names,
+        )
         return self._to_anndata(sp.csr_matrix(counts), obs)
 
     def _to_anndata(self, counts: sp.csr_matrix, obs: pd.DataFrame) -> ad.AnnData:
@@ -215,8 +239,9 @@ class SyntheticAtlas:
         adata.layers["counts"] = counts
         adata.uns["gene_programs"] = {p: [bio.genes[g] for g in members] for p, members in bio.programs.items()}
         adata.uns["program_drivers"] = {p: bio.genes[g] for p, g in bio.drivers.items()}
-        adata.uns["atlas_config"] = {k: (list(v) if isinstance(v, tuple) else v)
-                                     for k, v in dataclasses.asdict(self.config).items()}
+        adata.uns["atlas_config"] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.config).items()
+        }
         return adata
 
     def _check_choices(self, tissues, technologies, donors):
@@ -224,16 +249,27 @@ class SyntheticAtlas:
         tissues = list(tissues or cfg.tissues)
         technologies = list(technologies or cfg.technologies)
         donors = list(donors or self.donors)
-        for kind, chosen, known in (("tissue", tissues, cfg.tissues), ("technology", technologies, cfg.technologies),
-                                    ("donor", donors, self.donors)):
+        for kind, chosen, known in (
+            ("tissue", tissues, cfg.tissues),
+            ("technology", technologies, cfg.technologies),
+            ("donor", donors, self.donors),
+        ):
             unknown = sorted(set(chosen) - set(known))
             if unknown:
                 raise ValueError(f"unknown {kind}(s) {unknown}; the atlas has {list(known)}")
         return tissues, technologies, donors
 
-    def iter_chunks(self, n_cells: int, *, tissues: Sequence[str] | None = None,
-                    technologies: Sequence[str] | None = None, donors: Sequence[str] | None = None,
-                    seed: int = 0, name_prefix: str = "cell", chunk_size: int = 10000) -> Iterator[ad.AnnData]:
+    def iter_chunks(
+        self,
+        n_cells: int,
+        *,
+        tissues: Sequence[str] | None = None,
+        technologies: Sequence[str] | None = None,
+        donors: Sequence[str] | None = None,
+        seed: int = 0,
+        name_prefix: str = "cell",
+        chunk_size: int = 10000,
+    ) -> Iterator[ad.AnnData]:
         """Yield AnnData chunks of at most ``chunk_size`` cells; together they are ``sample(...)``."""
         if n_cells < 1:
             raise ValueError(f"n_cells must be >= 1, got {n_cells}")
@@ -260,16 +296,25 @@ def corpus_tissues_without(config: AtlasConfig, heldout_tissues: Sequence[str]) 
     held = list(heldout_tissues)
     unknown = [t for t in held if t not in config.tissues]
     if unknown or len(set(held)) != len(held):
-        raise ValueError(f"data.heldout_tissues {held!r} must list distinct atlas tissues out of "
-                         f"{list(config.tissues)}" + (f"; unknown: {unknown}" if unknown else ""))
+        raise ValueError(
+            f"data.heldout_tissues {held!r} must list distinct atlas tissues out of "
+            f"{list(config.tissues)}" + (f"; unknown: {unknown}" if unknown else "")
+        )
     if len(held) >= len(config.tissues):
-        raise ValueError(f"data.heldout_tissues {held!r} leaves no tissue for the pretraining corpus; "
-                         "hold out fewer tissues")
+        raise ValueError(
+            f"data.heldout_tissues {held!r} leaves no tissue for the pretraining corpus; hold out fewer tissues"
+        )
     return [t for t in config.tissues if t not in held]
 
 
-def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n_ood: int,
-                        seed: int = 0, heldout_tissues: Sequence[str] = ()) -> dict[str, ad.AnnData]:
+def make_study_datasets(
+    config: AtlasConfig,
+    n_corpus: int,
+    n_downstream: int,
+    n_ood: int,
+    seed: int = 0,
+    heldout_tissues: Sequence[str] = (),
+) -> dict[str, ad.AnnData]:
     """The study's three datasets, drawn from one atlas without overlap.
 
     - ``corpus``: pretraining corpus, the first half of the donors, technologies except the last,
@@ -289,15 +334,21 @@ def make_study_datasets(config: AtlasConfig, n_corpus: int, n_downstream: int, n
     n_corpus_donors = int(0.5 * config.n_donors)
     n_down_donors = int(0.3 * config.n_donors)
     corpus_donors = atlas.donors[:n_corpus_donors]
-    down_donors = atlas.donors[n_corpus_donors:n_corpus_donors + n_down_donors]
-    ood_donors = atlas.donors[n_corpus_donors + n_down_donors:]
+    down_donors = atlas.donors[n_corpus_donors : n_corpus_donors + n_down_donors]
+    ood_donors = atlas.donors[n_corpus_donors + n_down_donors :]
     seen_tech, unseen_tech = list(config.technologies[:-1]), [config.technologies[-1]]
     corpus_tissues = corpus_tissues_without(config, heldout_tissues)
     return {
-        "corpus": atlas.sample(n_corpus, donors=corpus_donors, technologies=seen_tech, tissues=corpus_tissues,
-                               seed=3 * seed, name_prefix="corpus"),
-        "downstream": atlas.sample(n_downstream, donors=down_donors, technologies=seen_tech,
-                                   seed=3 * seed + 1, name_prefix="downstream"),
-        "ood": atlas.sample(n_ood, donors=ood_donors, technologies=unseen_tech,
-                            seed=3 * seed + 2, name_prefix="ood"),
+        "corpus": atlas.sample(
+            n_corpus,
+            donors=corpus_donors,
+            technologies=seen_tech,
+            tissues=corpus_tissues,
+            seed=3 * seed,
+            name_prefix="corpus",
+        ),
+        "downstream": atlas.sample(
+            n_downstream, donors=down_donors, technologies=seen_tech, seed=3 * seed + 1, name_prefix="downstream"
+        ),
+        "ood": atlas.sample(n_ood, donors=ood_donors, technologies=unseen_tech, seed=3 * seed + 2, name_prefix="ood"),
     }

@@ -84,9 +84,11 @@ class CellModel:
         self.context_genes: int = self.model.config.context_genes
         self.checkpoint_dir: Path = checkpoint_dir
         if self.family == "geneformer" and self.vocab.medians is None:
-            raise data.ScfmDataError(f"{checkpoint_dir / VOCAB_FILE} has no gene medians, which the geneformer "
-                                     "family needs to rank genes; save the vocabulary the data job wrote "
-                                     f"(results/<profile>/data/{VOCAB_FILE}, with its medians) into the folder")
+            raise data.ScfmDataError(
+                f"{checkpoint_dir / VOCAB_FILE} has no gene medians, which the geneformer "
+                "family needs to rank genes; save the vocabulary the data job wrote "
+                f"(results/<profile>/data/{VOCAB_FILE}, with its medians) into the folder"
+            )
         pretrain_config = read_json(checkpoint_dir / train.META).get("pretrain_config") or {}  # None: the 0% control
         self.pretrain_mask_ratio: float = float(pretrain_config.get("mask_ratio", 0.25))
         self.classifier: CellClassifier | None = None
@@ -116,12 +118,17 @@ class CellModel:
 
     def __repr__(self) -> str:
         cfg = self.model.config
-        head = ("not finetuned" if self.classifier is None else
-                f"finetuned on obs[{self.label_key!r}]: {len(self.classes)} classes {self.classes[:5]}"
-                + ("..." if len(self.classes) > 5 else ""))
-        return (f"CellModel(family={self.family!r}, d_model={cfg.d_model}, n_layers={cfg.n_layers}, "
-                f"n_heads={cfg.n_heads}, context_genes={self.context_genes}, vocabulary={len(self.vocab.genes)} genes, "
-                f"{head}, checkpoint='{self.checkpoint_dir}')")
+        head = (
+            "not finetuned"
+            if self.classifier is None
+            else f"finetuned on obs[{self.label_key!r}]: {len(self.classes)} classes {self.classes[:5]}"
+            + ("..." if len(self.classes) > 5 else "")
+        )
+        return (
+            f"CellModel(family={self.family!r}, d_model={cfg.d_model}, n_layers={cfg.n_layers}, "
+            f"n_heads={cfg.n_heads}, context_genes={self.context_genes}, vocabulary={len(self.vocab.genes)} genes, "
+            f"{head}, checkpoint='{self.checkpoint_dir}')"
+        )
 
     # ------------------------------------------------------------------ tokens
     @property
@@ -154,12 +161,20 @@ class CellModel:
             vocabulary; the message says how to fix it.
         """
         data.validate_counts(adata, layer=layer)
-        return data.tokenize(adata, self.vocab, self.context_genes, layer=layer, min_overlap=min_overlap,
-                             medians=self.medians)
+        return data.tokenize(
+            adata, self.vocab, self.context_genes, layer=layer, min_overlap=min_overlap, medians=self.medians
+        )
 
     # ------------------------------------------------------------------ frozen use
-    def embed(self, adata: AnnData, *, key_added: str = "X_scfm", layer: str = "counts", batch_size: int = 256,
-              min_overlap: float = 0.5) -> None:
+    def embed(
+        self,
+        adata: AnnData,
+        *,
+        key_added: str = "X_scfm",
+        layer: str = "counts",
+        batch_size: int = 256,
+        min_overlap: float = 0.5,
+    ) -> None:
         """Write each cell's embedding into ``adata.obsm[key_added]`` ([n_obs, d_model], float32).
 
         The embedding is the pretrained encoder's frozen readout (the config's ``readout_layer``
@@ -190,8 +205,16 @@ class CellModel:
         tokens = self.tokenize(adata, layer=layer, min_overlap=min_overlap)
         adata.obsm[key_added] = train.embed(self.model, tokens, batch_size=batch_size)
 
-    def reconstruction_loss(self, adata: AnnData, *, layer: str = "counts", mask_ratio: float | None = None,
-                            seed: int = train.VAL_MASK_SEED, batch_size: int = 256, min_overlap: float = 0.5) -> float:
+    def reconstruction_loss(
+        self,
+        adata: AnnData,
+        *,
+        layer: str = "counts",
+        mask_ratio: float | None = None,
+        seed: int = train.VAL_MASK_SEED,
+        batch_size: int = 256,
+        min_overlap: float = 0.5,
+    ) -> float:
         """The family's masked pretraining loss on these cells (>= 0, lower is better).
 
         The masked-value mean squared error of the expression head (scgpt) or the cross-entropy
@@ -228,9 +251,19 @@ class CellModel:
         return train.reconstruction_loss(self.model, tokens, mask_ratio=ratio, seed=seed, batch_size=batch_size)
 
     # ------------------------------------------------------------------ annotation
-    def finetune(self, adata: AnnData, label_key: str, *, split_key: str | None = None, val_fraction: float = 0.2,
-                 config: train.FinetuneConfig | None = None, layer: str = "counts", min_overlap: float = 0.5,
-                 progress: bool = False, **config_changes) -> dict:
+    def finetune(
+        self,
+        adata: AnnData,
+        label_key: str,
+        *,
+        split_key: str | None = None,
+        val_fraction: float = 0.2,
+        config: train.FinetuneConfig | None = None,
+        layer: str = "counts",
+        min_overlap: float = 0.5,
+        progress: bool = False,
+        **config_changes,
+    ) -> dict:
         """Train a classifier of ``adata.obs[label_key]`` on the cell embedding (see :meth:`predict`).
 
         :func:`scfm_lib.train.finetune_classifier` trains a linear head and, as ``config.regime``
@@ -284,15 +317,29 @@ class CellModel:
         labels = adata.obs[label_key].astype(str).to_numpy()
         classes, (y_train, y_val) = data.encode_labels(labels[train_idx], labels[val_idx])
         tokens = self.tokenize(adata, layer=layer, min_overlap=min_overlap)
-        classifier, log = train.finetune_classifier(self.model, tokens.subset(train_idx), y_train,
-                                                    tokens.subset(val_idx), y_val, len(classes), cfg,
-                                                    progress=progress)
+        classifier, log = train.finetune_classifier(
+            self.model,
+            tokens.subset(train_idx),
+            y_train,
+            tokens.subset(val_idx),
+            y_val,
+            len(classes),
+            cfg,
+            progress=progress,
+        )
         self.classifier, self.classes, self.label_key = classifier, classes, label_key
         self.finetune_log = {**log, "n_train": len(train_idx), "n_val": len(val_idx)}
         return self.finetune_log
 
-    def predict(self, adata: AnnData, *, key_added: str = "scfm_prediction", layer: str = "counts",
-                batch_size: int = 256, min_overlap: float = 0.5) -> None:
+    def predict(
+        self,
+        adata: AnnData,
+        *,
+        key_added: str = "scfm_prediction",
+        layer: str = "counts",
+        batch_size: int = 256,
+        min_overlap: float = 0.5,
+    ) -> None:
         """Write the finetuned classifier's label of each cell into ``adata.obs[key_added]``.
 
         Parameters
@@ -323,8 +370,10 @@ class CellModel:
         >>> adata_query.obs["scfm_prediction"].value_counts()  # doctest: +SKIP
         """
         if self.classifier is None:
-            raise RuntimeError("this CellModel has no classifier yet: call model.finetune(adata, label_key) on "
-                               "labelled cells before model.predict(...)")
+            raise RuntimeError(
+                "this CellModel has no classifier yet: call model.finetune(adata, label_key) on "
+                "labelled cells before model.predict(...)"
+            )
         tokens = self.tokenize(adata, layer=layer, min_overlap=min_overlap)
         codes = train.predict(self.classifier, tokens, batch_size=batch_size)
         adata.obs[key_added] = pd.Categorical.from_codes(codes, categories=self.classes)
@@ -336,24 +385,32 @@ def _check_folder(checkpoint_dir: Path) -> None:
     the three files of a checkpoint."""
     if not checkpoint_dir.is_dir():
         what = "is a file, not a folder" if checkpoint_dir.exists() else "does not exist"
-        raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} {what}: pass a folder {PATH_PATTERN} (e.g. "
-                                "results/quick/checkpoints/geneformer_f1.0_s0), which the pretraining job writes")
+        raise FileNotFoundError(
+            f"checkpoint folder {checkpoint_dir} {what}: pass a folder {PATH_PATTERN} (e.g. "
+            "results/quick/checkpoints/geneformer_f1.0_s0), which the pretraining job writes"
+        )
     needed = (train.META, train.WEIGHTS, VOCAB_FILE)
     missing = [name for name in needed if not (checkpoint_dir / name).exists()]
     if not missing:
         return
     inside = sorted(p.name for p in checkpoint_dir.iterdir() if p.is_dir() and (p / train.META).exists())
     if len(missing) == len(needed) and inside:
-        raise FileNotFoundError(f"{checkpoint_dir} is not a checkpoint folder but holds {len(inside)}: pass one of "
-                                f"them, e.g. {checkpoint_dir / inside[0]} (all: {inside[:8]}"
-                                f"{'...' if len(inside) > 8 else ''})")
+        raise FileNotFoundError(
+            f"{checkpoint_dir} is not a checkpoint folder but holds {len(inside)}: pass one of "
+            f"them, e.g. {checkpoint_dir / inside[0]} (all: {inside[:8]}"
+            f"{'...' if len(inside) > 8 else ''})"
+        )
     if missing == [VOCAB_FILE]:
-        raise FileNotFoundError(f"{checkpoint_dir / VOCAB_FILE} is missing: the checkpoint needs the gene vocabulary "
-                                f"it was trained with; copy results/<profile>/data/{VOCAB_FILE} of its profile into "
-                                "the folder (the pretraining job puts it there)")
-    raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} lacks {missing} (a checkpoint holds {list(needed)}): "
-                            f"it is incomplete or not a checkpoint; pass a folder {PATH_PATTERN}, or delete this "
-                            "one and rerun the pretraining job that made it")
+        raise FileNotFoundError(
+            f"{checkpoint_dir / VOCAB_FILE} is missing: the checkpoint needs the gene vocabulary "
+            f"it was trained with; copy results/<profile>/data/{VOCAB_FILE} of its profile into "
+            "the folder (the pretraining job puts it there)"
+        )
+    raise FileNotFoundError(
+        f"checkpoint folder {checkpoint_dir} lacks {missing} (a checkpoint holds {list(needed)}): "
+        f"it is incomplete or not a checkpoint; pass a folder {PATH_PATTERN}, or delete this "
+        "one and rerun the pretraining job that made it"
+    )
 
 
 def _load_vocab(checkpoint_dir: Path, model: ScFM) -> data.GeneVocab:
@@ -367,27 +424,32 @@ def _load_vocab(checkpoint_dir: Path, model: ScFM) -> data.GeneVocab:
         fix = f"copy the results/<profile>/data/{VOCAB_FILE} the checkpoint was trained with into the folder"
         raise ValueError(f"{path} cannot be read ({kind}: {type(error).__name__}: {error}); {fix}") from error
     if len(vocab) != model.config.vocab_size:
-        raise ValueError(f"{path} has {len(vocab)} tokens but the weights in {checkpoint_dir} were trained with "
-                         f"vocab_size={model.config.vocab_size}: it is another run's vocabulary; copy the "
-                         f"results/<profile>/data/{VOCAB_FILE} of the checkpoint's own profile into the folder")
+        raise ValueError(
+            f"{path} has {len(vocab)} tokens but the weights in {checkpoint_dir} were trained with "
+            f"vocab_size={model.config.vocab_size}: it is another run's vocabulary; copy the "
+            f"results/<profile>/data/{VOCAB_FILE} of the checkpoint's own profile into the folder"
+        )
     return vocab
 
 
-def _finetune_split(adata: AnnData, label_key: str, split_key: str | None, val_fraction: float,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _finetune_split(
+    adata: AnnData, label_key: str, split_key: str | None, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(training, validation) cell indices: the caller's ``split_key`` column, or a stratified random split."""
     if split_key is None:
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        split = data.split_cells(adata, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed,
-                                 stratify=label_key)
-        where = (f"a {val_fraction:.0%} stratified validation split of {adata.n_obs} cells; "
-                 "pass more cells or split_key")
+        split = data.split_cells(
+            adata, fractions=(1.0 - val_fraction, val_fraction, 0.0), seed=seed, stratify=label_key
+        )
+        where = f"a {val_fraction:.0%} stratified validation split of {adata.n_obs} cells; pass more cells or split_key"
     else:
         if split_key not in adata.obs.columns:
-            raise data.ScfmDataError(f"split column {split_key!r} not found (obs has {list(adata.obs.columns)}); "
-                                     "add a column with 'train' and 'val' cells, or pass split_key=None for a "
-                                     "random validation split")
+            raise data.ScfmDataError(
+                f"split column {split_key!r} not found (obs has {list(adata.obs.columns)}); "
+                "add a column with 'train' and 'val' cells, or pass split_key=None for a "
+                "random validation split"
+            )
         column = adata.obs[split_key].astype(str).to_numpy()
         split = {name: np.flatnonzero(column == name) for name in ("train", "val")}
         where = f"obs[{split_key!r}] (values {list(pd.unique(column))[:5]}); mark some cells 'train' and some 'val'"

@@ -32,7 +32,7 @@ class CellClassifier(nn.Module):
         self.layer = encoder.layer_index(layer)
         self.head = nn.Linear(encoder.config.d_model, n_classes)
         self.register_buffer("feature_mean", torch.zeros(encoder.config.d_model))  # [D]
-        self.register_buffer("feature_std", torch.ones(encoder.config.d_model))    # [D]
+        self.register_buffer("feature_std", torch.ones(encoder.config.d_model))  # [D]
         with torch.no_grad():
             nn.init.normal_(self.head.weight, 0.0, 0.02, generator=generator)
             nn.init.zeros_(self.head.bias)
@@ -40,4 +40,4 @@ class CellClassifier(nn.Module):
     def forward(self, gene_ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """gene_ids [B, L], values [B, L] -> logits [B, C]."""
         z = self.encoder.cell_embedding(gene_ids, values, layer=self.layer)  # [B, D]
-        return self.head((z - self.feature_mean) / self.feature_std)         # [B, C]
+        return self.head((z - self.feature_mean) / self.feature_std)  # [B, C]

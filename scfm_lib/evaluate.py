@@ -67,8 +67,16 @@ def token_bag(tokens: CellTokens, n_tokens: int) -> np.ndarray:
     return bag
 
 
-def context_ceiling(adata: ad.AnnData, tokens: CellTokens, n_tokens: int, train: np.ndarray, test: np.ndarray,
-                    y_train: np.ndarray, y_test: np.ndarray, seed: int = 0) -> dict[str, float]:
+def context_ceiling(
+    adata: ad.AnnData,
+    tokens: CellTokens,
+    n_tokens: int,
+    train: np.ndarray,
+    test: np.ndarray,
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    seed: int = 0,
+) -> dict[str, float]:
     """What the context can hold: macro-F1 of a logistic regression (:func:`linear_probe`) on the genes
     the model sees (:func:`token_bag`) against the same on all genes (log-normalized), trained on
     cells ``train`` and scored on cells ``test``. Returns ``{"context", "all_genes", "share"}``
@@ -119,8 +127,11 @@ def leiden_clusters(Z: np.ndarray, resolution: float = 1.0, n_neighbors: int = 1
 def cluster_scores(Z: np.ndarray, labels: np.ndarray, resolution: float = 1.0, seed: int = 0) -> dict:
     """ARI and NMI of Leiden clusters of ``Z`` against ``labels``, and the number of clusters."""
     clusters = leiden_clusters(Z, resolution=resolution, seed=seed)
-    return {"ari": metrics.ari(labels, clusters), "nmi": metrics.nmi(labels, clusters),
-            "n_clusters": int(len(np.unique(clusters)))}
+    return {
+        "ari": metrics.ari(labels, clusters),
+        "nmi": metrics.nmi(labels, clusters),
+        "n_clusters": int(len(np.unique(clusters))),
+    }
 
 
 def enable_jax_compilation_cache(path: str | Path | None = None) -> Path:
@@ -139,7 +150,7 @@ def enable_jax_compilation_cache(path: str | Path | None = None) -> Path:
     folder = Path(path or os.environ.get("SCFM_JAX_CACHE") or cache_dir() / "jax")
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)   # skip only trivial programs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # skip only trivial programs
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
 
@@ -175,16 +186,18 @@ def _exact_neighbors_as_pynndescent(X: np.ndarray, n_neighbors: int, random_stat
     return exact_neighbors(X, n_neighbors)
 
 
-def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
-                pre_integrated: np.ndarray | None = None) -> pd.DataFrame:
+def scib_scores(
+    embeddings: dict[str, np.ndarray], labels, batches, pre_integrated: np.ndarray | None = None
+) -> pd.DataFrame:
     """All scib-metrics metrics for several embeddings of the same cells, unscaled.
 
     Rows: embedding names; columns: the individual metrics plus ``Bio conservation``,
     ``Batch correction`` and ``Total``. ``batches=None`` (a dataset of one batch) computes the
-    bio-conservation metrics alone: no ``Batch correction`` and no ``Total`` column. ``pre_integrated`` is the unintegrated reference (the PCA
-    of log-normalized counts) that the PCR-comparison metric compares against; without it the
-    first embedding's PCA is used, with a warning. One call compiles JAX once (cached on disk by
-    :func:`enable_jax_compilation_cache`), which is why it takes every embedding at once.
+    bio-conservation metrics alone: no ``Batch correction`` and no ``Total`` column. ``pre_integrated``
+    is the unintegrated reference (the PCA of log-normalized counts) that the PCR-comparison metric
+    compares against; without it the first embedding's PCA is used, with a warning. One call compiles
+    JAX once (cached on disk by :func:`enable_jax_compilation_cache`), which is why it takes every
+    embedding at once.
 
     Neighbours are exact (:func:`exact_neighbors`), not scib-metrics' pynndescent, both for the
     embeddings and inside kBET (its diffusion-map neighbours, which scib-metrics takes from
@@ -206,32 +219,50 @@ def scib_scores(embeddings: dict[str, np.ndarray], labels, batches,
     names = list(embeddings)
     n = len(np.asarray(labels))
     if batches is not None and len(np.unique(np.asarray(batches).astype(str))) < 2:
-        raise ValueError("scib_scores needs cells from >= 2 batches: batch-correction metrics compare "
-                         "batches; evaluate on a split that holds several donors or batches, or pass "
-                         "batches=None for the bio-conservation metrics alone")
+        raise ValueError(
+            "scib_scores needs cells from >= 2 batches: batch-correction metrics compare "
+            "batches; evaluate on a split that holds several donors or batches, or pass "
+            "batches=None for the bio-conservation metrics alone"
+        )
     batch_metrics = BatchCorrection() if batches is not None else None
     batches = np.zeros(n, dtype=int) if batches is None else batches
-    obs = pd.DataFrame({"label": pd.Categorical(np.asarray(labels).astype(str)),
-                        "batch": pd.Categorical(np.asarray(batches).astype(str))}, index=[str(i) for i in range(n)])
+    obs = pd.DataFrame(
+        {
+            "label": pd.Categorical(np.asarray(labels).astype(str)),
+            "batch": pd.Categorical(np.asarray(batches).astype(str)),
+        },
+        index=[str(i) for i in range(n)],
+    )
     adata = ad.AnnData(np.zeros((n, 1), dtype=np.float32), obs=obs)
     for name in names:
         if len(embeddings[name]) != n:
             raise ValueError(f"embedding {name!r} has {len(embeddings[name])} cells, labels have {n}")
         adata.obsm[name] = np.asarray(embeddings[name], dtype=np.float32)
     if pre_integrated is None:
-        warnings.warn("scib_scores: no pre_integrated embedding given; using the PCA of the first embedding")
+        warnings.warn(
+            "scib_scores: no pre_integrated embedding given; using the PCA of the first embedding", stacklevel=2
+        )
         pre_integrated = PCA(n_components=min(30, adata.obsm[names[0]].shape[1])).fit_transform(adata.obsm[names[0]])
     adata.obsm["X_pre"] = np.asarray(pre_integrated, dtype=np.float32)
-    bench = Benchmarker(adata, batch_key="batch", label_key="label", embedding_obsm_keys=names,
-                        pre_integrated_embedding_obsm_key="X_pre", batch_correction_metrics=batch_metrics,
-                        progress_bar=False, n_jobs=1)
+    bench = Benchmarker(
+        adata,
+        batch_key="batch",
+        label_key="label",
+        embedding_obsm_keys=names,
+        pre_integrated_embedding_obsm_key="X_pre",
+        batch_correction_metrics=batch_metrics,
+        progress_bar=False,
+        n_jobs=1,
+    )
     # scib-metrics calls gc.collect() before each metric of each embedding; with torch, JAX and scanpy
     # loaded each full collection walks the whole heap (about a second each). Objects that exist
     # before the benchmark are frozen out of those walks, and released to the collector afterwards.
     gc.freeze()
     try:
-        with warnings.catch_warnings(), mock.patch.object(scib_metrics.nearest_neighbors, "pynndescent",
-                                                          _exact_neighbors_as_pynndescent):
+        with (
+            warnings.catch_warnings(),
+            mock.patch.object(scib_metrics.nearest_neighbors, "pynndescent", _exact_neighbors_as_pynndescent),
+        ):
             warnings.simplefilter("ignore", UserWarning)  # scib-metrics warns when PCR comparison is clipped at 0
             bench.prepare(neighbor_computer=exact_neighbors)
             bench.benchmark()
@@ -254,19 +285,22 @@ def _log_expression(adata: ad.AnnData, genes: list[str]) -> np.ndarray:
     return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
 
 
-def hvg_logreg(adata_train: ad.AnnData, y_train: np.ndarray, adata_test: ad.AnnData,
-               n_top_genes: int = 1000, seed: int = 0) -> np.ndarray:
+def hvg_logreg(
+    adata_train: ad.AnnData, y_train: np.ndarray, adata_test: ad.AnnData, n_top_genes: int = 1000, seed: int = 0
+) -> np.ndarray:
     """Baseline: logistic regression on log-normalized highly variable genes (chosen on train)."""
     genes = _hvg_view(adata_train, n_top_genes)
     return linear_probe(_log_expression(adata_train, genes), y_train, _log_expression(adata_test, genes), seed=seed)
 
 
-def pca_embedding(adata_fit: ad.AnnData, *adata_apply: ad.AnnData, n_comps: int = 50,
-                  n_top_genes: int = 1000) -> list[np.ndarray]:
+def pca_embedding(
+    adata_fit: ad.AnnData, *adata_apply: ad.AnnData, n_comps: int = 50, n_top_genes: int = 1000
+) -> list[np.ndarray]:
     """Baseline embedding: PCA of log-normalized HVGs, fitted on ``adata_fit`` only and applied to
     it and to each of ``adata_apply`` (so no evaluation cell informs the fit)."""
     genes = _hvg_view(adata_fit, n_top_genes)
     fit = _log_expression(adata_fit, genes)
     pca = PCA(n_components=min(n_comps, *fit.shape), random_state=0).fit(fit)
     return [pca.transform(fit).astype(np.float32)] + [
-        pca.transform(_log_expression(a, genes)).astype(np.float32) for a in adata_apply]
+        pca.transform(_log_expression(a, genes)).astype(np.float32) for a in adata_apply
+    ]

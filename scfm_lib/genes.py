@@ -11,8 +11,8 @@ refuses it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -38,13 +38,17 @@ def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
     """A two-column CSV (``from,to``) as a dict; empty targets (no ortholog) are dropped, and
     Ensembl version suffixes (``.17``) are stripped from the keys."""
     if not Path(path).is_file():
-        raise ScfmDataError(f"mapping file {path} does not exist; pass the path of a two-column CSV (from,to), "
-                            "or a registered table: scfm_lib.datasets.load_mapping('gencode_v44_id2name')")
+        raise ScfmDataError(
+            f"mapping file {path} does not exist; pass the path of a two-column CSV (from,to), "
+            "or a registered table: scfm_lib.datasets.load_mapping('gencode_v44_id2name')"
+        )
     try:
         table = pd.read_csv(path, header=0 if header else None, usecols=[0, 1], dtype=str).dropna()
-    except (ValueError, pd.errors.ParserError) as err:   # one column, or not a CSV
-        raise ScfmDataError(f"mapping file {path} is not a two-column CSV (from,to) ({type(err).__name__}: {err}); "
-                            "write one identifier pair per line, e.g. 'ENSG00000010610,CD4'") from err
+    except (ValueError, pd.errors.ParserError) as err:  # one column, or not a CSV
+        raise ScfmDataError(
+            f"mapping file {path} is not a two-column CSV (from,to) ({type(err).__name__}: {err}); "
+            "write one identifier pair per line, e.g. 'ENSG00000010610,CD4'"
+        ) from err
     keys = table.iloc[:, 0].map(strip_ensembl_version)
     return dict(zip(keys, table.iloc[:, 1].str.strip()))
 
@@ -60,14 +64,18 @@ def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene n
     targets = names.map(lambda n: mapping.get(n))
     keep = np.flatnonzero(targets.notna())
     if len(keep) == 0:
-        raise ScfmDataError(f"none of the {adata.n_vars} {what} (e.g. {list(names[:3])}) are in the mapping; "
-                            "check that the mapping file matches the dataset's identifiers and species")
+        raise ScfmDataError(
+            f"none of the {adata.n_vars} {what} (e.g. {list(names[:3])}) are in the mapping; "
+            "check that the mapping file matches the dataset's identifiers and species"
+        )
     kept_targets = pd.Index(targets[keep])
     unique = pd.Index(pd.unique(kept_targets))
     # [n_kept, n_unique] 0/1 matrix that sums duplicated targets
-    collapse = sp.csr_matrix((np.ones(len(keep), dtype=np.float32), (np.arange(len(keep)), unique.get_indexer(kept_targets))),
-                             shape=(len(keep), len(unique)))
-    first = keep[~kept_targets.duplicated()]                                   # same order as unique
+    collapse = sp.csr_matrix(
+        (np.ones(len(keep), dtype=np.float32), (np.arange(len(keep)), unique.get_indexer(kept_targets))),
+        shape=(len(keep), len(unique)),
+    )
+    first = keep[~kept_targets.duplicated()]  # same order as unique
     layers = {}
     for name, matrix in adata.layers.items():
         if name == "counts":
@@ -79,9 +87,10 @@ def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene n
         x = sp.csr_matrix(adata.X)[:, first]
     out = ad.AnnData(X=x, obs=adata.obs.copy(), var=pd.DataFrame(index=unique.astype(str)), layers=layers)
     out.uns = dict(adata.uns)
-    out.uns["scfm"] = {**dict(adata.uns.get("scfm", {})),
-                       "gene_mapping": {"genes_before": int(adata.n_vars), "mapped": int(len(keep)),
-                                        "genes_after": int(len(unique))}}
+    out.uns["scfm"] = {
+        **dict(adata.uns.get("scfm", {})),
+        "gene_mapping": {"genes_before": int(adata.n_vars), "mapped": int(len(keep)), "genes_after": int(len(unique))},
+    }
     return out
 
 
@@ -90,14 +99,15 @@ def _needs_id_map(names: Sequence[str], id_map: Mapping[str, str] | None) -> boo
     if identifier_kind(names) != "ensembl":
         return False
     if id_map is None:
-        raise ScfmDataError("the genes are Ensembl IDs (e.g. " + str(list(names[:2])) + ") but the "
-                            "vocabulary uses gene symbols: pass id_map (e.g. the registry resource "
-                            "'gencode_v44_id2name', via scfm_lib.datasets.load_mapping)")
+        raise ScfmDataError(
+            "the genes are Ensembl IDs (e.g. " + str(list(names[:2])) + ") but the "
+            "vocabulary uses gene symbols: pass id_map (e.g. the registry resource "
+            "'gencode_v44_id2name', via scfm_lib.datasets.load_mapping)"
+        )
     return True
 
 
-def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str],
-                       id_map: Mapping[str, str]) -> dict[str, str]:
+def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str], id_map: Mapping[str, str]) -> dict[str, str]:
     """Symbols of an older annotation release -> their current names, through their Ensembl IDs.
 
     Datasets aligned to hg19 name genes as that release did (``RP11-206L10.2``, ``FAM138A``); a
@@ -129,13 +139,19 @@ def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str],
         name = id_map.get(strip_ensembl_version(gene_id))
         if name is not None:
             targets.setdefault(symbol, set()).add(name)
-    return {symbol: next(iter(names)) for symbol, names in targets.items()
-            if len(names) == 1 and symbol not in current and next(iter(names)) != symbol}
+    return {
+        symbol: next(iter(names))
+        for symbol, names in targets.items()
+        if len(names) == 1 and symbol not in current and next(iter(names)) != symbol
+    }
 
 
-def harmonize_genes(adata: ad.AnnData, id_map: Mapping[str, str] | None = None,
-                    orthologs: Mapping[str, str] | None = None,
-                    symbol_map: Mapping[str, str] | None = None) -> ad.AnnData:
+def harmonize_genes(
+    adata: ad.AnnData,
+    id_map: Mapping[str, str] | None = None,
+    orthologs: Mapping[str, str] | None = None,
+    symbol_map: Mapping[str, str] | None = None,
+) -> ad.AnnData:
     """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol);
     symbols of an older release through ``symbol_map`` (:func:`release_symbol_map`; symbols it does
     not hold are kept, genes renamed onto one symbol are summed); then, if given, ``orthologs`` maps
@@ -170,9 +186,12 @@ def invert_orthologs(human_to_other: Mapping[str, str]) -> dict[str, str]:
     return inverted
 
 
-def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = None,
-                     orthologs: Mapping[str, str] | None = None,
-                     symbol_map: Mapping[str, str] | None = None) -> pd.Index:
+def harmonized_names(
+    names: Sequence[str],
+    id_map: Mapping[str, str] | None = None,
+    orthologs: Mapping[str, str] | None = None,
+    symbol_map: Mapping[str, str] | None = None,
+) -> pd.Index:
     """Name by name, what :func:`harmonize_genes` turns each gene into.
 
     Parameters
@@ -199,10 +218,15 @@ def harmonized_names(names: Sequence[str], id_map: Mapping[str, str] | None = No
     return out
 
 
-def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVocab,
-                         id_map: Mapping[str, str] | None = None, orthologs: Mapping[str, str] | None = None,
-                         id_column: str | None = None, layer: str | None = None,
-                         symbol_map: Mapping[str, str] | None = None) -> dict[str, int | float]:
+def harmonization_report(
+    adata: ad.AnnData,
+    vocabulary: Sequence[str] | GeneVocab,
+    id_map: Mapping[str, str] | None = None,
+    orthologs: Mapping[str, str] | None = None,
+    id_column: str | None = None,
+    layer: str | None = None,
+    symbol_map: Mapping[str, str] | None = None,
+) -> dict[str, int | float]:
     """How many of a dataset's detected genes reach a vocabulary, before and after harmonization.
 
     A gene is *detected* when it has a nonzero value in at least one cell; genes never detected
@@ -244,19 +268,27 @@ def harmonization_report(adata: ad.AnnData, vocabulary: Sequence[str] | GeneVoca
     targets = set(vocabulary.genes if isinstance(vocabulary, GeneVocab) else (str(g) for g in vocabulary))
     layer = layer or next((name for name in ("counts", "log1p_norm") if name in adata.layers), None)
     matrix = sp.csr_matrix(adata.layers[layer] if layer else adata.X)
-    detected = np.asarray((matrix != 0).sum(0)).ravel() > 0                       # [n_genes]
+    detected = np.asarray((matrix != 0).sum(0)).ravel() > 0  # [n_genes]
     if id_column is not None and id_column not in adata.var.columns:
         raise ScfmDataError(f"var column {id_column!r} not found (var has {list(adata.var.columns)})")
     source = adata.var[id_column].astype(str) if id_column else adata.var_names
     own = pd.Index(adata.var_names.astype(str))[detected]
-    after = harmonized_names(source, id_map, orthologs, symbol_map)[detected]    # ID kind judged on all genes, as harmonize_genes
+    after = harmonized_names(source, id_map, orthologs, symbol_map)[
+        detected
+    ]  # ID kind judged on all genes, as harmonize_genes
     reached = [n for n in after if n is not None and n in targets]
     n_detected = int(detected.sum())
     before = int(own.isin(list(targets)).sum())
-    return {"genes": int(adata.n_vars), "detected": n_detected, "in_vocabulary_before": before,
-            "in_vocabulary_after": len(reached), "symbols_after": len(set(reached)),
-            "dropped": int(sum(n is None for n in after)),
-            "share_before": before / max(n_detected, 1), "share_after": len(reached) / max(n_detected, 1)}
+    return {
+        "genes": int(adata.n_vars),
+        "detected": n_detected,
+        "in_vocabulary_before": before,
+        "in_vocabulary_after": len(reached),
+        "symbols_after": len(set(reached)),
+        "dropped": int(sum(n is None for n in after)),
+        "share_before": before / max(n_detected, 1),
+        "share_after": len(reached) / max(n_detected, 1),
+    }
 
 
 def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.DataFrame:
@@ -264,9 +296,12 @@ def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.Da
     rows = {}
     for name, adata in datasets.items():
         found = int((vocab.encode(adata.var_names) >= 0).sum())
-        rows[name] = {"genes": int(adata.n_vars), "in vocabulary": found,
-                      "share of dataset genes": found / max(adata.n_vars, 1),
-                      "share of vocabulary": found / max(len(vocab.genes), 1)}
+        rows[name] = {
+            "genes": int(adata.n_vars),
+            "in vocabulary": found,
+            "share of dataset genes": found / max(adata.n_vars, 1),
+            "share of vocabulary": found / max(len(vocab.genes), 1),
+        }
     return pd.DataFrame(rows).T
 
 
@@ -283,11 +318,12 @@ def vocab_from_detection(detected: pd.Series, min_cells: int = 3, max_genes: int
     return GeneVocab([str(g) for g in detected.index[keep]])
 
 
-def build_vocab(corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None,
-                layer: str = "counts") -> GeneVocab:
+def build_vocab(
+    corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None, layer: str = "counts"
+) -> GeneVocab:
     """The pretraining vocabulary of an in-memory corpus (see :func:`vocab_from_detection`); a
     streamed corpus gets its detection counts from :func:`scfm_lib.soma.detected_cells`."""
-    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()         # [n_genes]
+    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()  # [n_genes]
     return vocab_from_detection(pd.Series(detected, index=corpus.var_names), min_cells, max_genes)
 
 
@@ -310,8 +346,14 @@ MARKER_PROGRAMS = {
             "dendritic": ["FCER1A", "CLEC10A", "HLA-DRA", "HLA-DPB1", "CD74"],
             "progenitor": ["SPINK2", "PRSS57", "GATA2", "SOX4"],
         },
-        "cell_types": {"CD14+ Monocyte": "monocyte", "CD19+ B": "b_cell", "CD56+ NK": "nk_cytotoxic",
-                       "CD8+ Cytotoxic T": "cd8_t", "Dendritic": "dendritic", "CD34+": "progenitor"},
+        "cell_types": {
+            "CD14+ Monocyte": "monocyte",
+            "CD19+ B": "b_cell",
+            "CD56+ NK": "nk_cytotoxic",
+            "CD8+ Cytotoxic T": "cd8_t",
+            "Dendritic": "dendritic",
+            "CD34+": "progenitor",
+        },
     },
     # The Kang IFN-beta PBMCs under their coarse cell_type names; the same canonical PBMC markers, with
     # the CD16 monocytes and CD4 T cells of this set given programs of their own.
@@ -325,9 +367,15 @@ MARKER_PROGRAMS = {
             "cd8_t": ["CD8A", "CD8B", "GZMK", "CCL5"],
             "dendritic": ["FCER1A", "CLEC10A", "HLA-DRA", "HLA-DPB1", "CD74"],
         },
-        "cell_types": {"CD14+ Monocytes": "monocyte", "CD16+ Monocytes": "cd16_monocyte", "B": "b_cell",
-                       "NK cells": "nk_cytotoxic", "CD4+ T cells": "t_cell", "CD8+ T cells": "cd8_t",
-                       "DC": "dendritic"},
+        "cell_types": {
+            "CD14+ Monocytes": "monocyte",
+            "CD16+ Monocytes": "cd16_monocyte",
+            "B": "b_cell",
+            "NK cells": "nk_cytotoxic",
+            "CD4+ T cells": "t_cell",
+            "CD8+ T cells": "cd8_t",
+            "DC": "dendritic",
+        },
     },
 }
 
@@ -343,12 +391,14 @@ def program_ground_truth(adata: ad.AnnData, dataset: str | None = None) -> tuple
     """
     if "gene_programs" in adata.uns:
         programs = {p: [str(g) for g in genes] for p, genes in adata.uns["gene_programs"].items()}
-        drivers = {p[len("type_"):]: str(g) for p, g in adata.uns["program_drivers"].items() if p.startswith("type_")}
+        drivers = {p[len("type_") :]: str(g) for p, g in adata.uns["program_drivers"].items() if p.startswith("type_")}
         return programs, drivers
     if dataset in MARKER_PROGRAMS:
         entry = MARKER_PROGRAMS[dataset]
         drivers = {cell_type: entry["programs"][program][0] for cell_type, program in entry["cell_types"].items()}
         return {p: list(g) for p, g in entry["programs"].items()}, drivers
-    raise ValueError(f"no gene programs for dataset {dataset!r}: the synthetic atlas stores them in "
-                     "uns['gene_programs']; for real data add its marker sets to scfm_lib.genes.MARKER_PROGRAMS "
-                     f"(known: {sorted(MARKER_PROGRAMS)})")
+    raise ValueError(
+        f"no gene programs for dataset {dataset!r}: the synthetic atlas stores them in "
+        "uns['gene_programs']; for real data add its marker sets to scfm_lib.genes.MARKER_PROGRAMS "
+        f"(known: {sorted(MARKER_PROGRAMS)})"
+    )

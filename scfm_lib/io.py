@@ -19,17 +19,28 @@ import platform
 import re
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 #: Packages whose versions are recorded beside every result.
 RECORDED_PACKAGES = (
-    "scfm-masking", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy",
-    "scikit-learn", "scib-metrics", "jax", "papermill", "snakemake",
+    "scfm-masking",
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "scanpy",
+    "scikit-learn",
+    "scib-metrics",
+    "jax",
+    "papermill",
+    "snakemake",
 )
 
 
@@ -98,7 +109,7 @@ def _to_jsonable(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):   # e.g. a profile's TaskSpec
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # e.g. a profile's TaskSpec
         return _to_jsonable(dataclasses.asdict(obj))
     return obj
 
@@ -143,8 +154,7 @@ CODE_PATHS = ("scfm_lib", "nbs", "workflow", "profiles", "benchmarks", "pyprojec
 def _git_on_code(args: list[str], cwd) -> bytes:
     """``git <args> -- <CODE_PATHS>``: the command restricted to the code."""
     pathspecs = [f":(top){p}" for p in CODE_PATHS]
-    return subprocess.run(["git", *args, "--", *pathspecs], cwd=cwd, capture_output=True, check=True,
-                          timeout=30).stdout
+    return subprocess.run(["git", *args, "--", *pathspecs], cwd=cwd, capture_output=True, check=True, timeout=30).stdout
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
@@ -152,8 +162,9 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     uncommitted changes."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
         dirty = _git_on_code(["status", "--porcelain", "--untracked-files=no"], cwd).strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -178,10 +189,10 @@ def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> d
         "data_sha256": data_hashes or {},
         "versions": package_versions(),
         "git_commit": git_commit(),
-        "git_diff_sha256": git_diff_sha256(),        # None on a clean tree
+        "git_diff_sha256": git_diff_sha256(),  # None on a clean tree
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -24,16 +24,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h, weight, bias, targets, need_grad: bool, chunk_rows: int):
         # h [M, D], weight [V, D] (both the matmul dtype), bias [V] fp32, targets [M] long
         with torch.autocast(h.device.type, enabled=False):
-            logits = h @ weight.T                                            # [M, V], h.dtype
+            logits = h @ weight.T  # [M, V], h.dtype
             losses = torch.empty(len(h), dtype=torch.float32, device=h.device)  # [M]
             for start in range(0, len(h), chunk_rows):
                 rows = slice(start, start + chunk_rows)
-                z = torch.add(logits[rows], bias)                            # [c, V] fp32; fits in cache
-                z -= z.amax(1, keepdim=True)                                 # logits - their max: exp <= 1
-                target = targets[rows, None]                                 # [c, 1]
-                target_logit = z.gather(1, target)                           # [c, 1]
-                total = z.exp_().sum(1, keepdim=True)                        # [c, 1]; z is now exp(logits - max)
-                losses[rows] = (total.log() - target_logit).squeeze(1)       # logsumexp - target logit
+                z = torch.add(logits[rows], bias)  # [c, V] fp32; fits in cache
+                z -= z.amax(1, keepdim=True)  # logits - their max: exp <= 1
+                target = targets[rows, None]  # [c, 1]
+                target_logit = z.gather(1, target)  # [c, 1]
+                total = z.exp_().sum(1, keepdim=True)  # [c, 1]; z is now exp(logits - max)
+                losses[rows] = (total.log() - target_logit).squeeze(1)  # logsumexp - target logit
                 if need_grad:  # d loss / d logits = softmax - one_hot, written over the logits
                     z.mul_(total.reciprocal_()).scatter_add_(1, target, torch.full_like(total, -1.0))
                     logits[rows] = z
@@ -41,21 +41,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return losses
 
     @staticmethod
-    def backward(ctx, grad_losses):                                          # grad_losses [M]
-        h, weight, grad_logits = ctx.saved_tensors                           # grad_logits [M, V] unscaled, h.dtype
+    def backward(ctx, grad_losses):  # grad_losses [M]
+        h, weight, grad_logits = ctx.saved_tensors  # grad_logits [M, V] unscaled, h.dtype
         with torch.autocast(h.device.type, enabled=False):
             # d loss_i / d logits_i times grad_losses_i: the row scaling is applied to the [M, D]
             # side of each product, never to the [M, V] gradient (that would be one more pass over it).
-            scale = grad_losses.to(h.dtype)                                  # [M]
-            grad_h = (grad_logits @ weight) * scale[:, None]                 # [M, D]
-            grad_weight = grad_logits.T @ (h * scale[:, None])               # [V, D]
-            grad_bias = (scale @ grad_logits).float()                        # [V]; fp32 accumulation inside
+            scale = grad_losses.to(h.dtype)  # [M]
+            grad_h = (grad_logits @ weight) * scale[:, None]  # [M, D]
+            grad_weight = grad_logits.T @ (h * scale[:, None])  # [V, D]
+            grad_bias = (scale @ grad_logits).float()  # [V]; fp32 accumulation inside
         return grad_h, grad_weight, grad_bias, None, None, None
 
 
 @torch.compiler.disable  # compiled, the chunk loop would be unrolled and recompiled for every M
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
-                         chunk_rows: int = 32) -> torch.Tensor:
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor, chunk_rows: int = 32
+) -> torch.Tensor:
     """``F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")`` -> [M] fp32,
     differentiable in ``h``, ``weight`` and ``bias``, without the fp32 [M, V] logits.
 
@@ -67,8 +68,10 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     the gradient to the matmul dtype, which the plain expression's bf16 matmul backward does too.
     h [M, D], weight [V, D] in one dtype; bias [V]; targets [M] long in [0, V)."""
     if h.dtype != weight.dtype or h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1]:
-        raise ValueError(f"h {tuple(h.shape)} {h.dtype} and weight {tuple(weight.shape)} {weight.dtype} must be "
-                         "[M, D] and [V, D] of one dtype")
+        raise ValueError(
+            f"h {tuple(h.shape)} {h.dtype} and weight {tuple(weight.shape)} {weight.dtype} must be "
+            "[M, D] and [V, D] of one dtype"
+        )
     need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad or bias.requires_grad)
     return _LinearCrossEntropy.apply(h, weight, bias.float(), targets, need_grad, chunk_rows)
 

@@ -43,7 +43,7 @@ def macro_f1(y_true, y_pred) -> float:
     # bootstrap (hundreds of resamples per score) needs. tests/test_metrics.py checks it against
     # scikit-learn.
     labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
-    true, pred = codes[:len(y_true)], codes[len(y_true):]
+    true, pred = codes[: len(y_true)], codes[len(y_true) :]
     n_true = np.bincount(true, minlength=len(labels))
     n_pred = np.bincount(pred, minlength=len(labels))
     tp = np.bincount(true[true == pred], minlength=len(labels))

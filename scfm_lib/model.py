@@ -41,8 +41,20 @@ from scfm_lib.classifier import CellClassifier
 from scfm_lib.data import MASK_ID, PAD_ID
 from scfm_lib.losses import _LinearCrossEntropy, linear_cross_entropy, masked_rows  # noqa: F401 (re-exported)
 
-__all__ = ["FAMILIES", "POOLINGS", "VALUE_ENCODINGS", "Block", "CellClassifier", "ScFM", "ScFMConfig",
-           "SelfAttention", "keep_shown", "linear_cross_entropy", "masked_rows", "random_value_mask"]
+__all__ = [
+    "FAMILIES",
+    "POOLINGS",
+    "VALUE_ENCODINGS",
+    "Block",
+    "CellClassifier",
+    "ScFM",
+    "ScFMConfig",
+    "SelfAttention",
+    "keep_shown",
+    "linear_cross_entropy",
+    "masked_rows",
+    "random_value_mask",
+]
 
 FAMILIES = ("scgpt", "geneformer")
 VALUE_ENCODINGS = ("continuous", "binned")
@@ -51,35 +63,38 @@ POOLINGS = ("cls", "mean")
 
 @dataclass
 class ScFMConfig:
-    vocab_size: int                     # genes + special tokens (len(GeneVocab))
-    family: str = "scgpt"               # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
-    context_genes: int = 64             # L: top expressed genes per cell (the tokenization uses it)
-    d_model: int = 128                  # D
+    vocab_size: int  # genes + special tokens (len(GeneVocab))
+    family: str = "scgpt"  # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
+    context_genes: int = 64  # L: top expressed genes per cell (the tokenization uses it)
+    d_model: int = 128  # D
     n_layers: int = 4
     n_heads: int = 4
-    d_ff: int | None = None             # MLP width; None = 4 * d_model
+    d_ff: int | None = None  # MLP width; None = 4 * d_model
     dropout: float = 0.0
     value_encoding: str = "continuous"  # "continuous": MLP on the value; "binned": embedding of its bin
-    n_bins: int = 51                    # bins centred on an even grid over [0, max_value] when binned
-    max_value: float = 10.0             # log1p(CP10k) values are clipped to [0, max_value]
-    pooling: str = "mean"               # frozen cell embedding: masked "mean" over expressed genes, or the "cls" token
+    n_bins: int = 51  # bins centred on an even grid over [0, max_value] when binned
+    max_value: float = 10.0  # log1p(CP10k) values are clipped to [0, max_value]
+    pooling: str = "mean"  # frozen cell embedding: masked "mean" over expressed genes, or the "cls" token
     # Layer the frozen cell embedding reads, as an index into hidden_states (0 = the input embeddings,
     # n_layers = the last block after ln_f): -2 is the penultimate layer, the readout of Geneformer's
     # own tools and of published zero-shot evaluations (fixed before any result was seen).
     readout_layer: int = -2
-    mvc_weight: float = 1.0             # weight of the predict-from-CLS loss (scgpt's MVC term); 0 = off
+    mvc_weight: float = 1.0  # weight of the predict-from-CLS loss (scgpt's MVC term); 0 = off
 
     def __post_init__(self) -> None:
         if self.vocab_size < 4:
-            raise ValueError(f"vocab_size must be >= 4 (3 special tokens + genes), got {self.vocab_size}; "
-                             "pass len(GeneVocab)")
+            raise ValueError(
+                f"vocab_size must be >= 4 (3 special tokens + genes), got {self.vocab_size}; pass len(GeneVocab)"
+            )
         for name in ("context_genes", "d_model", "n_heads", "n_layers", "n_bins"):
             minimum = 2 if name == "n_bins" else 1
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
-                             "change one of them (e.g. d_model 128 with n_heads 4)")
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
+                "change one of them (e.g. d_model 128 with n_heads 4)"
+            )
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         if self.value_encoding not in VALUE_ENCODINGS:
@@ -91,8 +106,10 @@ class ScFMConfig:
         if not self.max_value > 0:
             raise ValueError(f"max_value must be > 0, got {self.max_value}")
         if not -(self.n_layers + 1) <= self.readout_layer <= self.n_layers:
-            raise ValueError(f"readout_layer must index the {self.n_layers + 1} hidden states (0 = input embeddings, "
-                             f"{self.n_layers} or -1 = last layer, -2 = penultimate), got {self.readout_layer}")
+            raise ValueError(
+                f"readout_layer must index the {self.n_layers + 1} hidden states (0 = input embeddings, "
+                f"{self.n_layers} or -1 = last layer, -2 = penultimate), got {self.readout_layer}"
+            )
         if self.mvc_weight < 0:
             raise ValueError(f"mvc_weight must be >= 0, got {self.mvc_weight}")
         if self.d_ff is None:
@@ -104,7 +121,7 @@ class ScFMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ScFMConfig":
+    def from_dict(cls, values: dict) -> ScFMConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -124,19 +141,20 @@ class SelfAttention(nn.Module):
         """x [B, T, D], keep [B, T] bool (False = padding: never attended to) -> [B, T, D]; with
         ``rows`` [B, P] (positions), only those positions' outputs, attending to all: [B, P, D]."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)                                # 3 x [B, T, D]
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x [B, T, D]
         if rows is not None:
-            q = _gather_rows(q, rows)                                        # [B, P, D]
+            q = _gather_rows(q, rows)  # [B, P, D]
         q = q.reshape(B, -1, self.n_heads, D // self.n_heads).transpose(1, 2)  # [B, H, P or T, D/H]
         k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (k, v))  # [B, H, T, D/H]
-        attend = keep[:, None, None, :]                                      # [B, 1, 1, T] key-padding mask
+        attend = keep[:, None, None, :]  # [B, 1, 1, T] key-padding mask
         cpu_bf16 = q.device.type == "cpu" and q.dtype == torch.bfloat16
         if cpu_bf16:  # PyTorch's CPU attention kernel is slower in bf16 than in fp32 (benchmarks/attention.py)
             q, k, v = q.float(), k.float(), v.float()
         with torch.autocast("cpu", enabled=False) if cpu_bf16 else contextlib.nullcontext():
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,
-                                               dropout_p=self.dropout if self.training else 0.0)  # [B, H, P or T, D/H]
-        return self.proj(y.transpose(1, 2).reshape(B, -1, D))                # [B, P or T, D]
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0
+            )  # [B, H, P or T, D/H]
+        return self.proj(y.transpose(1, 2).reshape(B, -1, D))  # [B, P or T, D]
 
 
 class Block(nn.Module):
@@ -152,9 +170,9 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, D] -> [B, T, D]; with ``rows`` [B, P], the output at those positions only [B, P, D]."""
-        attended = self.drop(self.attn(self.ln1(x), keep, rows))             # [B, P or T, D]
-        x = (x if rows is None else _gather_rows(x, rows)) + attended        # [B, P or T, D]
-        return x + self.drop(self.mlp(self.ln2(x)))                          # [B, P or T, D]
+        attended = self.drop(self.attn(self.ln1(x), keep, rows))  # [B, P or T, D]
+        x = (x if rows is None else _gather_rows(x, rows)) + attended  # [B, P or T, D]
+        return x + self.drop(self.mlp(self.ln2(x)))  # [B, P or T, D]
 
 
 def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -169,23 +187,29 @@ class ScFM(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.gene_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD_ID)
-        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))         # the CLS token's input embedding
+        self.cls_embedding = nn.Parameter(torch.zeros(cfg.d_model))  # the CLS token's input embedding
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.gene_query = None
         if cfg.family == "scgpt":
             if cfg.value_encoding == "continuous":
-                self.value_encoder = nn.Sequential(nn.Linear(1, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+                self.value_encoder = nn.Sequential(
+                    nn.Linear(1, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model)
+                )
             else:
                 self.value_encoder = nn.Embedding(cfg.n_bins, cfg.d_model)
-            self.mask_value_embedding = nn.Parameter(torch.zeros(cfg.d_model))  # replaces a hidden gene's value embedding
+            self.mask_value_embedding = nn.Parameter(
+                torch.zeros(cfg.d_model)
+            )  # replaces a hidden gene's value embedding
             self.value_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, 1))
             # MVC objective: each gene becomes a query that reads its value off the cell embedding.
             self.gene_query = nn.Linear(cfg.d_model, cfg.d_model) if cfg.mvc_weight > 0 else None
         else:
             self.rank_embedding = nn.Embedding(cfg.context_genes, cfg.d_model)  # position = expression rank
             # BERT's MLM head: transform, then logits through the (tied) gene embedding.
-            self.mlm_transform = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.LayerNorm(cfg.d_model))
+            self.mlm_transform = nn.Sequential(
+                nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.LayerNorm(cfg.d_model)
+            )
             self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         self._init_weights(generator)
 
@@ -214,12 +238,17 @@ class ScFM(nn.Module):
         """values [B, L] (log1p CP10k) -> value embeddings [B, L, D]."""
         values = values.clamp(0.0, self.config.max_value)
         if self.config.value_encoding == "continuous":
-            return self.value_encoder(values.unsqueeze(-1))                  # [B, L, D]
+            return self.value_encoder(values.unsqueeze(-1))  # [B, L, D]
         bins = (values / self.config.max_value * (self.config.n_bins - 1)).round().long()  # [B, L] in [0, n_bins)
-        return self.value_encoder(bins)                                      # [B, L, D]
+        return self.value_encoder(bins)  # [B, L, D]
 
-    def forward(self, gene_ids: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor | None = None, final_rows: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        gene_ids: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        final_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """gene_ids [B, L] long, values [B, L] float, mask [B, L] bool (True = hidden: the value for
         scgpt, the gene identity for geneformer) -> hidden states [B, 1 + L, D], CLS first.
         The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression.
@@ -231,8 +260,14 @@ class ScFM(nn.Module):
         skips most of the last block (:meth:`pretraining_loss`)."""
         return self.hidden_states(gene_ids, values, mask, final_rows)[-1]
 
-    def hidden_states(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None,
-                      final_rows: torch.Tensor | None = None, upto: int | None = None) -> list[torch.Tensor]:
+    def hidden_states(
+        self,
+        gene_ids: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        final_rows: torch.Tensor | None = None,
+        upto: int | None = None,
+    ) -> list[torch.Tensor]:
         """Every layer's states, as ``transformers``' ``output_hidden_states``: a list of
         ``n_layers + 1`` tensors [B, 1 + L, D] (CLS first): the input embeddings, then the residual
         stream after each block, the last one after ``ln_f`` (what the heads read). ``upto`` stops
@@ -241,39 +276,43 @@ class ScFM(nn.Module):
         if gene_ids.shape != values.shape or gene_ids.ndim != 2:
             raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
         if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
-            raise ValueError(f"gene ids must lie in [0, {self.config.vocab_size}) (the model's vocab_size), found "
-                             f"[{int(gene_ids.min())}, {int(gene_ids.max())}]: tokenize with the model's own GeneVocab")
+            raise ValueError(
+                f"gene ids must lie in [0, {self.config.vocab_size}) (the model's vocab_size), found "
+                f"[{int(gene_ids.min())}, {int(gene_ids.max())}]: tokenize with the model's own GeneVocab"
+            )
         B, L = gene_ids.shape
         if self.config.family == "scgpt":
-            value_emb = self.encode_values(values)                           # [B, L, D]
+            value_emb = self.encode_values(values)  # [B, L, D]
             if mask is not None:
                 value_emb = torch.where(mask.unsqueeze(-1), self.mask_value_embedding.to(value_emb.dtype), value_emb)
-            x = self.gene_embedding(gene_ids) + value_emb                    # [B, L, D]
+            x = self.gene_embedding(gene_ids) + value_emb  # [B, L, D]
         else:
             if L > self.config.context_genes:
-                raise ValueError(f"{L} gene positions exceed the rank embedding's context_genes="
-                                 f"{self.config.context_genes}")
+                raise ValueError(
+                    f"{L} gene positions exceed the rank embedding's context_genes={self.config.context_genes}"
+                )
             shown = gene_ids if mask is None else gene_ids.masked_fill(mask, MASK_ID)  # [B, L]
             x = self.gene_embedding(shown) + self.rank_embedding.weight[:L]  # [B, L, D]
         x = torch.cat([self.cls_embedding.to(x.dtype).expand(B, 1, -1), x], dim=1)  # [B, 1 + L, D]
-        keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device),
-                          gene_ids != PAD_ID], dim=1)                        # [B, 1 + L]; CLS always kept
+        keep = torch.cat(
+            [torch.ones(B, 1, dtype=torch.bool, device=gene_ids.device), gene_ids != PAD_ID], dim=1
+        )  # [B, 1 + L]; CLS always kept
         n_blocks = len(self.blocks) if upto is None else upto
         states = [x]
         for i, block in enumerate(self.blocks[:n_blocks]):
             last = i == len(self.blocks) - 1
-            x = block(x, keep, final_rows if last else None)                 # [B, 1 + L, D]; last: [B, P, D]
+            x = block(x, keep, final_rows if last else None)  # [B, 1 + L, D]; last: [B, P, D]
             states.append(x)
         if n_blocks == len(self.blocks):
-            states[-1] = self.ln_f(x)                                        # [B, 1 + L, D] or [B, P, D]
+            states[-1] = self.ln_f(x)  # [B, 1 + L, D] or [B, P, D]
         return states
 
     def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
         """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes
         (``pooling``, default the config's)."""
         if (pooling or self.config.pooling) == "cls":
-            return hidden[:, 0]                                              # [B, D]
-        present = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)        # [B, L, 1]
+            return hidden[:, 0]  # [B, D]
+        present = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
         return (hidden[:, 1:] * present).sum(1) / present.sum(1).clamp(min=1.0)  # [B, D]
 
     def layer_index(self, layer: int | None = None) -> int:
@@ -285,8 +324,9 @@ class ScFM(nn.Module):
             raise ValueError(f"layer {layer} does not index the {n} hidden states of this model")
         return layer % n
 
-    def cell_embedding(self, gene_ids: torch.Tensor, values: torch.Tensor, layer: int | None = None,
-                       pooling: str | None = None) -> torch.Tensor:
+    def cell_embedding(
+        self, gene_ids: torch.Tensor, values: torch.Tensor, layer: int | None = None, pooling: str | None = None
+    ) -> torch.Tensor:
         """gene_ids [B, L], values [B, L] -> [B, D]: the states of ``layer`` (default the config's
         ``readout_layer``, the penultimate layer) pooled by ``pooling`` (default the config's, the
         mean over expressed genes). Blocks after ``layer`` are not run."""
@@ -301,15 +341,16 @@ class ScFM(nn.Module):
         """Each gene's value from the cell embedding alone: <query(gene), cell>. cell [B, D] -> [B, L]."""
         if self.gene_query is None:
             raise ValueError("this model has no cell-embedding head (family geneformer, or mvc_weight=0)")
-        query = self.gene_query(self.gene_embedding(gene_ids))               # [B, L, D]
-        return (query * cell.unsqueeze(1)).sum(-1)                           # [B, L]
+        query = self.gene_query(self.gene_embedding(gene_ids))  # [B, L, D]
+        return (query * cell.unsqueeze(1)).sum(-1)  # [B, L]
 
     def gene_logits(self, hidden_masked: torch.Tensor) -> torch.Tensor:
         """geneformer's MLM head at the masked positions only: [M, D] -> logits over genes [M, V]."""
         return F.linear(self.mlm_transform(hidden_masked), self.gene_embedding.weight, self.mlm_bias)
 
-    def masked_error(self, hidden: torch.Tensor, gene_ids: torch.Tensor, values: torch.Tensor,
-                     mask: torch.Tensor) -> torch.Tensor:
+    def masked_error(
+        self, hidden: torch.Tensor, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Per masked position, the error of the family's pretraining prediction: squared error of
         the expression head (scgpt) or the cross-entropy of the gene identity (geneformer), i.e.
         ``cross_entropy(gene_logits(...).float(), ...)`` computed by :func:`linear_cross_entropy`
@@ -320,15 +361,21 @@ class ScFM(nn.Module):
 
     def _gene_cross_entropy(self, hidden_masked: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """hidden_masked [M, D], targets [M] -> geneformer's per-position MLM loss [M], fp32."""
-        h = self.mlm_transform(hidden_masked)                                # [M, D]
-        weight = self.gene_embedding.weight                                  # [V, D], tied to the input embedding
+        h = self.mlm_transform(hidden_masked)  # [M, D]
+        weight = self.gene_embedding.weight  # [V, D], tied to the input embedding
         if torch.is_autocast_enabled(h.device.type):  # the matmul in the autocast dtype, as F.linear would
             dtype = torch.get_autocast_dtype(h.device.type)
             h, weight = h.to(dtype), weight.to(dtype)
         return linear_cross_entropy(h, weight, self.mlm_bias, targets)
 
-    def pretraining_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
-                         normalizer: float | None = None, hide: torch.Tensor | None = None) -> torch.Tensor:
+    def pretraining_loss(
+        self,
+        gene_ids: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+        normalizer: float | None = None,
+        hide: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The family's pretraining loss (scalar) for a given mask [B, L] (see :func:`random_value_mask`):
         the masked error summed and divided by ``normalizer`` (default: the number of masked
         positions, i.e. the mean), plus, for scgpt, ``mvc_weight`` x the same for the prediction
@@ -347,11 +394,11 @@ class ScFM(nn.Module):
             return self(gene_ids, values, mask=hide).sum() * 0.0
         normalizer = float(mask.sum()) if normalizer is None else normalizer
         if self.config.family == "geneformer":
-            rows, present = masked_rows(mask)                                # [B, P] each
+            rows, present = masked_rows(mask)  # [B, P] each
             hidden = self(gene_ids, values, mask=hide, final_rows=rows + 1)  # [B, P, D]; + 1: CLS first
             # hidden[present] lists cell by cell, positions ascending: the order of gene_ids[mask]
             return self._gene_cross_entropy(hidden[present], gene_ids[mask]).sum() / normalizer
-        hidden = self(gene_ids, values, mask=hide)                           # [B, 1 + L, D]
+        hidden = self(gene_ids, values, mask=hide)  # [B, 1 + L, D]
         loss = self.masked_error(hidden, gene_ids, values, mask).sum() / normalizer
         if self.gene_query is not None:
             # scGPT's MVC: every gene's value from the CLS state of the last layer (its cell embedding).
@@ -359,8 +406,9 @@ class ScFM(nn.Module):
             loss = loss + self.config.mvc_weight * ((from_cell - values.float()[mask]) ** 2).sum() / normalizer
         return loss
 
-    def masked_value_loss(self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
+    def masked_value_loss(
+        self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Pretraining loss with a fresh random mask of ``mask_ratio`` of each cell's genes (at
         least one per cell); the mean over masked positions. Named for the scgpt family; the
         geneformer family masks gene identities instead."""
@@ -379,15 +427,16 @@ def keep_shown(mask: torch.Tensor, keep_ratio: float, generator: torch.Generator
     return mask & (draws >= keep_ratio)
 
 
-def random_value_mask(gene_ids: torch.Tensor, mask_ratio: float,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def random_value_mask(
+    gene_ids: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """[B, L] bool, True at ``ceil(mask_ratio * n_genes)`` random non-padding positions of each
     cell (at least one; none in a cell without genes). Draws one uniform number per position."""
     if not 0.0 < mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-    present = gene_ids != PAD_ID                                             # [B, L]
+    present = gene_ids != PAD_ID  # [B, L]
     scores = torch.rand(gene_ids.shape, generator=generator, device="cpu").to(gene_ids.device)  # [B, L]
-    scores = scores.masked_fill(~present, 2.0)                               # padding sorts last
+    scores = scores.masked_fill(~present, 2.0)  # padding sorts last
     n_mask = (present.sum(1).float() * mask_ratio).ceil().clamp(min=1).long()  # [B]
-    rank = scores.argsort(dim=1).argsort(dim=1)                              # [B, L] rank of each position
+    rank = scores.argsort(dim=1).argsort(dim=1)  # [B, L] rank of each position
     return (rank < n_mask[:, None]) & present

@@ -35,8 +35,12 @@ MODE_LABELS = {
 }
 # One distinct colour per mode: the 10 colour-blind-safe colours, then Dark2's 8 for the modes beyond
 # them, reordered so that the finetuning regimes avoid the orange of the linear probe they are drawn beside.
-_PALETTE = dict(zip(MODE_LABELS, sns.color_palette("colorblind", 10)
-                    + [sns.color_palette("Dark2", 8)[i] for i in (0, 2, 3, 4, 6, 1, 5, 7)]))
+_PALETTE = dict(
+    zip(
+        MODE_LABELS,
+        sns.color_palette("colorblind", 10) + [sns.color_palette("Dark2", 8)[i] for i in (0, 2, 3, 4, 6, 1, 5, 7)],
+    )
+)
 assert len(_PALETTE) == len(MODE_LABELS), "add colours to _PALETTE: every mode in MODE_LABELS needs one"
 _BASELINE_STYLE = {"hvg_logreg": ":", "pca_knn": "--", "pca_leiden": "-.", "pca": "--"}
 CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left of the smallest corpus
@@ -57,8 +61,15 @@ def _format_size_axis(ax: plt.Axes, n_cells: pd.Series) -> None:
     ax.set_xlabel("pretraining cells (log scale)")
 
 
-def metric_vs_corpus_size(table: pd.DataFrame, metric: str, modes: list[str], *, ax: plt.Axes | None = None,
-                          baselines: pd.DataFrame | None = None, ylabel: str | None = None) -> plt.Axes:
+def metric_vs_corpus_size(
+    table: pd.DataFrame,
+    metric: str,
+    modes: list[str],
+    *,
+    ax: plt.Axes | None = None,
+    baselines: pd.DataFrame | None = None,
+    ylabel: str | None = None,
+) -> plt.Axes:
     """Mean metric per corpus size with its bootstrap CI over seeds, one line per mode.
 
     ``table``: one row per (mode, metric, n_cells) with columns ``mean``, ``ci_low``, ``ci_high``
@@ -77,14 +88,24 @@ def metric_vs_corpus_size(table: pd.DataFrame, metric: str, modes: list[str], *,
         pretrained = r[r["n_cells"] > 0]
         color = _PALETTE.get(mode)
         ax.plot(pretrained["x"], pretrained["mean"], marker="o", color=color, label=MODE_LABELS.get(mode, mode))
-        ax.errorbar(r["x"], r["mean"], yerr=[r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]],
-                    fmt="none", ecolor=color, capsize=3)
-        ax.scatter(r.loc[r["n_cells"] == 0, "x"], r.loc[r["n_cells"] == 0, "mean"], marker="s",
-                   color=color, zorder=3)
+        ax.errorbar(
+            r["x"],
+            r["mean"],
+            yerr=[r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]],
+            fmt="none",
+            ecolor=color,
+            capsize=3,
+        )
+        ax.scatter(r.loc[r["n_cells"] == 0, "x"], r.loc[r["n_cells"] == 0, "mean"], marker="s", color=color, zorder=3)
     if baselines is not None:
         for row in baselines[baselines["metric"] == metric].itertuples():
-            ax.axhline(row.value, color="0.35", lw=1, ls=_BASELINE_STYLE.get(row.mode, "--"),
-                       label=MODE_LABELS.get(row.mode, row.mode))
+            ax.axhline(
+                row.value,
+                color="0.35",
+                lw=1,
+                ls=_BASELINE_STYLE.get(row.mode, "--"),
+                label=MODE_LABELS.get(row.mode, row.mode),
+            )
     _format_size_axis(ax, rows["n_cells"])
     ax.set_ylabel(ylabel or metric)
     return ax
@@ -96,14 +117,30 @@ def loss_curves(histories: pd.DataFrame, *, ax: plt.Axes | None = None, value: s
     data = histories.dropna(subset=[value]).copy()
     data["pretraining cells"] = data["n_cells"].map(lambda n: f"{int(n):,}")
     order = [f"{int(n):,}" for n in sorted(data["n_cells"].unique(), reverse=True)]
-    sns.lineplot(data, x="step", y=value, hue="pretraining cells", hue_order=order, errorbar=("pi", 100),
-                 palette="viridis", ax=ax)
+    sns.lineplot(
+        data,
+        x="step",
+        y=value,
+        hue="pretraining cells",
+        hue_order=order,
+        errorbar=("pi", 100),
+        palette="viridis",
+        ax=ax,
+    )
     ax.set_ylabel("validation masked-value MSE" if value == "val_loss" else value)
     return ax
 
 
-def interval_plot(summary: pd.DataFrame, estimate: str, low: str, high: str, label: str, *,
-                  ax: plt.Axes | None = None, reference: tuple[float, ...] = (0.0,)) -> plt.Axes:
+def interval_plot(
+    summary: pd.DataFrame,
+    estimate: str,
+    low: str,
+    high: str,
+    label: str,
+    *,
+    ax: plt.Axes | None = None,
+    reference: tuple[float, ...] = (0.0,),
+) -> plt.Axes:
     """A forest plot: one row per line of ``summary`` (its index as label), estimate with its CI."""
     ax = ax or plt.gca()
     y = np.arange(len(summary))[::-1]

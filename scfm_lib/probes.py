@@ -29,7 +29,8 @@ contain it (:func:`holds_gene`); the others contribute an exact 0.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ import torch
 from scfm_lib.data import PAD_ID, SPECIAL_TOKENS, CellTokens, GeneVocab
 from scfm_lib.model import FAMILIES, ScFM
 from scfm_lib.train import embed
+
+if TYPE_CHECKING:  # pandas is imported where the probe table is built
+    import pandas as pd
 
 MODES = ("delete", "overexpress")
 
@@ -77,9 +81,9 @@ def _average_precision(scores: np.ndarray, relevant: np.ndarray, k: int | None =
     """
     Q, N = scores.shape
     order = np.argsort(-scores, axis=1, kind="stable")
-    s = np.take_along_axis(scores, order, axis=1)                         # [Q, N] descending
+    s = np.take_along_axis(scores, order, axis=1)  # [Q, N] descending
     rel = np.take_along_axis(relevant, order, axis=1).astype(np.float64)  # [Q, N]
-    hits = np.cumsum(rel, axis=1)                                         # relevant items in the top i+1
+    hits = np.cumsum(rel, axis=1)  # relevant items in the top i+1
     # First and last position of each position's tie block: a block ends where the next score differs.
     is_end = np.ones((Q, N), dtype=bool)
     is_end[:, :-1] = s[:, :-1] != s[:, 1:]
@@ -87,11 +91,11 @@ def _average_precision(scores: np.ndarray, relevant: np.ndarray, k: int | None =
     is_start[:, 1:] = is_end[:, :-1]
     positions = np.arange(N)
     end = np.minimum.accumulate(np.where(is_end, positions, N)[:, ::-1], axis=1)[:, ::-1]  # [Q, N]
-    start = np.maximum.accumulate(np.where(is_start, positions, 0), axis=1)                # [Q, N]
+    start = np.maximum.accumulate(np.where(is_start, positions, 0), axis=1)  # [Q, N]
     hits_at_end = np.take_along_axis(hits, end, axis=1)
     hits_before = np.take_along_axis(hits, start, axis=1) - np.take_along_axis(rel, start, axis=1)
-    spread = (hits_at_end - hits_before) / (end - start + 1)              # block's relevant share, per position
-    precision_at_end = hits_at_end / (end + 1)                            # [Q, N]
+    spread = (hits_at_end - hits_before) / (end - start + 1)  # block's relevant share, per position
+    precision_at_end = hits_at_end / (end + 1)  # [Q, N]
     n_rel = rel.sum(1)
     depth = N if k is None else min(int(k), N)
     return (spread[:, :depth] * precision_at_end[:, :depth]).sum(1) / np.minimum(n_rel, depth)
@@ -104,14 +108,15 @@ def _random_ap(n_pos: np.ndarray, n_candidates: int, k: int | None = None) -> np
     It exceeds R / N for few positives: the first hit lands early by luck often enough."""
     R, N = n_pos.astype(np.float64), float(n_candidates)
     depth = n_candidates if k is None else min(int(k), n_candidates)
-    i = np.arange(1, depth + 1, dtype=np.float64)[None, :]                # [1, depth]
+    i = np.arange(1, depth + 1, dtype=np.float64)[None, :]  # [1, depth]
     p = (R / N)[:, None]
     pairs = (R * (R - 1) / (N * (N - 1)))[:, None] if N > 1 else np.zeros_like(p)
     return ((p + (i - 1) * pairs) / i).sum(1) / np.minimum(R, depth)
 
 
-def program_retrieval(embeddings: np.ndarray, names: Sequence[str], programs: Mapping[str, Sequence[str]],
-                      k: int | None = None) -> dict:
+def program_retrieval(
+    embeddings: np.ndarray, names: Sequence[str], programs: Mapping[str, Sequence[str]], k: int | None = None
+) -> dict:
     """Do genes of the same program lie together? Mean average precision of retrieving program
     mates by cosine similarity.
 
@@ -144,10 +149,12 @@ def program_retrieval(embeddings: np.ndarray, names: Sequence[str], programs: Ma
     members = {p: sorted({index[g] for g in genes if str(g) in index}) for p, genes in programs.items()}
     members = {p: m for p, m in members.items() if len(m) >= 2}
     if not members:
-        raise ValueError("no program has >= 2 member genes among names: nothing to retrieve "
-                         "(check that names and programs use the same gene identifiers)")
+        raise ValueError(
+            "no program has >= 2 member genes among names: nothing to retrieve "
+            "(check that names and programs use the same gene identifiers)"
+        )
     G = len(names)
-    relevant = np.zeros((G, G), dtype=bool)                               # relevant[q, c]: c is a mate of q
+    relevant = np.zeros((G, G), dtype=bool)  # relevant[q, c]: c is a mate of q
     for m in members.values():
         relevant[np.ix_(m, m)] = True
     np.fill_diagonal(relevant, False)
@@ -161,8 +168,15 @@ def program_retrieval(embeddings: np.ndarray, names: Sequence[str], programs: Ma
     chance = float(np.mean(n_pos / (G - 1)))
     mean_ap = float(ap.mean())
     chance_ap = float(_random_ap(n_pos, G - 1, k).mean())
-    return {"map": mean_ap, "chance": chance, "map_over_chance": mean_ap - chance_ap, "chance_ap": chance_ap,
-            "n_queries": int(len(queries)), "n_programs": len(members), "n_candidates": G - 1}
+    return {
+        "map": mean_ap,
+        "chance": chance,
+        "map_over_chance": mean_ap - chance_ap,
+        "chance_ap": chance_ap,
+        "n_queries": int(len(queries)),
+        "n_programs": len(members),
+        "n_candidates": G - 1,
+    }
 
 
 # ------------------------------------------------------------------------------ token edits
@@ -170,8 +184,9 @@ def _gene_id(vocab: GeneVocab, gene: str | int) -> int:
     if isinstance(gene, (int, np.integer)):
         gene_id = int(gene)
         if not len(SPECIAL_TOKENS) <= gene_id < len(vocab):
-            raise ValueError(f"gene id {gene_id} is not a gene token of this vocabulary "
-                             f"([{len(SPECIAL_TOKENS)}, {len(vocab)}))")
+            raise ValueError(
+                f"gene id {gene_id} is not a gene token of this vocabulary ([{len(SPECIAL_TOKENS)}, {len(vocab)}))"
+            )
         return gene_id
     gene_id = int(vocab.encode([gene])[0])
     if gene_id < 0:
@@ -198,8 +213,8 @@ def delete_gene(tokens: CellTokens, gene_id: int) -> CellTokens:
     gene come back unchanged. Pure: returns new arrays."""
     gene_id = _check_gene_id(gene_id)
     gene_ids, values = tokens.take(slice(None))
-    keep = (gene_ids != gene_id) & (gene_ids != PAD_ID)                   # [N, L]
-    order = np.argsort(~keep, axis=1, kind="stable")                      # kept positions first, in order
+    keep = (gene_ids != gene_id) & (gene_ids != PAD_ID)  # [N, L]
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept positions first, in order
     new_ids = np.take_along_axis(gene_ids, order, axis=1).astype(np.int64)
     new_values = np.take_along_axis(values, order, axis=1).astype(np.float32)
     tail = np.arange(gene_ids.shape[1])[None, :] >= keep.sum(1, keepdims=True)
@@ -224,7 +239,7 @@ def overexpress_gene(tokens: CellTokens, gene_id: int, family: str) -> CellToken
     gene_ids, values = tokens.take(slice(None))
     present = gene_ids != PAD_ID
     top = np.where(present, values, -np.inf).max(1) if values.shape[1] else np.zeros(len(values))
-    top = np.where(np.isfinite(top), top, 0.0).astype(np.float32)         # [N]
+    top = np.where(np.isfinite(top), top, 0.0).astype(np.float32)  # [N]
     held = (gene_ids == gene_id).any(1)
     # Insert at the front of the cell without the gene: shift right by one, dropping the last slot.
     rest = delete_gene(CellTokens(gene_ids, values), gene_id)
@@ -245,8 +260,15 @@ def _cosine_to(x: np.ndarray, target: np.ndarray) -> np.ndarray:
     return x @ target / norms
 
 
-def perturbation_shift(model: ScFM, tokens: CellTokens, vocab: GeneVocab, gene: str | int, mode: str,
-                       target_embedding: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def perturbation_shift(
+    model: ScFM,
+    tokens: CellTokens,
+    vocab: GeneVocab,
+    gene: str | int,
+    mode: str,
+    target_embedding: np.ndarray,
+    batch_size: int = 256,
+) -> np.ndarray:
     """Per cell, how far perturbing ``gene`` moves the cell embedding toward ``target_embedding``:
     ``cos(after, target) - cos(before, target)``, float64 [N] in [-2, 2]; > 0 = toward.
 
@@ -259,29 +281,48 @@ def perturbation_shift(model: ScFM, tokens: CellTokens, vocab: GeneVocab, gene: 
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     target = np.asarray(target_embedding, dtype=np.float64).ravel()
     if target.shape != (model.config.d_model,):
-        raise ValueError(f"target_embedding must be a [{model.config.d_model}] vector (the model's d_model), "
-                         f"got shape {np.shape(target_embedding)}")
+        raise ValueError(
+            f"target_embedding must be a [{model.config.d_model}] vector (the model's d_model), "
+            f"got shape {np.shape(target_embedding)}"
+        )
     gene_id = _gene_id(vocab, gene)
     if gene_id >= model.config.vocab_size:
-        raise ValueError(f"gene id {gene_id} lies outside the model's vocabulary ({model.config.vocab_size} tokens): "
-                         "pass the model's own GeneVocab")
-    edited = (delete_gene(tokens, gene_id) if mode == "delete"
-              else overexpress_gene(tokens, gene_id, model.config.family))
-    before = embed(model, tokens, batch_size)                             # [N, D]
-    after = embed(model, edited, batch_size)                              # [N, D]
+        raise ValueError(
+            f"gene id {gene_id} lies outside the model's vocabulary ({model.config.vocab_size} tokens): "
+            "pass the model's own GeneVocab"
+        )
+    edited = (
+        delete_gene(tokens, gene_id) if mode == "delete" else overexpress_gene(tokens, gene_id, model.config.family)
+    )
+    before = embed(model, tokens, batch_size)  # [N, D]
+    after = embed(model, edited, batch_size)  # [N, D]
     return _cosine_to(after, target) - _cosine_to(before, target)
 
 
-def perturbation_score(model: ScFM, tokens: CellTokens, vocab: GeneVocab, gene: str | int, mode: str,
-                       target_embedding: np.ndarray, batch_size: int = 256) -> float:
+def perturbation_score(
+    model: ScFM,
+    tokens: CellTokens,
+    vocab: GeneVocab,
+    gene: str | int,
+    mode: str,
+    target_embedding: np.ndarray,
+    batch_size: int = 256,
+) -> float:
     """Mean :func:`perturbation_shift` over the cells, in [-2, 2]: > 0 = the perturbation moves
     the cells toward the target, < 0 = away, ~0 = no effect (NaN for no cells)."""
     shift = perturbation_shift(model, tokens, vocab, gene, mode, target_embedding, batch_size)
     return float(shift.mean()) if len(shift) else float("nan")
 
 
-def perturbation_probe(model: ScFM, tokens: CellTokens, cell_types, vocab: GeneVocab, drivers: Mapping[str, str],
-                       n_cells: int = 100, seed: int = 0) -> "pd.DataFrame":
+def perturbation_probe(
+    model: ScFM,
+    tokens: CellTokens,
+    cell_types,
+    vocab: GeneVocab,
+    drivers: Mapping[str, str],
+    n_cells: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The in-silico perturbation probe of one checkpoint, one row per cell type with a driver.
 
     For cell type A with driver gene g (``drivers[A]``, in the vocabulary) and target = the mean
@@ -313,9 +354,24 @@ def perturbation_probe(model: ScFM, tokens: CellTokens, cell_types, vocab: GeneV
         pick = np.sort(rng.choice(others, size=min(n_cells, len(others)), replace=False))
         toward = perturbation_score(model, tokens.subset(pick), vocab, gene, "overexpress", target)
         holders = members[holds_gene(tokens.subset(members), _gene_id(vocab, gene))]
-        holders = np.sort(rng.choice(holders, size=min(n_cells, len(holders)), replace=False)) if len(holders) else holders
-        away = -perturbation_score(model, tokens.subset(holders), vocab, gene, "delete", target) if len(holders) else np.nan
-        rows.append({"cell_type": cell_type, "driver": gene, "overexpress_toward": toward, "delete_away": away,
-                     "n_overexpressed": len(pick), "n_deleted": len(holders)})
-    return pd.DataFrame(rows, columns=["cell_type", "driver", "overexpress_toward", "delete_away",
-                                       "n_overexpressed", "n_deleted"])
+        holders = (
+            np.sort(rng.choice(holders, size=min(n_cells, len(holders)), replace=False)) if len(holders) else holders
+        )
+        away = (
+            -perturbation_score(model, tokens.subset(holders), vocab, gene, "delete", target)
+            if len(holders)
+            else np.nan
+        )
+        rows.append(
+            {
+                "cell_type": cell_type,
+                "driver": gene,
+                "overexpress_toward": toward,
+                "delete_away": away,
+                "n_overexpressed": len(pick),
+                "n_deleted": len(holders),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["cell_type", "driver", "overexpress_toward", "delete_away", "n_overexpressed", "n_deleted"]
+    )

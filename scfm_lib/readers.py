@@ -8,8 +8,8 @@ Each reader returns an AnnData in which
   source knows them (``obs_map`` renames source columns onto them) and always ``dataset``;
 - ``uns["scfm"]`` records where the values came from (reader, file, value kind).
 
-and then passes :func:`scfm_lib.data.validate_counts` (or :func:`~scfm_lib.data.validate`). A file without raw counts (only
-normalized or log values) is read by :func:`read_h5ad` with ``counts=None``: its values land in
+and then passes :func:`scfm_lib.data.validate_counts` (or :func:`~scfm_lib.data.validate`). A file without raw
+counts (only normalized or log values) is read by :func:`read_h5ad` with ``counts=None``: its values land in
 ``layers["log1p_norm"]`` and ``uns["scfm"]["no_counts_reason"]`` says why, so that every step that
 needs counts refuses it with that reason instead of silently using the wrong numbers.
 """
@@ -17,8 +17,8 @@ needs counts refuses it with that reason instead of silently using the wrong num
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
@@ -52,8 +52,10 @@ def _standard_obs(obs: pd.DataFrame, dataset: str, obs_map: Mapping[str, str] | 
         if standard not in STANDARD_OBS:
             raise ScfmDataError(f"obs_map key {standard!r} is not a standard column {STANDARD_OBS}")
         if source not in obs.columns:
-            raise ScfmDataError(f"dataset {dataset!r}: obs column {source!r} (for {standard!r}) not found; "
-                                f"the file has {list(obs.columns)}. Fix obs_map in the dataset's registry entry.")
+            raise ScfmDataError(
+                f"dataset {dataset!r}: obs column {source!r} (for {standard!r}) not found; "
+                f"the file has {list(obs.columns)}. Fix obs_map in the dataset's registry entry."
+            )
         values = obs[source]
         # str() of a missing label would be the class "nan": keep it missing (unlabelled cells)
         obs[standard] = pd.Categorical(values.astype(str).where(values.notna()))
@@ -61,8 +63,15 @@ def _standard_obs(obs: pd.DataFrame, dataset: str, obs_map: Mapping[str, str] | 
     return obs
 
 
-def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, str] | None = None,
-                reader: str = "", path: str | Path = "", extra_layers: Mapping[str, object] | None = None) -> ad.AnnData:
+def standardize(
+    adata: ad.AnnData,
+    dataset: str,
+    counts,
+    obs_map: Mapping[str, str] | None = None,
+    reader: str = "",
+    path: str | Path = "",
+    extra_layers: Mapping[str, object] | None = None,
+) -> ad.AnnData:
     """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
 
     ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
@@ -82,9 +91,14 @@ def standardize(adata: ad.AnnData, dataset: str, counts, obs_map: Mapping[str, s
 
 
 # ------------------------------------------------------------------------------ formats
-def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/counts",
-              obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "",
-              keep_layers: Sequence[str] = ()) -> ad.AnnData:
+def read_h5ad(
+    path: str | Path,
+    dataset: str,
+    counts: str | None = "layers/counts",
+    obs_map: Mapping[str, str] | None = None,
+    no_counts_reason: str = "",
+    keep_layers: Sequence[str] = (),
+) -> ad.AnnData:
     """An ``.h5ad`` file; ``counts`` says where its raw counts are.
 
     ``counts`` is ``"X"``, ``"raw.X"`` or ``"layers/<name>"``. ``None`` declares a file without
@@ -98,9 +112,15 @@ def read_h5ad(path: str | Path, dataset: str, counts: str | None = "layers/count
     return read_anndata(source, dataset, counts, obs_map, no_counts_reason, keep_layers, path)
 
 
-def read_anndata(source: ad.AnnData, dataset: str, counts: str | None = "layers/counts",
-                 obs_map: Mapping[str, str] | None = None, no_counts_reason: str = "",
-                 keep_layers: Sequence[str] = (), path: str | Path = "") -> ad.AnnData:
+def read_anndata(
+    source: ad.AnnData,
+    dataset: str,
+    counts: str | None = "layers/counts",
+    obs_map: Mapping[str, str] | None = None,
+    no_counts_reason: str = "",
+    keep_layers: Sequence[str] = (),
+    path: str | Path = "",
+) -> ad.AnnData:
     """An in-memory AnnData into the study's layout, with the options of :func:`read_h5ad`.
 
     Used for a dataset rebuilt in memory (from the files of a package, :mod:`scfm_lib.dataset_wheels`),
@@ -122,20 +142,30 @@ def read_anndata(source: ad.AnnData, dataset: str, counts: str | None = "layers/
     """
     missing = [name for name in keep_layers if name not in source.layers]
     if missing:
-        raise ScfmDataError(f"{path or dataset}: layer(s) {missing} not found (layers: {list(source.layers)}); "
-                            "fix keep_layers in the dataset's registry entry")
-    extra = {name: source.layers[name] for name in keep_layers}   # before raw.X replaces source
+        raise ScfmDataError(
+            f"{path or dataset}: layer(s) {missing} not found (layers: {list(source.layers)}); "
+            "fix keep_layers in the dataset's registry entry"
+        )
+    extra = {name: source.layers[name] for name in keep_layers}  # before raw.X replaces source
     if counts is None:
         values = source.raw.X if source.raw is not None else source.X
         var = source.raw.var if source.raw is not None else source.var
         values = sp.csr_matrix(values, dtype=np.float32)
         if values.nnz and (values.data < 0).any():
             raise ScfmDataError(f"{path}: the values are scaled (negative entries), not log-normalized")
-        out = ad.AnnData(X=values, obs=_standard_obs(source.obs, dataset, obs_map), var=var.copy(),
-                         layers={"log1p_norm": values.copy()})
-        out.uns["scfm"] = {"dataset": dataset, "reader": "h5ad", "file": Path(path).name,
-                           "values": "log1p_norm", "no_counts_reason": no_counts_reason or
-                           f"{Path(path).name} holds no raw counts"}
+        out = ad.AnnData(
+            X=values,
+            obs=_standard_obs(source.obs, dataset, obs_map),
+            var=var.copy(),
+            layers={"log1p_norm": values.copy()},
+        )
+        out.uns["scfm"] = {
+            "dataset": dataset,
+            "reader": "h5ad",
+            "file": Path(path).name,
+            "values": "log1p_norm",
+            "no_counts_reason": no_counts_reason or f"{Path(path).name} holds no raw counts",
+        }
         validate(out)  # NaN/Inf, duplicated names, empty cells
         return out
     if counts == "X":
@@ -147,8 +177,10 @@ def read_anndata(source: ad.AnnData, dataset: str, counts: str | None = "layers/
     elif counts.startswith("layers/"):
         name = counts.split("/", 1)[1]
         if name not in source.layers:
-            raise ScfmDataError(f"{path}: layer {name!r} not found (layers: {list(source.layers)}); "
-                                "set counts to 'X', 'raw.X' or an existing layer")
+            raise ScfmDataError(
+                f"{path}: layer {name!r} not found (layers: {list(source.layers)}); "
+                "set counts to 'X', 'raw.X' or an existing layer"
+            )
         matrix = source.layers[name]
     else:
         raise ScfmDataError(f"counts={counts!r}: use 'X', 'raw.X', 'layers/<name>' or None")
@@ -170,8 +202,10 @@ def read_10x(path: str | Path, dataset: str, var_names: str = "gene_symbols") ->
         source.var_names_make_unique()
         reader = "10x_h5"
     else:
-        raise ScfmDataError(f"{path}: a 10x dataset is a matrix folder (matrix.mtx[.gz], features.tsv[.gz], "
-                            "barcodes.tsv[.gz]) or a Cell Ranger .h5 file")
+        raise ScfmDataError(
+            f"{path}: a 10x dataset is a matrix folder (matrix.mtx[.gz], features.tsv[.gz], "
+            "barcodes.tsv[.gz]) or a Cell Ranger .h5 file"
+        )
     return standardize(source, dataset, source.X, None, reader, path)
 
 
@@ -193,9 +227,15 @@ def _h5_strings(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel()]
 
 
-def read_hdf5_counts(path: str | Path, dataset: str, matrix_key: str = "X", label_key: str | None = "Y",
-                     genes_key: str | None = None, cells_key: str | None = None,
-                     genes_x_cells: bool = False) -> ad.AnnData:
+def read_hdf5_counts(
+    path: str | Path,
+    dataset: str,
+    matrix_key: str = "X",
+    label_key: str | None = "Y",
+    genes_key: str | None = None,
+    cells_key: str | None = None,
+    genes_x_cells: bool = False,
+) -> ad.AnnData:
     """The HDF5 layout of deep-clustering benchmarks (scDeepCluster, scziDesk, ...).
 
     A cells x genes count matrix under ``matrix_key`` (dense, or a CSR/CSC group), a label vector
@@ -207,8 +247,10 @@ def read_hdf5_counts(path: str | Path, dataset: str, matrix_key: str = "X", labe
     with h5py.File(path, "r") as fh:
         missing = [k for k in (matrix_key, label_key, genes_key, cells_key) if k and k not in fh]
         if missing:
-            raise ScfmDataError(f"{path}: key(s) {missing} not found; the file holds {sorted(fh.keys())}. "
-                                "Set matrix_key/label_key/genes_key/cells_key in the registry entry.")
+            raise ScfmDataError(
+                f"{path}: key(s) {missing} not found; the file holds {sorted(fh.keys())}. "
+                "Set matrix_key/label_key/genes_key/cells_key in the registry entry."
+            )
         matrix = _h5_matrix(fh[matrix_key])
         if genes_x_cells:
             matrix = matrix.T.tocsr()
@@ -217,9 +259,11 @@ def read_hdf5_counts(path: str | Path, dataset: str, matrix_key: str = "X", labe
         genes = _h5_strings(fh[genes_key][()]) if genes_key else [f"gene_{i}" for i in range(n_genes)]
         cells = _h5_strings(fh[cells_key][()]) if cells_key else [f"cell_{i}" for i in range(n_cells)]
     if len(genes) != n_genes or len(cells) != n_cells or (labels is not None and len(labels) != n_cells):
-        raise ScfmDataError(f"{path}: matrix is {n_cells} x {n_genes} but there are {len(cells)} cell names, "
-                            f"{len(genes)} gene names and {len(labels) if labels else 0} labels; "
-                            "if the matrix is genes x cells set genes_x_cells=True")
+        raise ScfmDataError(
+            f"{path}: matrix is {n_cells} x {n_genes} but there are {len(cells)} cell names, "
+            f"{len(genes)} gene names and {len(labels) if labels else 0} labels; "
+            "if the matrix is genes x cells set genes_x_cells=True"
+        )
     obs = pd.DataFrame(index=pd.Index(cells))
     if labels is not None:
         obs["cell_type"] = pd.Categorical(labels)
@@ -227,8 +271,14 @@ def read_hdf5_counts(path: str | Path, dataset: str, matrix_key: str = "X", labe
     return standardize(source, dataset, matrix, None, "hdf5_counts", path)
 
 
-def read_count_table(path: str | Path, dataset: str, genes_x_cells: bool = False, sep: str | None = None,
-                     obs: pd.DataFrame | None = None, obs_map: Mapping[str, str] | None = None) -> ad.AnnData:
+def read_count_table(
+    path: str | Path,
+    dataset: str,
+    genes_x_cells: bool = False,
+    sep: str | None = None,
+    obs: pd.DataFrame | None = None,
+    obs_map: Mapping[str, str] | None = None,
+) -> ad.AnnData:
     """A CSV/TSV count table (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) with names in the
     first row and column; cells are rows unless ``genes_x_cells``. ``obs``, if given, is a
     per-cell table (indexed by cell name) to join, e.g. a separate label file."""
@@ -240,16 +290,21 @@ def read_count_table(path: str | Path, dataset: str, genes_x_cells: bool = False
         table = table.T
     non_numeric = [c for c, kind in table.dtypes.items() if kind.kind not in "biuf"][:5]
     if non_numeric:
-        raise ScfmDataError(f"{path}: non-numeric column(s) {non_numeric} in the count table; keep only counts "
-                            "(labels go in a separate obs table)")
+        raise ScfmDataError(
+            f"{path}: non-numeric column(s) {non_numeric} in the count table; keep only counts "
+            "(labels go in a separate obs table)"
+        )
     cell_obs = pd.DataFrame(index=table.index.astype(str))
     if obs is not None:
         missing = cell_obs.index.difference(obs.index.astype(str))
         if len(missing):
             raise ScfmDataError(f"{path}: {len(missing)} cells have no row in the obs table, e.g. {list(missing[:3])}")
         cell_obs = obs.set_axis(obs.index.astype(str)).loc[cell_obs.index]
-    source = ad.AnnData(X=sp.csr_matrix(table.to_numpy(dtype=np.float64)), obs=cell_obs,
-                        var=pd.DataFrame(index=table.columns.astype(str)))
+    source = ad.AnnData(
+        X=sp.csr_matrix(table.to_numpy(dtype=np.float64)),
+        obs=cell_obs,
+        var=pd.DataFrame(index=table.columns.astype(str)),
+    )
     return standardize(source, dataset, source.X, obs_map, "count_table", path)
 
 
@@ -273,7 +328,7 @@ def concat(datasets: Sequence[ad.AnnData], genes: Sequence[str] | None = None) -
     genes = list(genes) if genes is not None else list(dict.fromkeys(g for a in datasets for g in a.var_names))
     parts = []
     for a in datasets:
-        columns = pd.Index(a.var_names).get_indexer(genes)                     # -1: absent in a
+        columns = pd.Index(a.var_names).get_indexer(genes)  # -1: absent in a
         have = columns >= 0
         block = sp.csr_matrix((a.n_obs, len(genes)), dtype=np.float32).tolil()
         block[:, np.flatnonzero(have)] = sp.csr_matrix(a.layers["counts"])[:, columns[have]]

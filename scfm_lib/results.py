@@ -31,18 +31,35 @@ def metrics_path(results_dir: str | Path, kind: str, name: str) -> Path:
     return Path(results_dir) / "metrics" / kind / f"{name}.json"
 
 
-def write_metrics(path: str | Path, *, kind: str, name: str, run: dict, records: list[dict],
-                  parameters: dict, data_hashes: dict | None = None, extra: dict | None = None) -> dict:
+def write_metrics(
+    path: str | Path,
+    *,
+    kind: str,
+    name: str,
+    run: dict,
+    records: list[dict],
+    parameters: dict,
+    data_hashes: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Write one job's metrics with its provenance, atomically; returns the payload."""
     for rec in records:
         missing = {"mode", "metric", "value"} - set(rec)
         if missing:
             raise ValueError(f"metric record {rec} lacks {sorted(missing)}")
         if rec["value"] is not None and not np.isfinite(rec["value"]):
-            raise ValueError(f"metric record {rec} is not finite: a NaN result means a failed "
-                             "evaluation; fix the cause instead of recording it")
-    payload = {"kind": kind, "name": name, "run": run, "records": records, "extra": extra or {},
-               "provenance": provenance(parameters, data_hashes)}
+            raise ValueError(
+                f"metric record {rec} is not finite: a NaN result means a failed "
+                "evaluation; fix the cause instead of recording it"
+            )
+    payload = {
+        "kind": kind,
+        "name": name,
+        "run": run,
+        "records": records,
+        "extra": extra or {},
+        "provenance": provenance(parameters, data_hashes),
+    }
     write_json(path, payload)
     return payload
 
@@ -52,8 +69,9 @@ def load_payloads(results_dir: str | Path, kind: str) -> list[dict]:
     return [read_json(p) for p in sorted((Path(results_dir) / "metrics" / kind).glob("*.json"))]
 
 
-def load_records(results_dir: str | Path, kinds: tuple[str, ...] | None = None,
-                 family: str | None = None) -> pd.DataFrame:
+def load_records(
+    results_dir: str | Path, kinds: tuple[str, ...] | None = None, family: str | None = None
+) -> pd.DataFrame:
     """All metric records of a profile as one tidy table; with ``family``, the runs of that model
     family only (jobs without a family, such as the baselines, are kept).
 
@@ -70,12 +88,22 @@ def load_records(results_dir: str | Path, kinds: tuple[str, ...] | None = None,
         if family is not None and run.get("family", family) != family:
             continue
         for rec in payload["records"]:
-            rows.append({"kind": payload["kind"], "name": payload["name"], "family": run.get("family"),
-                         "fraction": run.get("fraction", np.nan), "seed": run.get("seed", np.nan),
-                         "n_cells": run.get("n_pretrain_cells", np.nan), **rec})
+            rows.append(
+                {
+                    "kind": payload["kind"],
+                    "name": payload["name"],
+                    "family": run.get("family"),
+                    "fraction": run.get("fraction", np.nan),
+                    "seed": run.get("seed", np.nan),
+                    "n_cells": run.get("n_pretrain_cells", np.nan),
+                    **rec,
+                }
+            )
     if not rows:
-        raise FileNotFoundError(f"no metrics under {Path(results_dir) / 'metrics'}: run the workflow "
-                                "first (make book, or snakemake --config profile=<name>)")
+        raise FileNotFoundError(
+            f"no metrics under {Path(results_dir) / 'metrics'}: run the workflow "
+            "first (make book, or snakemake --config profile=<name>)"
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,11 +113,17 @@ def load_runs(results_dir: str | Path) -> pd.DataFrame:
     for path in sorted((Path(results_dir) / "metrics").glob("*/*.json")):
         payload = read_json(path)
         prov = payload["provenance"]
-        rows.append({"kind": payload["kind"], "name": payload["name"],
-                     "git_commit": prov.get("git_commit"), "git_diff_sha256": prov.get("git_diff_sha256"),
-                     "created_utc": prov.get("created_utc"),
-                     "data_sha256": ", ".join(f"{k}:{v[:12]}" for k, v in prov.get("data_sha256", {}).items()),
-                     "torch": prov.get("versions", {}).get("torch"),
-                     "versions": {"python": prov.get("python"), **prov.get("versions", {})},
-                     "parameters": prov.get("parameters", {})})
+        rows.append(
+            {
+                "kind": payload["kind"],
+                "name": payload["name"],
+                "git_commit": prov.get("git_commit"),
+                "git_diff_sha256": prov.get("git_diff_sha256"),
+                "created_utc": prov.get("created_utc"),
+                "data_sha256": ", ".join(f"{k}:{v[:12]}" for k, v in prov.get("data_sha256", {}).items()),
+                "torch": prov.get("versions", {}).get("torch"),
+                "versions": {"python": prov.get("python"), **prov.get("versions", {})},
+                "parameters": prov.get("parameters", {}),
+            }
+        )
     return pd.DataFrame(rows)

@@ -39,8 +39,7 @@ def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: 
     return Path(results_dir) / "checkpoints" / run_id(fraction, seed, family)
 
 
-def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str, fraction: float,
-                          seed: int) -> tuple:
+def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int) -> tuple:
     """The finished pretraining run of a grid point: ``(model, pretrain record)``.
 
     Raises :class:`FileNotFoundError` naming what is missing (the pretraining record or the
@@ -55,19 +54,34 @@ def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str
     if not record_path.exists() or not (out_dir / train.META).exists():
         missing = record_path if not record_path.exists() else out_dir
         listed = (family, fraction, seed) in set(profile.runs())
-        make = (f"snakemake -s workflow/Snakefile --cores 2 {record_path} --config profile={profile.name}"
-                if listed else
-                f"papermill nbs/pretrain.ipynb /tmp/pretrain_{name}.ipynb -p profile {profile.name} "
-                f"-p results_dir {results_dir} -p family {family} -p fraction {fraction} -p seed {seed}")
-        why = ("" if listed else f" (the profile {profile.name!r} does not list this grid point: its "
-               f"fractions are {list(profile.fractions)} and its seeds {list(profile.seeds)})")
-        raise FileNotFoundError(f"checkpoint {name} was never pretrained: {missing} is missing{why}. "
-                                f"Pretrain it first with: {make}")
+        make = (
+            f"snakemake -s workflow/Snakefile --cores 2 {record_path} --config profile={profile.name}"
+            if listed
+            else f"papermill nbs/pretrain.ipynb /tmp/pretrain_{name}.ipynb -p profile {profile.name} "
+            f"-p results_dir {results_dir} -p family {family} -p fraction {fraction} -p seed {seed}"
+        )
+        why = (
+            ""
+            if listed
+            else f" (the profile {profile.name!r} does not list this grid point: its "
+            f"fractions are {list(profile.fractions)} and its seeds {list(profile.seeds)})"
+        )
+        raise FileNotFoundError(
+            f"checkpoint {name} was never pretrained: {missing} is missing{why}. Pretrain it first with: {make}"
+        )
     return train.load_checkpoint(out_dir), io.read_json(record_path)
 
 
-def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int,
-                        max_steps: int | None = None, budget: str | None = None, progress: bool = False) -> dict:
+def pretrain_grid_point(
+    profile: Profile,
+    results_dir: str | Path,
+    family: str,
+    fraction: float,
+    seed: int,
+    max_steps: int | None = None,
+    budget: str | None = None,
+    progress: bool = False,
+) -> dict:
     """Pretrain (or, for fraction 0, save the random-init control of) one grid point into
     ``results/<profile>/checkpoints/<run id>``. Returns the :func:`train.pretrain` outcome
     (for the control: an empty history and ``n_train`` 0) plus the configs used."""
@@ -77,8 +91,9 @@ def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, 
     subset = data.nested_subsets(len(corpus), [fraction], seed=seed)[fraction]
     vocab = data.GeneVocab.load(data_dir / "vocab.json")
     model_config = profile.model_config(vocab_size=len(vocab), family=family)
-    pretrain_config = profile.pretrain_config(max_steps=max_steps, budget=budget, seed=seed,
-                                              num_threads=profile.workflow.threads_per_job)
+    pretrain_config = profile.pretrain_config(
+        max_steps=max_steps, budget=budget, seed=seed, num_threads=profile.workflow.threads_per_job
+    )
     out_dir = checkpoint_dir(results_dir, family, fraction, seed)
     writer = init_distributed()[0] == 0  # under torchrun every rank gets here; rank 0 alone writes files
     if fraction == 0.0:
@@ -93,8 +108,9 @@ def pretrain_grid_point(profile: Profile, results_dir: str | Path, family: str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m scfm_lib.runner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scfm_lib.runner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", required=True)
     parser.add_argument("--profiles-dir", default=None)
     parser.add_argument("--results-dir", required=True)
@@ -106,10 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rank, _ = init_distributed()
     profile = load_profile(args.profile, args.profiles_dir)
-    pretrain_grid_point(profile, args.results_dir, args.family, args.fraction, args.seed,
-                        args.max_steps, args.budget, progress=rank == 0)
+    pretrain_grid_point(
+        profile,
+        args.results_dir,
+        args.family,
+        args.fraction,
+        args.seed,
+        args.max_steps,
+        args.budget,
+        progress=rank == 0,
+    )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
+
         dist.destroy_process_group()
 
 

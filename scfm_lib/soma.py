@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import anndata as ad
 import numpy as np
@@ -40,14 +40,15 @@ from scfm_lib.data import CellTokens, GeneVocab, ScfmDataError, nested_subsets, 
 @dataclass
 class SomaSource:
     """Where the corpus lives and which cells and matrix of it to read."""
-    uri: str                            # local SOMA experiment path, or "census"
-    census_version: str = "stable"      # only for uri == "census"; pin a dated release for reproducibility
-    organism: str = "homo_sapiens"      # experiment inside the Census (ignored for a local experiment)
+
+    uri: str  # local SOMA experiment path, or "census"
+    census_version: str = "stable"  # only for uri == "census"; pin a dated release for reproducibility
+    organism: str = "homo_sapiens"  # experiment inside the Census (ignored for a local experiment)
     measurement: str = "RNA"
-    layer: str = "raw"                  # X layer holding integer counts
-    obs_filter: str | None = None       # SOMA value_filter on obs, e.g. from soma_filter(...)
-    var_id_column: str = "feature_name" # var column with the gene symbols the vocabulary uses
-    chunk_cells: int = 2048             # cells per chunk: the memory bound
+    layer: str = "raw"  # X layer holding integer counts
+    obs_filter: str | None = None  # SOMA value_filter on obs, e.g. from soma_filter(...)
+    var_id_column: str = "feature_name"  # var column with the gene symbols the vocabulary uses
+    chunk_cells: int = 2048  # cells per chunk: the memory bound
 
 
 def _literal(value) -> str:
@@ -83,15 +84,19 @@ def open_experiment(source: SomaSource):
     if source.uri == "census":
         try:
             import cellxgene_census
+
             census = cellxgene_census.open_soma(census_version=source.census_version)
         except Exception as err:  # offline: requests/TileDB errors of several kinds
-            raise ScfmDataError(f"cannot open the CELLxGENE Census (version {source.census_version!r}): "
-                                f"{_reason(err)}. The Census needs internet access; without it, give "
-                                "SomaSource(uri=...) the path of a local SOMA experiment instead") from err
+            raise ScfmDataError(
+                f"cannot open the CELLxGENE Census (version {source.census_version!r}): "
+                f"{_reason(err)}. The Census needs internet access; without it, give "
+                "SomaSource(uri=...) the path of a local SOMA experiment instead"
+            ) from err
         with census:
             if source.organism not in census["census_data"]:
-                raise ScfmDataError(f"organism {source.organism!r} not in the Census; it has "
-                                    f"{sorted(census['census_data'].keys())}")
+                raise ScfmDataError(
+                    f"organism {source.organism!r} not in the Census; it has {sorted(census['census_data'].keys())}"
+                )
             exp = census["census_data"][source.organism]
             _check_experiment(exp, source)
             yield exp
@@ -99,9 +104,11 @@ def open_experiment(source: SomaSource):
     try:
         exp = tiledbsoma.Experiment.open(str(source.uri))
     except tiledbsoma.SOMAError as err:
-        raise ScfmDataError(f"{source.uri!r} is not a SOMA experiment ({_reason(err)}); write one from an AnnData with "
-                            "tiledbsoma.io.from_anndata(uri, adata, measurement_name='RNA', "
-                            "X_layer_name='raw')") from err
+        raise ScfmDataError(
+            f"{source.uri!r} is not a SOMA experiment ({_reason(err)}); write one from an AnnData with "
+            "tiledbsoma.io.from_anndata(uri, adata, measurement_name='RNA', "
+            "X_layer_name='raw')"
+        ) from err
     with exp:
         _check_experiment(exp, source)
         yield exp
@@ -114,15 +121,20 @@ def _reason(err: Exception) -> str:
 
 def _check_experiment(exp, source: SomaSource) -> None:
     if source.measurement not in exp.ms:
-        raise ScfmDataError(f"measurement {source.measurement!r} not found in {source.uri!r}; it has "
-                            f"{sorted(exp.ms.keys())}")
+        raise ScfmDataError(
+            f"measurement {source.measurement!r} not found in {source.uri!r}; it has {sorted(exp.ms.keys())}"
+        )
     ms = exp.ms[source.measurement]
     if source.layer not in ms.X:
-        raise ScfmDataError(f"X layer {source.layer!r} not found in measurement {source.measurement!r}; it has "
-                            f"{sorted(ms.X.keys())} (set SomaSource.layer to the one holding raw counts)")
+        raise ScfmDataError(
+            f"X layer {source.layer!r} not found in measurement {source.measurement!r}; it has "
+            f"{sorted(ms.X.keys())} (set SomaSource.layer to the one holding raw counts)"
+        )
     if source.var_id_column not in ms.var.keys():
-        raise ScfmDataError(f"var column {source.var_id_column!r} not found; var has {list(ms.var.keys())} "
-                            "(set SomaSource.var_id_column to the gene-symbol column)")
+        raise ScfmDataError(
+            f"var column {source.var_id_column!r} not found; var has {list(ms.var.keys())} "
+            "(set SomaSource.var_id_column to the gene-symbol column)"
+        )
 
 
 def select_cells(source: SomaSource, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
@@ -134,17 +146,22 @@ def select_cells(source: SomaSource, fractions: Sequence[float], seed: int) -> d
         try:
             table = exp.obs.read(column_names=["soma_joinid"], value_filter=source.obs_filter).concat()
         except tiledbsoma.SOMAError as err:
-            raise ScfmDataError(f"obs filter `{source.obs_filter}` cannot be applied ({_reason(err)}); obs columns are "
-                                f"{list(exp.obs.keys())}") from err
-    ids = np.sort(table.column("soma_joinid").to_numpy())                 # int64 [n_matching]
+            raise ScfmDataError(
+                f"obs filter `{source.obs_filter}` cannot be applied ({_reason(err)}); obs columns are "
+                f"{list(exp.obs.keys())}"
+            ) from err
+    ids = np.sort(table.column("soma_joinid").to_numpy())  # int64 [n_matching]
     if len(ids) == 0:
-        raise ScfmDataError(f"obs filter `{source.obs_filter}` matches no cells in {source.uri!r}; check the "
-                            "column values (e.g. exp.obs.read(column_names=[...]).concat().to_pandas())")
+        raise ScfmDataError(
+            f"obs filter `{source.obs_filter}` matches no cells in {source.uri!r}; check the "
+            "column values (e.g. exp.obs.read(column_names=[...]).concat().to_pandas())"
+        )
     return {f: ids[idx] for f, idx in nested_subsets(len(ids), fractions, seed).items()}
 
 
-def iter_anndata(source: SomaSource, joinids: Sequence[int], obs_columns: Sequence[str] = (),
-                 genes: Sequence[str] | None = None) -> Iterator[ad.AnnData]:
+def iter_anndata(
+    source: SomaSource, joinids: Sequence[int], obs_columns: Sequence[str] = (), genes: Sequence[str] | None = None
+) -> Iterator[ad.AnnData]:
     """AnnData chunks of at most ``chunk_cells`` cells, in the order of ``joinids``.
 
     Each chunk has the counts as CSR in ``layers["counts"]`` (and ``X``, the same object),
@@ -167,34 +184,46 @@ def iter_anndata(source: SomaSource, joinids: Sequence[int], obs_columns: Sequen
         var_query = None
         if genes is not None:
             # Resolve symbols to var joinids once: one small column read, no filter-string quoting.
-            var = exp.ms[source.measurement].var.read(
-                column_names=["soma_joinid", source.var_id_column]).concat().to_pandas()
+            var = (
+                exp.ms[source.measurement]
+                .var.read(column_names=["soma_joinid", source.var_id_column])
+                .concat()
+                .to_pandas()
+            )
             var_ids = var["soma_joinid"].to_numpy()[var[source.var_id_column].isin(list(genes)).to_numpy()]
             if len(var_ids) == 0:
                 raise ScfmDataError(f"none of the {len(genes)} requested genes are in var[{source.var_id_column!r}]")
             var_query = tiledbsoma.AxisQuery(coords=(np.sort(var_ids),))
-        columns = {"obs": ["soma_joinid", *[c for c in obs_columns if c != "soma_joinid"]],
-                   "var": [source.var_id_column]}
+        columns = {
+            "obs": ["soma_joinid", *[c for c in obs_columns if c != "soma_joinid"]],
+            "var": [source.var_id_column],
+        }
         for start in range(0, len(joinids), source.chunk_cells):
-            chunk_ids = joinids[start:start + source.chunk_cells]          # int64 [<= chunk_cells]
-            query = exp.axis_query(source.measurement, obs_query=tiledbsoma.AxisQuery(coords=(chunk_ids,)),
-                                   var_query=var_query)
+            chunk_ids = joinids[start : start + source.chunk_cells]  # int64 [<= chunk_cells]
+            query = exp.axis_query(
+                source.measurement, obs_query=tiledbsoma.AxisQuery(coords=(chunk_ids,)), var_query=var_query
+            )
             try:
                 # to_anndata builds obs on a RangeIndex and anndata warns it makes it str: harmless.
                 with query, warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Transforming to str index")
-                    chunk = query.to_anndata(X_name=source.layer, column_names=columns,
-                                             var_id_name=source.var_id_column)
+                    chunk = query.to_anndata(
+                        X_name=source.layer, column_names=columns, var_id_name=source.var_id_column
+                    )
             except tiledbsoma.SOMAError as err:  # e.g. a joinid beyond obs' domain
-                raise ScfmDataError(f"cannot read cells {chunk_ids[:5].tolist()}... from {source.uri!r} "
-                                    f"({_reason(err)}); take joinids from select_cells") from err
+                raise ScfmDataError(
+                    f"cannot read cells {chunk_ids[:5].tolist()}... from {source.uri!r} "
+                    f"({_reason(err)}); take joinids from select_cells"
+                ) from err
             # SOMA returns cells in soma_joinid order, not the order asked for: put them back.
             pos = pd.Index(chunk.obs["soma_joinid"].to_numpy()).get_indexer(chunk_ids)
             if (pos < 0).any():
-                raise ScfmDataError(f"soma_joinids {chunk_ids[pos < 0][:5].tolist()} are not cells of "
-                                    f"{source.uri!r}; take joinids from select_cells")
+                raise ScfmDataError(
+                    f"soma_joinids {chunk_ids[pos < 0][:5].tolist()} are not cells of "
+                    f"{source.uri!r}; take joinids from select_cells"
+                )
             chunk = chunk[pos].copy()
-            counts = sp.csr_matrix(chunk.X)                                # [n_chunk, n_genes]
+            counts = sp.csr_matrix(chunk.X)  # [n_chunk, n_genes]
             chunk.X, chunk.layers["counts"] = counts, counts
             chunk.obs_names = chunk.obs["soma_joinid"].astype(str).to_numpy()
             chunk.var_names = chunk.var_names.astype(str)
@@ -205,15 +234,21 @@ def iter_anndata(source: SomaSource, joinids: Sequence[int], obs_columns: Sequen
             yield chunk
 
 
-def tokenize_soma(source: SomaSource, joinids: Sequence[int], vocab: GeneVocab, context_genes: int,
-                  min_overlap: float = 0.5, medians: np.ndarray | None = None) -> CellTokens:
+def tokenize_soma(
+    source: SomaSource,
+    joinids: Sequence[int],
+    vocab: GeneVocab,
+    context_genes: int,
+    min_overlap: float = 0.5,
+    medians: np.ndarray | None = None,
+) -> CellTokens:
     """:func:`data.tokenize` over the cells ``joinids`` (same order), streamed chunk by chunk: only
     the tokens (n x context) are ever whole in memory, never the count matrix."""
     gene_ids, values = [], []
     for chunk in iter_anndata(source, joinids):
         tokens = tokenize(chunk, vocab, context_genes, layer="counts", min_overlap=min_overlap, medians=medians)
-        gene_ids.append(tokens.gene_ids)                                   # int64 [n_chunk, context]
-        values.append(tokens.values)                                       # float32 [n_chunk, context]
+        gene_ids.append(tokens.gene_ids)  # int64 [n_chunk, context]
+        values.append(tokens.values)  # float32 [n_chunk, context]
     if not gene_ids:
         return CellTokens(np.zeros((0, context_genes), np.int64), np.zeros((0, context_genes), np.float32))
     return CellTokens(np.concatenate(gene_ids), np.concatenate(values))

@@ -22,7 +22,7 @@ Definitions (the book's masking chapter states the same):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ def size_slope(series: pd.DataFrame) -> float:
     if len(np.unique(x)) < 2:
         return float("nan")
     x_centered = x - x.mean()
-    return float((x_centered * (y - y.mean())).sum() / (x_centered ** 2).sum())
+    return float((x_centered * (y - y.mean())).sum() / (x_centered**2).sum())
 
 
 def spread(series: pd.DataFrame) -> float:
@@ -73,8 +73,14 @@ def _resample_seeds(blocks: list[np.ndarray], rng: np.random.Generator) -> np.nd
     return np.concatenate([blocks[i] for i in rng.integers(0, len(blocks), size=len(blocks))])
 
 
-def bootstrap_over_seeds(series: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], *,
-                         n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_over_seeds(
+    series: pd.DataFrame,
+    statistic: Callable[[pd.DataFrame], float],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> tuple[float, float, float]:
     """``(estimate, ci_low, ci_high)``: the statistic and its percentile bootstrap CI over seeds.
 
     Whole seeds are resampled with replacement (each seed's rows at every fraction together), so
@@ -102,13 +108,19 @@ def series_summary(series: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, c
     slope = bootstrap_over_seeds(series, size_slope, n_boot=n_boot, seed=seed, ci=ci)
     width = bootstrap_over_seeds(series, spread, n_boot=n_boot, seed=seed, ci=ci)
     means = series.groupby("n_cells")["value"].mean()
-    return pd.Series({
-        "slope": slope[0], "slope_ci_low": slope[1], "slope_ci_high": slope[2],
-        "spread": width[0], "spread_ci_low": width[1], "spread_ci_high": width[2],
-        "mean_largest": float(means.loc[means.index.max()]),
-        "mean_control": float(means.loc[0]) if 0 in means.index else float("nan"),
-        "n_runs": len(series),
-    })
+    return pd.Series(
+        {
+            "slope": slope[0],
+            "slope_ci_low": slope[1],
+            "slope_ci_high": slope[2],
+            "spread": width[0],
+            "spread_ci_low": width[1],
+            "spread_ci_high": width[2],
+            "mean_largest": float(means.loc[means.index.max()]),
+            "mean_control": float(means.loc[0]) if 0 in means.index else float("nan"),
+            "n_runs": len(series),
+        }
+    )
 
 
 def _paired(records: pd.DataFrame, mode_a: str, mode_b: str, metric: str) -> pd.DataFrame:
@@ -120,8 +132,16 @@ def _paired(records: pd.DataFrame, mode_a: str, mode_b: str, metric: str) -> pd.
     return wide.rename(columns={mode_a: "value_a", mode_b: "value_b"}).reset_index()
 
 
-def paired_masking_index(records: pd.DataFrame, *, finetuned_mode: str, frozen_mode: str, metric: str,
-                         n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
+def paired_masking_index(
+    records: pd.DataFrame,
+    *,
+    finetuned_mode: str,
+    frozen_mode: str,
+    metric: str,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> tuple[float, float, float]:
     """Masking index of ``frozen_mode`` against ``finetuned_mode`` with its paired bootstrap CI."""
     paired = _paired(records, finetuned_mode, frozen_mode, metric)
 
@@ -133,24 +153,46 @@ def paired_masking_index(records: pd.DataFrame, *, finetuned_mode: str, frozen_m
     return bootstrap_over_seeds(paired, statistic, n_boot=n_boot, seed=seed, ci=ci)
 
 
-def summarize_masking(records: pd.DataFrame, *, finetuned_mode: str = "finetune",
-                      frozen_modes: tuple[str, ...] = ("linear_probe", "knn"), metric: str = "macro_f1",
-                      n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+def summarize_masking(
+    records: pd.DataFrame,
+    *,
+    finetuned_mode: str = "finetune",
+    frozen_modes: tuple[str, ...] = ("linear_probe", "knn"),
+    metric: str = "macro_f1",
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """One row per frozen mode: its series summary, the finetuned one's, and the masking index."""
+
     def one(mode: str) -> pd.Series:
-        return series_summary(records[(records["mode"] == mode) & (records["metric"] == metric)],
-                              n_boot=n_boot, seed=seed, ci=ci)
+        return series_summary(
+            records[(records["mode"] == mode) & (records["metric"] == metric)], n_boot=n_boot, seed=seed, ci=ci
+        )
 
     finetuned = one(finetuned_mode)
     rows = []
     for frozen_mode in frozen_modes:
-        index = paired_masking_index(records, finetuned_mode=finetuned_mode, frozen_mode=frozen_mode,
-                                     metric=metric, n_boot=n_boot, seed=seed, ci=ci)
-        rows.append({"frozen_mode": frozen_mode, "metric": metric,
-                     **{f"frozen_{k}": v for k, v in one(frozen_mode).items()},
-                     **{f"finetuned_{k}": v for k, v in finetuned.items()},
-                     "masking_index": index[0], "masking_index_ci_low": index[1],
-                     "masking_index_ci_high": index[2]})
+        index = paired_masking_index(
+            records,
+            finetuned_mode=finetuned_mode,
+            frozen_mode=frozen_mode,
+            metric=metric,
+            n_boot=n_boot,
+            seed=seed,
+            ci=ci,
+        )
+        rows.append(
+            {
+                "frozen_mode": frozen_mode,
+                "metric": metric,
+                **{f"frozen_{k}": v for k, v in one(frozen_mode).items()},
+                **{f"finetuned_{k}": v for k, v in finetuned.items()},
+                "masking_index": index[0],
+                "masking_index_ci_low": index[1],
+                "masking_index_ci_high": index[2],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -163,9 +205,18 @@ def size_table(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: 
         values = group["value"].to_numpy(dtype=float)
         means = rng.choice(values, size=(n_boot, len(values)), replace=True).mean(1)
         low, high = np.quantile(means, [alpha, 1 - alpha])
-        rows.append({"mode": mode, "metric": metric, "n_cells": n_cells,
-                     "fraction": group["fraction"].iloc[0], "mean": values.mean(),
-                     "ci_low": low, "ci_high": high, "n_seeds": len(values)})
+        rows.append(
+            {
+                "mode": mode,
+                "metric": metric,
+                "n_cells": n_cells,
+                "fraction": group["fraction"].iloc[0],
+                "mean": values.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "n_seeds": len(values),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -193,8 +244,9 @@ def _percentile_interval(draws: np.ndarray, ci: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def slope_equivalence(series: pd.DataFrame, bound: float, *, n_boot: int = 2000, seed: int = 0,
-                      ci: float = 0.90) -> dict:
+def slope_equivalence(
+    series: pd.DataFrame, bound: float, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.90
+) -> dict:
     """Is the size slope of one series (one mode, one metric) negligible, detectably nonzero, or neither?
 
     ``bound`` (> 0, in metric units per tenfold more pretraining cells) is the smallest slope that
@@ -223,11 +275,18 @@ def slope_equivalence(series: pd.DataFrame, bound: float, *, n_boot: int = 2000,
     draws = _slope_draws(series, n_boot=n_boot, seed=seed)
     low, high = _percentile_interval(draws, ci)
     low95, high95 = _percentile_interval(draws, 0.95)
-    equivalent = bool(-bound <= low and high <= bound)           # False for a NaN interval
-    zero_in_ci95 = not (low95 > 0 or high95 < 0)                  # True for a NaN interval
+    equivalent = bool(-bound <= low and high <= bound)  # False for a NaN interval
+    zero_in_ci95 = not (low95 > 0 or high95 < 0)  # True for a NaN interval
     verdict = "equivalent to no trend" if equivalent else "trend" if not zero_in_ci95 else "inconclusive"
-    return {"slope": slope, "ci_low": low, "ci_high": high, "bound": float(bound),
-            "equivalent": equivalent, "zero_in_ci95": zero_in_ci95, "verdict": verdict}
+    return {
+        "slope": slope,
+        "ci_low": low,
+        "ci_high": high,
+        "bound": float(bound),
+        "equivalent": equivalent,
+        "zero_in_ci95": zero_in_ci95,
+        "verdict": verdict,
+    }
 
 
 def bootstrap_pvalue_slope(series: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> float:
@@ -285,8 +344,15 @@ def _benjamini_hochberg(sorted_p: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate((m / np.arange(1, m + 1) * sorted_p)[::-1])[::-1]
 
 
-def cell_bootstrap_ci(y_true, y_pred, metric: Callable[[np.ndarray, np.ndarray], float], *,
-                      n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
+def cell_bootstrap_ci(
+    y_true,
+    y_pred,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> tuple[float, float, float]:
     """``(point, low, high)``: ``metric(y_true, y_pred)`` and its percentile bootstrap CI over test cells.
 
     Cells are resampled with replacement (pairs of true and predicted label kept together). This
@@ -296,7 +362,9 @@ def cell_bootstrap_ci(y_true, y_pred, metric: Callable[[np.ndarray, np.ndarray],
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0 or len(y_true) != len(y_pred):
-        raise ValueError(f"y_true and y_pred must be non-empty and of equal length, got {len(y_true)} and {len(y_pred)}")
+        raise ValueError(
+            f"y_true and y_pred must be non-empty and of equal length, got {len(y_true)} and {len(y_pred)}"
+        )
     point = float(metric(y_true, y_pred))
     rng = np.random.default_rng(seed)
     draws = np.empty(n_boot)
@@ -308,22 +376,31 @@ def cell_bootstrap_ci(y_true, y_pred, metric: Callable[[np.ndarray, np.ndarray],
 
 
 # ------------------------------------------------------------------------------ budget grid
-def budget_cells(records: pd.DataFrame, *, finetuned_mode: str = "finetune",
-                 metric: str = "macro_f1") -> list[tuple[float, int]]:
+def budget_cells(
+    records: pd.DataFrame, *, finetuned_mode: str = "finetune", metric: str = "macro_f1"
+) -> list[tuple[float, int]]:
     """The ``(label_budget, step_budget)`` cells of a budget sweep, sorted: every pair that has
     finetuned rows. The frozen mode has no step budget; its rows at a label budget serve every
     step budget of that label budget."""
     if "label_budget" not in records or "step_budget" not in records:
-        raise ValueError("records lack label_budget / step_budget: pass the rows of the budget sweep "
-                         "(results.load_records(..., kinds=('sweep',)))")
+        raise ValueError(
+            "records lack label_budget / step_budget: pass the rows of the budget sweep "
+            "(results.load_records(..., kinds=('sweep',)))"
+        )
     ft = records[(records["mode"] == finetuned_mode) & (records["metric"] == metric)]
     pairs = ft[["label_budget", "step_budget"]].dropna().drop_duplicates()
     return sorted((float(b), int(s)) for b, s in pairs.itertuples(index=False))
 
 
-def budget_cell_records(records: pd.DataFrame, label_budget: float, step_budget: int | None, *,
-                        finetuned_mode: str = "finetune", frozen_mode: str = "linear_probe",
-                        metric: str = "macro_f1") -> pd.DataFrame:
+def budget_cell_records(
+    records: pd.DataFrame,
+    label_budget: float,
+    step_budget: int | None,
+    *,
+    finetuned_mode: str = "finetune",
+    frozen_mode: str = "linear_probe",
+    metric: str = "macro_f1",
+) -> pd.DataFrame:
     """The rows of one grid cell: finetuned rows at ``(label_budget, step_budget)`` and frozen rows at
     ``label_budget`` (any step budget). ``step_budget=None`` keeps the frozen rows only."""
     at_budget = np.isclose(records["label_budget"].astype(float), float(label_budget))
@@ -334,8 +411,16 @@ def budget_cell_records(records: pd.DataFrame, label_budget: float, step_budget:
     return rows[keep]
 
 
-def budget_grid(records: pd.DataFrame, *, finetuned_mode: str = "finetune", frozen_mode: str = "linear_probe",
-                metric: str = "macro_f1", n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+def budget_grid(
+    records: pd.DataFrame,
+    *,
+    finetuned_mode: str = "finetune",
+    frozen_mode: str = "linear_probe",
+    metric: str = "macro_f1",
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """The masking statistic in every cell of a label x step budget sweep, for one model family.
 
     ``records``: the sweep rows of one family (:func:`scfm_lib.results.load_records` with
@@ -372,32 +457,48 @@ def budget_grid(records: pd.DataFrame, *, finetuned_mode: str = "finetune", froz
     frozen_stats: dict[float, tuple] = {}
     rows = []
     for label_budget, step_budget in cells:
-        cell = budget_cell_records(records, label_budget, step_budget, finetuned_mode=finetuned_mode,
-                                   frozen_mode=frozen_mode, metric=metric)
+        cell = budget_cell_records(
+            records, label_budget, step_budget, finetuned_mode=finetuned_mode, frozen_mode=frozen_mode, metric=metric
+        )
         ft, frozen = cell[cell["mode"] == finetuned_mode], cell[cell["mode"] == frozen_mode]
         if frozen.empty:
-            raise ValueError(f"no {frozen_mode!r} rows at label budget {label_budget:g} to compare the "
-                             "finetuned ones with")
+            raise ValueError(
+                f"no {frozen_mode!r} rows at label budget {label_budget:g} to compare the finetuned ones with"
+            )
         if label_budget not in frozen_stats:
             frozen_stats[label_budget] = (bootstrap_over_seeds(frozen, size_slope, **boot), means(frozen))
         (probe_slope, probe_means) = frozen_stats[label_budget]
         ft_slope = bootstrap_over_seeds(ft, size_slope, **boot)
-        index = paired_masking_index(cell, finetuned_mode=finetuned_mode, frozen_mode=frozen_mode,
-                                     metric=metric, **boot)
+        index = paired_masking_index(
+            cell, finetuned_mode=finetuned_mode, frozen_mode=frozen_mode, metric=metric, **boot
+        )
         ft_means = means(ft)
-        rows.append({
-            "label_budget": label_budget, "step_budget": step_budget,
-            "finetuned_slope": ft_slope[0], "finetuned_slope_ci_low": ft_slope[1],
-            "finetuned_slope_ci_high": ft_slope[2],
-            "probe_slope": probe_slope[0], "probe_slope_ci_low": probe_slope[1],
-            "probe_slope_ci_high": probe_slope[2],
-            "masking_index": index[0], "masking_index_ci_low": index[1], "masking_index_ci_high": index[2],
-            "finetuned_mean_largest": ft_means[0], "finetuned_mean_control": ft_means[1],
-            "probe_mean_largest": probe_means[0], "probe_mean_control": probe_means[1],
-            "finetuned_slope_p": bootstrap_pvalue_slope(ft, n_boot=n_boot, seed=seed),
-            "n_runs": len(ft), "n_seeds": int(ft["seed"].nunique()),
-        })
+        rows.append(
+            {
+                "label_budget": label_budget,
+                "step_budget": step_budget,
+                "finetuned_slope": ft_slope[0],
+                "finetuned_slope_ci_low": ft_slope[1],
+                "finetuned_slope_ci_high": ft_slope[2],
+                "probe_slope": probe_slope[0],
+                "probe_slope_ci_low": probe_slope[1],
+                "probe_slope_ci_high": probe_slope[2],
+                "masking_index": index[0],
+                "masking_index_ci_low": index[1],
+                "masking_index_ci_high": index[2],
+                "finetuned_mean_largest": ft_means[0],
+                "finetuned_mean_control": ft_means[1],
+                "probe_mean_largest": probe_means[0],
+                "probe_mean_control": probe_means[1],
+                "finetuned_slope_p": bootstrap_pvalue_slope(ft, n_boot=n_boot, seed=seed),
+                "n_runs": len(ft),
+                "n_seeds": int(ft["seed"].nunique()),
+            }
+        )
     grid = pd.DataFrame(rows)
-    grid.insert(grid.columns.get_loc("finetuned_slope_p") + 1, "finetuned_slope_p_holm",
-                adjust_pvalues(grid["finetuned_slope_p"].to_numpy(), method="holm"))
+    grid.insert(
+        grid.columns.get_loc("finetuned_slope_p") + 1,
+        "finetuned_slope_p_holm",
+        adjust_pvalues(grid["finetuned_slope_p"].to_numpy(), method="holm"),
+    )
     return grid

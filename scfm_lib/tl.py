@@ -9,8 +9,15 @@ from anndata import AnnData
 from scfm_lib.cellmodel import CellModel
 
 
-def embed(adata: AnnData, checkpoint_dir: str | Path | CellModel, *, key_added: str = "X_scfm",
-          layer: str = "counts", batch_size: int = 256, min_overlap: float = 0.5) -> None:
+def embed(
+    adata: AnnData,
+    checkpoint_dir: str | Path | CellModel,
+    *,
+    key_added: str = "X_scfm",
+    layer: str = "counts",
+    batch_size: int = 256,
+    min_overlap: float = 0.5,
+) -> None:
     """Embed every cell with a pretrained checkpoint into ``adata.obsm[key_added]`` ([n_obs, d_model]).
 
     A shortcut for ``CellModel.load(checkpoint_dir).embed(adata, ...)`` (see

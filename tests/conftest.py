@@ -6,6 +6,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The tests' models are tiny, so bf16 autocast costs little even where the CPU only emulates it (AVX2):
+# let the bf16 tests run everywhere (subprocesses inherit it). tests/test_train.py checks the refusal itself.
+os.environ.setdefault("SCFM_ALLOW_EMULATED_BF16", "1")
+
 
 @pytest.fixture
 def repo() -> Path:

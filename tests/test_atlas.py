@@ -1,4 +1,5 @@
 """The synthetic atlas: deterministic, chunked, realistic, with known programs and no overlap."""
+
 import numpy as np
 import pytest
 
@@ -75,8 +76,7 @@ def test_immune_lineage_is_shared_by_every_tissue(atlas):
 
 
 def test_study_datasets_do_not_overlap():
-    data = make_study_datasets(AtlasConfig(n_genes=300, n_donors=20), n_corpus=400, n_downstream=300,
-                               n_ood=100, seed=0)
+    data = make_study_datasets(AtlasConfig(n_genes=300, n_donors=20), n_corpus=400, n_downstream=300, n_ood=100, seed=0)
     corpus, down, ood = data["corpus"], data["downstream"], data["ood"]
     names = [set(a.obs_names) for a in (corpus, down, ood)]
     assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])

@@ -1,4 +1,5 @@
 """Generated pages: the table of contents follows the profile; parameter tables follow the notebooks."""
+
 import nbformat
 import pytest
 import yaml
@@ -22,7 +23,7 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     runs = [s["file"] for s in toc["parts"][-1]["chapters"][0]["sections"]]
     assert toc["root"] == "book/tiny/intro"
-    assert [f"book/tiny/{name}" for name, _ in book.CHAPTERS] == files[:len(book.CHAPTERS)]
+    assert [f"book/tiny/{name}" for name, _ in book.CHAPTERS] == files[: len(book.CHAPTERS)]
     # pretrain, evaluate, sweep per run + baselines + the per-family controls
     assert len(runs) == 3 * len(profile.runs()) + 1 + len(book.control_templates(profile))
     assert "book/tiny/runs/negative_control_scgpt" in runs and "book/tiny/runs/positive_control_geneformer" in runs
@@ -31,14 +32,15 @@ def test_toc_lists_every_chapter_and_run(tmp_path):
 
 
 def test_profile_without_a_sweep_has_no_budget_chapter():
-    profile = load_profile("tiny")   # the workshop profile runs no sweep
+    profile = load_profile("tiny")  # the workshop profile runs no sweep
     assert not profile.evaluate.has_sweep
     toc = book.toc(profile)
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     assert "book/tiny/budgets" not in files and "book/tiny/recommendations" in files
     assert book.run_templates(profile) == ("pretrain", "evaluate")
-    assert "book/tiny/budgets" in [c["file"] for part in book.toc(_two_family_sweep_profile())["parts"]
-                                   for c in part["chapters"]]
+    assert "book/tiny/budgets" in [
+        c["file"] for part in book.toc(_two_family_sweep_profile())["parts"] for c in part["chapters"]
+    ]
 
 
 def test_committed_toc_is_the_quick_profile(repo):
@@ -50,7 +52,7 @@ def test_committed_toc_is_the_quick_profile(repo):
 def test_included_profile_gets_its_chapters_and_runs(tmp_path):
     tiny, quick = load_profile("tiny"), load_profile("quick")
     tiny.book_includes = ["quick"]
-    assert book.included_profiles(tiny, tmp_path) == []          # not run yet: left out
+    assert book.included_profiles(tiny, tmp_path) == []  # not run yet: left out
     (tmp_path / "book" / "quick").mkdir(parents=True)
     (tmp_path / "book" / "quick" / "intro.ipynb").write_text("{}")
     toc = yaml.safe_load(book.write_toc(tiny, tmp_path).read_text())
@@ -60,7 +62,8 @@ def test_included_profile_gets_its_chapters_and_runs(tmp_path):
     appendix = toc["parts"][-1]["chapters"]
     assert [c["file"] for c in appendix] == ["book/tiny/runs", "book/quick/runs"]
     assert len(appendix[1]["sections"]) == len(book.run_templates(quick)) * len(quick.runs()) + 1 + len(
-        book.control_templates(quick))
+        book.control_templates(quick)
+    )
 
 
 def test_every_notebook_template_has_documented_typed_parameters(repo):
@@ -71,7 +74,9 @@ def test_every_notebook_template_has_documented_typed_parameters(repo):
         names = [p["name"] for p in params]
         assert names[:3] == ["profile", "profiles_dir", "results_dir"], path
         nb = nbformat.read(path, as_version=4)
-        assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code"), f"{path}: outputs not stripped"
+        assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code"), (
+            f"{path}: outputs not stripped"
+        )
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert "parameters" in first_code.metadata.get("tags", []), f"{path}: parameters must be the first code cell"
 
@@ -113,13 +118,21 @@ def test_every_metrics_file_carries_provenance_and_the_runs_page_lists_it(tmp_pa
 
     from scfm_lib import io, results
 
-    jobs = [("data", "datasets", {"profile": "tiny"}, {"corpus": "a" * 64, "downstream": "b" * 64}),
-            ("pretrain", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"corpus": "a" * 64}),
-            ("evaluate", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"downstream": "b" * 64})]
+    jobs = [
+        ("data", "datasets", {"profile": "tiny"}, {"corpus": "a" * 64, "downstream": "b" * 64}),
+        ("pretrain", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"corpus": "a" * 64}),
+        ("evaluate", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"downstream": "b" * 64}),
+    ]
     for kind, name, parameters, hashes in jobs:
-        results.write_metrics(results.metrics_path(tmp_path, kind, name), kind=kind, name=name, run={},
-                              records=[{"mode": "m", "metric": "x", "value": 1.0}], parameters=parameters,
-                              data_hashes=hashes)
+        results.write_metrics(
+            results.metrics_path(tmp_path, kind, name),
+            kind=kind,
+            name=name,
+            run={},
+            records=[{"mode": "m", "metric": "x", "value": 1.0}],
+            parameters=parameters,
+            data_hashes=hashes,
+        )
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     for kind, name, parameters, hashes in jobs:
         prov = json.loads(results.metrics_path(tmp_path, kind, name).read_text())["provenance"]
@@ -135,14 +148,15 @@ def test_every_metrics_file_carries_provenance_and_the_runs_page_lists_it(tmp_pa
     assert len(rows) == len(jobs)
     for kind, name, parameters, hashes in jobs:
         row = next(r for r in rows if r.startswith(f"| {kind} | `{name}`"))
-        assert f"`{head[:12]}" in row                                          # the commit
-        assert all(f"{k}:{v[:12]}" in row for k, v in hashes.items())          # the data hashes
+        assert f"`{head[:12]}" in row  # the commit
+        assert all(f"{k}:{v[:12]}" in row for k, v in hashes.items())  # the data hashes
         assert f"torch {torch_version()}" in row and "numpy " in row and "python " in row  # the versions
-        assert json.dumps(parameters, sort_keys=True) in row                   # the parameters
+        assert json.dumps(parameters, sort_keys=True) in row  # the parameters
 
 
 def torch_version():
     from importlib import metadata
+
     return metadata.version("torch")
 
 
@@ -150,21 +164,49 @@ def test_performance_page_is_built_from_the_benchmark_results(tmp_path):
     import json
 
     machine = {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13.0", "python": "3.11"}
-    row = {"family": "geneformer", "size": "base", "d_model": 256, "n_layers": 4, "context": 256, "vocab": 20003,
-           "batch": 32, "cells_per_s": 52.5, "tokens_per_s": 9400.0, "tflops": 0.2, "mfu_bf16": 0.531,
-           "speedup_vs_peer_fp32": 5.04, "speedup_vs_peer_bf16": 3.9, "speedup_vs_peer_bf16_median": 3.6}
-    (tmp_path / "train_throughput.json").write_text(json.dumps(
-        {"machine": machine, "created_utc": "2026-11-26T00:00:00Z", "peaks_flops": {"bf16": 4e11, "fp32": 1.8e11},
-         "rows": [row], "encoder": {"base": {"seconds": 1.0, "tflops": 0.2, "mfu_bf16": 0.507}}, "compiled": []}))
-    (tmp_path / "attention.json").write_text(json.dumps(
-        {"machine": machine, "created_utc": "2026-11-26T00:00:00Z",
-         "shape": {"batch": 32, "heads": 8, "length": 200, "head_size": 32},
-         "milliseconds": {"sdpa_fp32": 40.0, "sdpa_bf16": 60.0}}))
+    row = {
+        "family": "geneformer",
+        "size": "base",
+        "d_model": 256,
+        "n_layers": 4,
+        "context": 256,
+        "vocab": 20003,
+        "batch": 32,
+        "cells_per_s": 52.5,
+        "tokens_per_s": 9400.0,
+        "tflops": 0.2,
+        "mfu_bf16": 0.531,
+        "speedup_vs_peer_fp32": 5.04,
+        "speedup_vs_peer_bf16": 3.9,
+        "speedup_vs_peer_bf16_median": 3.6,
+    }
+    (tmp_path / "train_throughput.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "created_utc": "2026-11-26T00:00:00Z",
+                "peaks_flops": {"bf16": 4e11, "fp32": 1.8e11},
+                "rows": [row],
+                "encoder": {"base": {"seconds": 1.0, "tflops": 0.2, "mfu_bf16": 0.507}},
+                "compiled": [],
+            }
+        )
+    )
+    (tmp_path / "attention.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "created_utc": "2026-11-26T00:00:00Z",
+                "shape": {"batch": 32, "heads": 8, "length": 200, "head_size": 32},
+                "milliseconds": {"sdpa_fp32": 40.0, "sdpa_bf16": 60.0},
+            }
+        )
+    )
     page = book.performance_page(tmp_path)
     assert "| geneformer | base (256 x 4) | 52.5 | 9,400 | 0.200 | 53.1% | 5.0x | 3.9x | 3.6x |" in page
     assert "| sdpa_bf16 | 60.0 | 1.50x |" in page
     assert "runs at 5.0x at D = 256 the peer's fp32 cells/s" in page and "51% at base" in page
-    assert "## Memory as the corpus grows" not in page                   # no memory.json: no section
+    assert "## Memory as the corpus grows" not in page  # no memory.json: no section
     assert "No benchmark results yet" in book.performance_page(tmp_path / "absent")
 
 
@@ -180,11 +222,14 @@ if message:
 """
 
 
-@pytest.mark.parametrize("message, failures, exit_code, calls", [
-    (book.KERNEL_START_FAILURE, 1, 0, 2),       # the kernel died at start once: started again, succeeds
-    (book.KERNEL_START_FAILURE, 5, 1, 3),       # it keeps dying: gives up after 3 attempts
-    ("NameError: name 'x' is not defined", 1, 1, 1),  # a cell failed: never rerun
-])
+@pytest.mark.parametrize(
+    "message, failures, exit_code, calls",
+    [
+        (book.KERNEL_START_FAILURE, 1, 0, 2),  # the kernel died at start once: started again, succeeds
+        (book.KERNEL_START_FAILURE, 5, 1, 3),  # it keeps dying: gives up after 3 attempts
+        ("NameError: name 'x' is not defined", 1, 1, 1),  # a cell failed: never rerun
+    ],
+)
 def test_papermill_is_started_again_only_when_the_kernel_died_at_start(tmp_path, message, failures, exit_code, calls):
     import sys
 

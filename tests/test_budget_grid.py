@@ -1,4 +1,5 @@
 """The masking statistic over the label x step budget grid (stats.budget_grid) on constructed sweeps."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,8 +19,14 @@ def sweep(ft_slope=lambda b, s: 0.0, probe_slope=lambda b: 0.1, *, seeds=3, nois
     rows = []
     for n in SIZES:
         for s in range(seeds):
-            run = {"kind": "sweep", "family": family, "fraction": n / 10000, "seed": s, "n_cells": n,
-                   "metric": "macro_f1"}
+            run = {
+                "kind": "sweep",
+                "family": family,
+                "fraction": n / 10000,
+                "seed": s,
+                "n_cells": n,
+                "metric": "macro_f1",
+            }
             for b in LABEL_BUDGETS:
                 value = (0.3 + probe_slope(b) * np.log10(n) if n else 0.1) + rng.normal(0, noise)
                 rows.append({**run, "mode": "linear_probe", "value": value, "label_budget": b, "step_budget": None})

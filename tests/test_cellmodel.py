@@ -1,4 +1,5 @@
 """CellModel: one loaded checkpoint, any AnnData; the same numbers as the train functions it calls."""
+
 import json
 import subprocess
 import sys
@@ -27,8 +28,17 @@ def make_checkpoint(folder, adata, family="scgpt", medians=True, **changes):
     vocab = data.GeneVocab(list(adata.var_names))
     if medians:
         vocab = data.GeneVocab(vocab.genes, data.gene_medians(adata, vocab))
-    config = ScFMConfig(**{"vocab_size": len(vocab), "context_genes": 16, "d_model": 16, "n_layers": 1,
-                           "n_heads": 2, "family": family, **changes})
+    config = ScFMConfig(
+        **{
+            "vocab_size": len(vocab),
+            "context_genes": 16,
+            "d_model": 16,
+            "n_layers": 1,
+            "n_heads": 2,
+            "family": family,
+            **changes,
+        }
+    )
     train.init_checkpoint(config, seed=0, out_dir=folder)
     vocab.save(folder / "vocab.json")
     return folder
@@ -114,8 +124,12 @@ def test_finetune_and_predict_write_labels_beat_chance_and_are_seeded(tmp_path):
         assert torch.equal(model.model.state_dict()[key], value)
     # same seed, same classifier
     other = CellModel(ck)
-    other.finetune(adata, "lineage", split_key="split", config=train.FinetuneConfig(max_steps=60, eval_every=20,
-                                                                                   batch_size=32, bf16=False))
+    other.finetune(
+        adata,
+        "lineage",
+        split_key="split",
+        config=train.FinetuneConfig(max_steps=60, eval_every=20, batch_size=32, bf16=False),
+    )
     other.predict(test, key_added="again")
     assert (test.obs["again"] == test.obs["scfm_prediction"]).all()
     for key, value in model.classifier.state_dict().items():

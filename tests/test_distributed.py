@@ -1,5 +1,6 @@
 """Data-parallel pretraining: 2 processes (torchrun, gloo on CPU) follow the 1-process loss curve
 with the same global batch, and their checkpoint matches."""
+
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPT = '''
+SCRIPT = """
 import json, sys
 import numpy as np, torch
 from scfm_lib import data, runner, train
@@ -31,14 +32,14 @@ cfg = train.PretrainConfig(max_steps=12, batch_size=16, lr=2e-3, warmup_steps=2,
 out = train.pretrain(config, tokens, tokens.subset(slice(0, 24)), cfg, sys.argv[1], progress=False)
 if rank == 0:
     print("HISTORY" + json.dumps(out["history"]))
-'''
+"""
 
 
 def _run(cmd, tmp_path):
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
-    line = next(l for l in run.stdout.splitlines() if l.startswith("HISTORY"))
-    return json.loads(line[len("HISTORY"):])
+    line = next(row for row in run.stdout.splitlines() if row.startswith("HISTORY"))
+    return json.loads(line[len("HISTORY") :])
 
 
 @pytest.mark.parametrize("family", ["scgpt", "geneformer"])
@@ -46,8 +47,20 @@ def test_two_processes_match_one(tmp_path, family):
     script = tmp_path / "ddp_pretrain.py"
     script.write_text(SCRIPT)
     single = _run([sys.executable, str(script), str(tmp_path / "one"), family], tmp_path)
-    double = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                   str(script), str(tmp_path / "two"), family], tmp_path)
+    double = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "two"),
+            family,
+        ],
+        tmp_path,
+    )
     assert [h["step"] for h in single] == [h["step"] for h in double] == [3, 6, 9, 12]
     for key in ("train_loss", "val_loss"):
         np.testing.assert_allclose([h[key] for h in double], [h[key] for h in single], rtol=1e-4)

@@ -13,7 +13,7 @@ from scfm_lib.analysis import endpoints as ep
 def test_t_interval_matches_the_textbook_formula():
     d = np.array([0.03, 0.01, 0.05, -0.01, 0.02, 0.04, 0.00, 0.02])
     mean, low, high = ep.t_interval(d, 0.95)
-    half = 2.364624251592785 * d.std(ddof=1) / np.sqrt(8)      # t_{0.975, 7}, from a table
+    half = 2.364624251592785 * d.std(ddof=1) / np.sqrt(8)  # t_{0.975, 7}, from a table
     assert mean == pytest.approx(0.16 / 8)
     assert (low, high) == pytest.approx((0.02 - half, 0.02 + half))
     # scipy's own t-interval agrees
@@ -42,14 +42,19 @@ def test_paired_estimate_t_test_matches_scipy():
 
 
 def _series(values: dict[float, list[float]], n_cells: int = 1000) -> pd.DataFrame:
-    return pd.DataFrame([{"fraction": f, "seed": s, "n_cells": int(f * n_cells), "value": v}
-                         for f, vs in values.items() for s, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"fraction": f, "seed": s, "n_cells": int(f * n_cells), "value": v}
+            for f, vs in values.items()
+            for s, v in enumerate(vs)
+        ]
+    )
 
 
 def test_seed_gains_are_paired_by_seed():
     series = _series({0.0: [0.5, 0.5], 0.01: [0.1, 0.4], 1.0: [0.3, 0.9]})
     gains = ep.seed_gains(series)
-    assert gains.to_dict() == pytest.approx({0: 0.2, 1: 0.5})   # the control (fraction 0) is not an endpoint
+    assert gains.to_dict() == pytest.approx({0: 0.2, 1: 0.5})  # the control (fraction 0) is not an endpoint
 
 
 def test_masking_contrast_is_the_difference_of_paired_gains():
@@ -83,8 +88,14 @@ def test_lack_of_fit_matches_a_dummy_regression_and_rejects_curvature():
         shift = rng.normal(0, 0.05)
         for f in fractions:
             x = np.log10(f * 10000)
-            rows.append({"fraction": f, "seed": s, "n_cells": int(f * 10000),
-                         "value": 0.5 + shift + 0.1 * (x - 3) ** 2 + rng.normal(0, 0.01)})
+            rows.append(
+                {
+                    "fraction": f,
+                    "seed": s,
+                    "n_cells": int(f * 10000),
+                    "value": 0.5 + shift + 0.1 * (x - 3) ** 2 + rng.normal(0, 0.01),
+                }
+            )
     series = pd.DataFrame(rows)
     out = ep.lack_of_fit(series)
     y = series["value"].to_numpy()
@@ -95,7 +106,7 @@ def test_lack_of_fit_matches_a_dummy_regression_and_rejects_curvature():
     sse_line, sse_means = sse(np.column_stack([S, x])), sse(np.column_stack([S, F_[:, 1:]]))
     F = (sse_line - sse_means) / 1 / (sse_means / (18 - 6 - 3 + 1))
     assert out["F"] == pytest.approx(F) and out["df1"] == 1 and out["df2"] == 10
-    assert out["p"] < 1e-6                                   # strong curvature is rejected
+    assert out["p"] < 1e-6  # strong curvature is rejected
     straight = series.assign(value=0.5 + 0.1 * np.log10(series["n_cells"]) + rng.normal(0, 0.01, len(series)))
     assert ep.lack_of_fit(straight)["p"] > 0.01 and ep.lack_of_fit(straight)["slope"] == pytest.approx(0.1, abs=0.02)
     assert np.isnan(ep.lack_of_fit(series[series["fraction"] != 0.1])["F"])  # two fractions: no test
@@ -110,5 +121,5 @@ def test_equivalence_margin_and_tost():
     assert ep.equivalence(None, 0.01, differences=tight)["equivalent"]
     noisy = np.array([0.05, -0.06, 0.04, -0.05, 0.06, -0.04, 0.05, -0.05])
     assert not ep.equivalence(None, 0.01, differences=noisy)["equivalent"]
-    shifted = tight + 0.02                                    # precise but outside the margin
+    shifted = tight + 0.02  # precise but outside the margin
     assert not ep.equivalence(None, 0.01, differences=shifted)["equivalent"]

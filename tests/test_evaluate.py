@@ -1,4 +1,5 @@
 """Frozen, zero-shot and baseline evaluations on data with a known answer."""
+
 import numpy as np
 import pytest
 
@@ -39,7 +40,7 @@ def test_exact_neighbors_against_a_hand_computation():
     result = evaluate.exact_neighbors(X, 6)
     d = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
     expected = np.argsort(d, axis=1, kind="stable")[:, :6]
-    assert result.indices.shape == (40, 6) and (result.indices[:, 0] == np.arange(40)).all()   # itself first
+    assert result.indices.shape == (40, 6) and (result.indices[:, 0] == np.arange(40)).all()  # itself first
     assert np.array_equal(result.indices, expected)
     np.testing.assert_allclose(result.distances, np.take_along_axis(d, expected, 1), atol=1e-5)
 
@@ -58,24 +59,29 @@ def test_scib_scores_with_scib_metrics(monkeypatch):
     monkeypatch.setattr(scib_pynndescent, "NNDescent", NoNNDescent)
     kbet_searches = []
     exact_for_kbet = evaluate._exact_neighbors_as_pynndescent
-    monkeypatch.setattr(evaluate, "_exact_neighbors_as_pynndescent",
-                        lambda X, n_neighbors, **kw: kbet_searches.append(len(X)) or exact_for_kbet(X, n_neighbors))
+    monkeypatch.setattr(
+        evaluate,
+        "_exact_neighbors_as_pynndescent",
+        lambda X, n_neighbors, **kw: kbet_searches.append(len(X)) or exact_for_kbet(X, n_neighbors),
+    )
     Z, y = blobs(n_per=75, n_classes=4, dim=10)
     batch = np.tile([0, 1, 2], len(y) // 3)
     rng = np.random.default_rng(0)
     shifted = Z + batch[:, None] * 2.0  # an embedding with a strong batch effect
-    table = evaluate.scib_scores({"clean": Z, "batchy": shifted}, y, batch, pre_integrated=shifted + rng.normal(0, 0.1, Z.shape))
+    table = evaluate.scib_scores(
+        {"clean": Z, "batchy": shifted}, y, batch, pre_integrated=shifted + rng.normal(0, 0.1, Z.shape)
+    )
     assert list(table.index) == ["clean", "batchy"]
     for column in ["Bio conservation", "Batch correction", "Total"]:
         assert table[column].between(0, 1).all()
     assert table.loc["clean", "Batch correction"] > table.loc["batchy", "Batch correction"]
-    assert kbet_searches   # kBET's diffusion-map neighbours went through the exact search
+    assert kbet_searches  # kBET's diffusion-map neighbours went through the exact search
     with pytest.raises(ValueError, match=">= 2 batches"):
         evaluate.scib_scores({"clean": Z}, y, np.zeros(len(y)))
-    bio_only = evaluate.scib_scores({"clean": Z}, y, None, pre_integrated=Z)   # a dataset of one batch
+    bio_only = evaluate.scib_scores({"clean": Z}, y, None, pre_integrated=Z)  # a dataset of one batch
     assert "Bio conservation" in bio_only.columns and "Batch correction" not in bio_only.columns
     assert 0 <= bio_only.loc["clean", "Bio conservation"] <= 1
-    assert gc.get_freeze_count() == 0   # the heap frozen during the benchmark is released
+    assert gc.get_freeze_count() == 0  # the heap frozen during the benchmark is released
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +117,18 @@ def test_jax_compilation_cache_is_kept_on_disk(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys, jax, jax.numpy as jnp\n"
-              "from scfm_lib import evaluate\n"
-              "folder = evaluate.enable_jax_compilation_cache()\n"
-              "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
-              "print(folder)\n"
-              "jax.jit(lambda x: jnp.sin(x) @ x.T + 1)(jnp.ones((8, 8))).block_until_ready()\n"
-              "print(evaluate.enable_jax_compilation_cache(sys.argv[1]))\n")
+    script = (
+        "import sys, jax, jax.numpy as jnp\n"
+        "from scfm_lib import evaluate\n"
+        "folder = evaluate.enable_jax_compilation_cache()\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "print(folder)\n"
+        "jax.jit(lambda x: jnp.sin(x) @ x.T + 1)(jnp.ones((8, 8))).block_until_ready()\n"
+        "print(evaluate.enable_jax_compilation_cache(sys.argv[1]))\n"
+    )
     env = {**os.environ, "SCFM_JAX_CACHE": str(tmp_path / "jax"), "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "explicit")], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "explicit")], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == [str(tmp_path / "jax"), str(tmp_path / "explicit")]
     assert any((tmp_path / "jax").iterdir()), "the compiled program was not written to the cache"

@@ -1,14 +1,15 @@
 """Finetuning regimes: full, last_k blocks, head_only (a linear probe), LoRA adapters (peft)."""
+
 import copy
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import MODEL, structured_tokens
 
 from scfm_lib import train
 from scfm_lib.model import CellClassifier, ScFMConfig
-from test_train import MODEL, structured_tokens
 
 torch.set_num_threads(1)
 STEPS = 40
@@ -16,12 +17,26 @@ LORA_RANK = 4  # r << d_model=32; the default r=8 is a quarter of this toy model
 
 
 def finetune_config(**changes):
-    return train.FinetuneConfig(**{"max_steps": STEPS, "batch_size": 32, "lr": 1e-3, "eval_every": 10,
-                                   "patience": 3, "bf16": False, "seed": 0, **changes})
+    return train.FinetuneConfig(
+        **{
+            "max_steps": STEPS,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "eval_every": 10,
+            "patience": 3,
+            "bf16": False,
+            "seed": 0,
+            **changes,
+        }
+    )
 
 
-REGIME_CONFIGS = {"full": {}, "last_k": {"last_k": 1}, "head_only": {},
-                  "lora": {"lora_rank": LORA_RANK, "lora_alpha": 2.0 * LORA_RANK}}
+REGIME_CONFIGS = {
+    "full": {},
+    "last_k": {"last_k": 1},
+    "head_only": {},
+    "lora": {"lora_rank": LORA_RANK, "lora_alpha": 2.0 * LORA_RANK},
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +107,7 @@ def test_trainable_parameter_counts(runs, encoder):
     d, d_ff = MODEL.d_model, MODEL.d_ff
     adapters_per_block = LORA_RANK * ((d + 3 * d) + (d + d) + (d + d_ff) + (d_ff + d))  # r * (in + out)
     assert counts["full"] == n_params(encoder.parameters()) + head
-    assert counts["last_k"] == block + 2 * d + head                        # last block + ln_f + head
+    assert counts["last_k"] == block + 2 * d + head  # last block + ln_f + head
     assert counts["head_only"] == head
     assert counts["lora"] == MODEL.n_layers * adapters_per_block + head
     assert counts["lora"] < 0.2 * counts["full"]
@@ -146,7 +161,9 @@ def test_the_head_sees_the_training_cells_standardized(regime, data):
     encoder = train.initial_model(ScFMConfig(**{**MODEL.to_dict(), "pooling": "cls"}), 0).eval()
     cfg = finetune_config(regime=regime, max_steps=5, eval_every=5)
     classifier, _ = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2, cfg)
-    Z = torch.from_numpy(train.embed(encoder, train_tokens, layer=classifier.layer))  # the starting encoder's, as the head reads
+    Z = torch.from_numpy(
+        train.embed(encoder, train_tokens, layer=classifier.layer)
+    )  # the starting encoder's, as the head reads
     standardized = (Z - classifier.feature_mean) / classifier.feature_std
     torch.testing.assert_close(standardized.mean(0), torch.zeros(Z.shape[1]), atol=1e-4, rtol=0)
     torch.testing.assert_close(standardized.std(0, unbiased=False), torch.ones(Z.shape[1]), atol=1e-4, rtol=0)
@@ -174,8 +191,9 @@ def test_last_k_trains_only_the_last_block_and_final_norm(runs, encoder):
             assert not torch.equal(trained[name], before[name]), f"{name} trains under last_k=1 but did not change"
     assert not torch.equal(trained["ln_f.weight"], before["ln_f.weight"])
     grads = {n for n, p in classifier.named_parameters() if p.requires_grad}
-    assert grads == {n for n, _ in classifier.named_parameters()
-                     if n.startswith(("encoder." + last, "encoder.ln_f.", "head."))}
+    assert grads == {
+        n for n, _ in classifier.named_parameters() if n.startswith(("encoder." + last, "encoder.ln_f.", "head."))
+    }
     assert_encoder_untouched(encoder, before)
 
 
@@ -193,7 +211,7 @@ def test_lora_trains_adapters_and_leaves_base_weights(runs, encoder):
     classifier, log = run("lora")
     trained = classifier.encoder.state_dict()
     adapters = {n for n in trained if "lora_" in n}
-    assert len(adapters) == 2 * 4 * MODEL.n_layers                       # A and B on qkv, proj, mlp.0, mlp.2
+    assert len(adapters) == 2 * 4 * MODEL.n_layers  # A and B on qkv, proj, mlp.0, mlp.2
     for i in range(MODEL.n_layers):
         for layer in ("attn.qkv", "attn.proj", "mlp.0", "mlp.2"):
             assert f"blocks.{i}.{layer}.lora_A.default.weight" in adapters
@@ -211,8 +229,10 @@ def test_lora_trains_adapters_and_leaves_base_weights(runs, encoder):
         assert not torch.equal(trained[name], initial[name]), f"{name} did not train"
         if "lora_B" in name:
             assert not initial[name].any()
-    assert {n for n, p in classifier.named_parameters() if p.requires_grad} == \
-        {"encoder." + n for n in adapters} | {"head.weight", "head.bias"}
+    assert {n for n, p in classifier.named_parameters() if p.requires_grad} == {"encoder." + n for n in adapters} | {
+        "head.weight",
+        "head.bias",
+    }
     assert log["trainable_parameters"] < 0.2 * run("full")[1]["trainable_parameters"]
     assert_encoder_untouched(encoder, before)
     # the adapted encoder still embeds like an ScFM
@@ -235,12 +255,16 @@ def reference_full_finetune(encoder, train_tokens, y_train, val_tokens, y_val, n
     for the head's input standardization (added later, for every regime) and train.adamw (fused)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
+        classifier = CellClassifier(
+            copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed)
+        )
         Z = torch.from_numpy(train.embed(encoder, train_tokens, layer=classifier.layer))
         classifier.feature_mean.copy_(Z.mean(0))
         classifier.feature_std.copy_(Z.std(0, unbiased=False))
-        optimizer = train.adamw(train.param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
-                                + train.param_groups(classifier.head, cfg.head_lr, cfg.weight_decay))
+        optimizer = train.adamw(
+            train.param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
+            + train.param_groups(classifier.head, cfg.head_lr, cfg.weight_decay)
+        )
         sampler = train.EpochSampler(len(train_tokens), cfg.seed)
         labels = torch.from_numpy(y_train)
         val_loss, _ = train._classifier_eval(classifier, val_tokens, y_val)
@@ -274,10 +298,10 @@ def test_full_is_the_default_and_unchanged(data, encoder, bf16):
     settings = {"max_steps": 12, "batch_size": 32, "lr": 1e-3, "eval_every": 4, "patience": 3, "bf16": bf16}
     default_cfg = train.FinetuneConfig(**settings)
     assert default_cfg.regime == "full"
-    default, default_log = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2,
-                                                     default_cfg)
-    full, full_log = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2,
-                                               train.FinetuneConfig(**settings, regime="full"))
+    default, default_log = train.finetune_classifier(encoder, train_tokens, y_train, val_tokens, y_val, 2, default_cfg)
+    full, full_log = train.finetune_classifier(
+        encoder, train_tokens, y_train, val_tokens, y_val, 2, train.FinetuneConfig(**settings, regime="full")
+    )
     reference = reference_full_finetune(encoder, train_tokens, y_train, val_tokens, y_val, 2, default_cfg)
     assert default_log == full_log and default_log["best_step"] > 0
     for other in (full, reference):
@@ -287,12 +311,15 @@ def test_full_is_the_default_and_unchanged(data, encoder, bf16):
             assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"regime": "partial"}, r"regime must be one of \('full', 'last_k', 'head_only', 'lora'\).*'partial'"),
-    ({"regime": "last_k", "last_k": 0}, r"last_k must be an integer >= 1"),
-    ({"lora_rank": 0}, r"lora_rank must be an integer >= 1"),
-    ({"regime": "lora", "lora_alpha": 0.0}, r"lora_alpha must be > 0"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"regime": "partial"}, r"regime must be one of \('full', 'last_k', 'head_only', 'lora'\).*'partial'"),
+        ({"regime": "last_k", "last_k": 0}, r"last_k must be an integer >= 1"),
+        ({"lora_rank": 0}, r"lora_rank must be an integer >= 1"),
+        ({"regime": "lora", "lora_alpha": 0.0}, r"lora_alpha must be > 0"),
+    ],
+)
 def test_bad_regime_settings_are_refused(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         train.FinetuneConfig(**changes)

@@ -12,8 +12,13 @@ from scfm_lib.model import random_value_mask
 
 
 def rows(values: dict[float, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"fraction": f, "seed": s, "n_cells": int(f * 1000), "value": v}
-                         for f, vs in values.items() for s, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"fraction": f, "seed": s, "n_cells": int(f * 1000), "value": v}
+            for f, vs in values.items()
+            for s, v in enumerate(vs)
+        ]
+    )
 
 
 def test_pretraining_gate_needs_both_a_margin_over_context_free_and_a_fall_with_size():
@@ -51,11 +56,14 @@ PASS0 = {"passed": True, "beats_context_free": True}
 PASS1 = {"passed": True, "worse_than_random_init": False, "beats_random_init": True, "beats_smallest": True}
 
 
-@pytest.mark.parametrize("d, expected", [
-    ([0.05, 0.06, 0.04, 0.05, 0.07, 0.05, 0.06, 0.04], "masking shown"),
-    ([0.001, -0.002, 0.0, 0.002, -0.001, 0.001, 0.0, -0.001], "absence of masking shown"),
-    ([0.08, -0.09, 0.07, -0.06, 0.09, -0.08, 0.05, -0.07], "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "d, expected",
+    [
+        ([0.05, 0.06, 0.04, 0.05, 0.07, 0.05, 0.06, 0.04], "masking shown"),
+        ([0.001, -0.002, 0.0, 0.002, -0.001, 0.001, 0.0, -0.001], "absence of masking shown"),
+        ([0.08, -0.09, 0.07, -0.06, 0.09, -0.08, 0.05, -0.07], "inconclusive"),
+    ],
+)
 def test_verdict_from_D(d, expected):
     out = gates.verdict(PASS0, PASS1, _contrast(d), margin=0.02, positive_detected=True, negative_equivalent=True)
     assert out["verdict"] == expected

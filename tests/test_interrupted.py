@@ -2,6 +2,7 @@
 middle of writing a checkpoint, resumes in a new process to the very weights of an uninterrupted
 run; a write killed half-way leaves the previous file intact; and two processes with the same
 seed compute the same weights and embeddings (CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # SIGKILLs itself: "step" at the start of step kill_at; "weights" half-way through writing the
 # weights of checkpoint number kill_at; "json" after those weights are in place, before checkpoint.json.
 # It prints the sha256 of the final weights and of the validation cells' embeddings.
-JOB = r'''
+JOB = r"""
 import hashlib, json, os, signal, sys
 import numpy as np
 import torch
@@ -83,15 +84,20 @@ embedding = train.embed(train.load_checkpoint(out), val)
 print(json.dumps({"weights": io.file_sha256(os.path.join(out, "model.safetensors")),
                   "embedding": hashlib.sha256(np.ascontiguousarray(embedding).tobytes()).hexdigest(),
                   "history": io.read_json(os.path.join(out, "checkpoint.json"))["history"]}))
-'''
+"""
 
 
 def run_job(tmp_path: Path, out: Path, kill_at: int = 0, where: str = "step") -> subprocess.CompletedProcess:
     script = tmp_path / "job.py"
     script.write_text(JOB)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(script), str(out), str(kill_at), where], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(script), str(out), str(kill_at), where],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def result(proc: subprocess.CompletedProcess) -> dict:
@@ -116,11 +122,19 @@ KILL_STEP = int(_rng.integers(11, 40))
 KILL_CHECKPOINT = int(_rng.integers(2, 5))
 
 
-@pytest.mark.parametrize("where, kill_at, json_step", [
-    ("step", KILL_STEP, (KILL_STEP - 1) // 10 * 10),       # killed mid-run: the last checkpoint stays
-    ("weights", KILL_CHECKPOINT, (KILL_CHECKPOINT - 1) * 10),  # killed writing weights: the previous checkpoint stays
-    ("json", 4, None),                                      # killed between the last weights and their JSON
-], ids=["mid-step", "mid-weights-write", "between-weights-and-json"])
+@pytest.mark.parametrize(
+    "where, kill_at, json_step",
+    [
+        ("step", KILL_STEP, (KILL_STEP - 1) // 10 * 10),  # killed mid-run: the last checkpoint stays
+        (
+            "weights",
+            KILL_CHECKPOINT,
+            (KILL_CHECKPOINT - 1) * 10,
+        ),  # killed writing weights: the previous checkpoint stays
+        ("json", 4, None),  # killed between the last weights and their JSON
+    ],
+    ids=["mid-step", "mid-weights-write", "between-weights-and-json"],
+)
 def test_killed_pretraining_resumes_bit_identical(tmp_path, straight, where, kill_at, json_step):
     out = tmp_path / "ck"
     killed = run_job(tmp_path, out, kill_at, where)
@@ -137,7 +151,7 @@ def test_killed_pretraining_resumes_bit_identical(tmp_path, straight, where, kil
 
 
 # ------------------------------------------------------------------------------------------- crash mid-write
-WRITER = r'''
+WRITER = r"""
 import os, signal, sys
 from scfm_lib import io
 path, how = sys.argv[1], sys.argv[2]
@@ -152,7 +166,7 @@ else:
             fh.write(b"half of new weights")
             fh.flush()
             os.kill(os.getpid(), signal.SIGKILL)
-'''
+"""
 
 
 @pytest.mark.parametrize("how", ["atomic_write", "atomic_path"])
@@ -165,11 +179,11 @@ def test_process_killed_mid_write_leaves_the_old_file(tmp_path, how):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     killed = subprocess.run([sys.executable, str(script), str(path), how], env=env, capture_output=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL
-    assert io.read_json(path) == {"value": 1}                     # the finished file is intact
+    assert io.read_json(path) == {"value": 1}  # the finished file is intact
     assert [p.name for p in folder.glob("*.json")] == ["result.json"]  # readers see no partial file
     leftovers = [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-    assert len(leftovers) == 1                                    # a killed process cannot clean up ...
-    io.write_json(path, {"value": 2})                             # ... the next write of the file does
+    assert len(leftovers) == 1  # a killed process cannot clean up ...
+    io.write_json(path, {"value": 2})  # ... the next write of the file does
     assert [p.name for p in folder.iterdir()] == ["result.json"]
     assert io.read_json(path) == {"value": 2}
 
@@ -181,7 +195,7 @@ def test_exception_mid_write_json_keeps_the_old_file(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io.os, "fsync", disk_full)               # the data is written, not yet in place
+    monkeypatch.setattr(io.os, "fsync", disk_full)  # the data is written, not yet in place
     with pytest.raises(OSError, match="No space"):
         io.write_json(path, {"value": 2})
     assert io.read_json(path) == {"value": 1}
@@ -193,8 +207,11 @@ def test_other_files_temp_names_are_left_alone(tmp_path):
     (tmp_path / ".result.json.x.abcd1234.tmp").write_text("another target's temp file")
     (tmp_path / ".result.json.notes.tmp").write_text("not a temp name of ours")
     io.write_json(tmp_path / "result.json", {"value": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".result.json.notes.tmp", ".result.json.x.abcd1234.tmp",
-                                                          "result.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".result.json.notes.tmp",
+        ".result.json.x.abcd1234.tmp",
+        "result.json",
+    ]
 
 
 MODEL = ScFMConfig(vocab_size=12, context_genes=4, d_model=16, n_layers=1, n_heads=2)
@@ -221,5 +238,7 @@ def test_crash_between_checkpoint_weights_and_json_never_loads(tmp_path, monkeyp
     monkeypatch.undo()
     train.save_checkpoint(train.initial_model(MODEL, 1), out, {"step": 5})  # a rerun completes it
     loaded = train.load_checkpoint(out)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
-                                                 train.initial_model(MODEL, 1).state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.state_dict().values(), train.initial_model(MODEL, 1).state_dict().values())
+    )

@@ -1,4 +1,5 @@
 """Atomic writes, provenance and content hashes."""
+
 import json
 import os
 
@@ -55,8 +56,10 @@ def test_a_dirty_tree_is_pinned_by_the_hash_of_its_diff(tmp_path):
     import subprocess
 
     def git(*args):
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
-                              capture_output=True, check=True).stdout
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, capture_output=True, check=True
+        ).stdout
+
     git("init", "-q")
     (tmp_path / "scfm_lib").mkdir()
     (tmp_path / "book").mkdir()
@@ -65,14 +68,14 @@ def test_a_dirty_tree_is_pinned_by_the_hash_of_its_diff(tmp_path):
     git("add", ".")
     git("commit", "-qm", "c")
     assert io.git_diff_sha256(tmp_path) is None and not io.git_commit(tmp_path).endswith("-dirty")
-    (tmp_path / "book" / "chapter.ipynb").write_text('{"executed": true}\n')       # a workflow output
+    (tmp_path / "book" / "chapter.ipynb").write_text('{"executed": true}\n')  # a workflow output
     assert io.git_diff_sha256(tmp_path) is None and not io.git_commit(tmp_path).endswith("-dirty")
     (tmp_path / "scfm_lib" / "code.py").write_text("x = 2\n")
-    first = io.git_diff_sha256(tmp_path / "scfm_lib")                                 # from any folder
+    first = io.git_diff_sha256(tmp_path / "scfm_lib")  # from any folder
     assert io.git_commit(tmp_path).endswith("-dirty")
     assert first == hashlib.sha256(git("diff", "HEAD", "--", "scfm_lib")).hexdigest()
     (tmp_path / "scfm_lib" / "code.py").write_text("x = 3\n")
-    assert io.git_diff_sha256(tmp_path) not in (None, first)      # another change, another hash
+    assert io.git_diff_sha256(tmp_path) not in (None, first)  # another change, another hash
 
 
 def test_anndata_hash_tracks_content_not_bytes():
@@ -94,15 +97,32 @@ def test_anndata_hash_tracks_content_not_bytes():
 
 def test_metrics_round_trip_and_refuse_nan(tmp_path):
     path = results.metrics_path(tmp_path, "evaluate", "f0.1_s0")
-    results.write_metrics(path, kind="evaluate", name="f0.1_s0",
-                          run={"fraction": 0.1, "seed": 0, "n_pretrain_cells": 10},
-                          records=[{"mode": "knn", "metric": "accuracy", "value": 0.5}], parameters={"seed": 0})
+    results.write_metrics(
+        path,
+        kind="evaluate",
+        name="f0.1_s0",
+        run={"fraction": 0.1, "seed": 0, "n_pretrain_cells": 10},
+        records=[{"mode": "knn", "metric": "accuracy", "value": 0.5}],
+        parameters={"seed": 0},
+    )
     table = results.load_records(tmp_path)
-    assert table.loc[0, ["mode", "metric", "value", "fraction", "seed", "n_cells"]].tolist() == \
-        ["knn", "accuracy", 0.5, 0.1, 0, 10]
+    assert table.loc[0, ["mode", "metric", "value", "fraction", "seed", "n_cells"]].tolist() == [
+        "knn",
+        "accuracy",
+        0.5,
+        0.1,
+        0,
+        10,
+    ]
     with pytest.raises(ValueError, match="not finite"):
-        results.write_metrics(path, kind="evaluate", name="x", run={},
-                              records=[{"mode": "knn", "metric": "accuracy", "value": float("nan")}], parameters={})
+        results.write_metrics(
+            path,
+            kind="evaluate",
+            name="x",
+            run={},
+            records=[{"mode": "knn", "metric": "accuracy", "value": float("nan")}],
+            parameters={},
+        )
     assert results.load_records(tmp_path)["value"].tolist() == [0.5]  # the refused write changed nothing
     with pytest.raises(FileNotFoundError, match="run the workflow"):
         results.load_records(tmp_path / "empty")

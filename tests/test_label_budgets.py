@@ -1,4 +1,5 @@
 """Nested, stratified label budgets for training-cell subsets."""
+
 import numpy as np
 import pytest
 
@@ -26,7 +27,7 @@ def test_every_class_at_every_budget_with_its_share():
     subsets = label_budget_subsets(y, BUDGETS, seed=0)
     classes, sizes = np.unique(y, return_counts=True)
     for b, idx in subsets.items():
-        assert (np.diff(idx) > 0).all()                                   # sorted, no duplicates
+        assert (np.diff(idx) > 0).all()  # sorted, no duplicates
         kept = dict(zip(*np.unique(y[idx], return_counts=True)))
         assert kept == {c: max(1, int(round(b * n))) for c, n in zip(classes, sizes)}
 

@@ -1,4 +1,5 @@
 """Metric functions against independent implementations and constructed cases."""
+
 import itertools
 from math import comb
 
@@ -72,10 +73,15 @@ def test_ranges_over_random_labels():
         assert 0 <= metrics.macro_f1(a, b) <= 1
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (([0, 1], [0]), "same cells"), (([], []), "empty"), (([0.0, np.nan], [0, 1]), "NaN"),
-    ((np.zeros((2, 2)), np.zeros((2, 2))), "1-D"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (([0, 1], [0]), "same cells"),
+        (([], []), "empty"),
+        (([0.0, np.nan], [0, 1]), "NaN"),
+        ((np.zeros((2, 2)), np.zeros((2, 2))), "1-D"),
+    ],
+)
 def test_bad_input(args, fragment):
     for fn in (metrics.accuracy, metrics.macro_f1, metrics.ari, metrics.nmi):
         with pytest.raises(ValueError, match=fragment):
@@ -114,10 +120,11 @@ def test_macro_f1_is_scikit_learns_bit_for_bit(labels):
     """The count-based macro-F1 returns exactly scikit-learn's f1_score(labels=unique(y_true),
     average="macro", zero_division=0), also where predictions hold labels y_true lacks."""
     from sklearn.metrics import f1_score
+
     rng = np.random.default_rng(0)
     for _ in range(300):
         n, k = int(rng.integers(1, 80)), int(rng.integers(1, 9))
-        t, p = rng.integers(0, k, n), rng.integers(0, k + 2, n)    # k, k+1: predicted, never true
+        t, p = rng.integers(0, k, n), rng.integers(0, k + 2, n)  # k, k+1: predicted, never true
         if labels == "str":
             t, p = np.array([f"type{x}" for x in t]), np.array([f"type{x}" for x in p])
         expected = f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0)

@@ -1,11 +1,11 @@
 """The transformer: shapes, padding and order invariance, gradients, masking, config validation."""
+
 import numpy as np
 import pytest
 import torch
-
-from scfm_lib.data import PAD_ID
 import torch.nn.functional as F
 
+from scfm_lib.data import PAD_ID
 from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, linear_cross_entropy, masked_rows, random_value_mask
 
 torch.set_num_threads(1)
@@ -13,8 +13,9 @@ VOCAB, CONTEXT, D = 40, 16, 32
 
 
 def small_config(**changes) -> ScFMConfig:
-    return ScFMConfig(**{"vocab_size": VOCAB, "context_genes": CONTEXT, "d_model": D, "n_layers": 2, "n_heads": 2,
-                         **changes})
+    return ScFMConfig(
+        **{"vocab_size": VOCAB, "context_genes": CONTEXT, "d_model": D, "n_layers": 2, "n_heads": 2, **changes}
+    )
 
 
 def make_model(seed=0, **changes) -> ScFM:
@@ -59,8 +60,9 @@ def test_appending_padding_does_not_change_the_cell_embedding(encoding, pooling)
         assert short.abs().max() > 0.01  # a non-trivial embedding (the penultimate layer: no final LayerNorm)
         torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
         # the hidden states of the real genes do not change either
-        torch.testing.assert_close(model(gene_ids, values), model(padded_ids, padded_values)[:, :1 + CONTEXT],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model(gene_ids, values), model(padded_ids, padded_values)[:, : 1 + CONTEXT], atol=1e-5, rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
@@ -69,8 +71,12 @@ def test_gene_order_does_not_matter(pooling):
     gene_ids, values = batch()
     perm = torch.randperm(CONTEXT, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(model.cell_embedding(gene_ids, values),
-                                   model.cell_embedding(gene_ids[:, perm], values[:, perm]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model.cell_embedding(gene_ids, values),
+            model.cell_embedding(gene_ids[:, perm], values[:, perm]),
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("encoding, pooling", ENCODINGS_POOLINGS)
@@ -105,11 +111,11 @@ def test_gradients_reach_every_parameter(encoding, pooling):
 def test_mask_hides_only_real_genes_at_the_requested_ratio():
     gene_ids, _ = batch(n_cells=50, seed=1)
     gene_ids[1, 1:] = PAD_ID  # one gene: it must be masked
-    gene_ids[2, :] = PAD_ID   # no gene: nothing to mask
+    gene_ids[2, :] = PAD_ID  # no gene: nothing to mask
     mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
     assert not mask[gene_ids == PAD_ID].any()
     assert mask[0].sum() == 2 and mask[1].sum() == 1 and mask[2].sum() == 0  # ceil(0.25 * 5), >= 1, none
-    assert (mask[3:].sum(1) == 4).all()                                       # ceil(0.25 * 16)
+    assert (mask[3:].sum(1) == 4).all()  # ceil(0.25 * 16)
     # same generator seed, same mask; another seed, another mask
     assert torch.equal(mask, random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0)))
     assert not torch.equal(mask, random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(1)))
@@ -125,8 +131,9 @@ def test_the_model_cannot_see_the_values_it_must_predict():
     changed = values.clone()
     changed[mask] += 3.0
     with torch.no_grad():
-        torch.testing.assert_close(model(gene_ids, values, mask=mask), model(gene_ids, changed, mask=mask),
-                                   atol=0, rtol=0)
+        torch.testing.assert_close(
+            model(gene_ids, values, mask=mask), model(gene_ids, changed, mask=mask), atol=0, rtol=0
+        )
         assert not torch.equal(model(gene_ids, values), model(gene_ids, changed))  # without the mask it would
 
 
@@ -157,7 +164,7 @@ def test_loss_counts_masked_positions_only(mvc_weight):
         hidden = model(gene_ids, values, mask=mask)
         expected = ((model.predict_values(hidden) - values)[mask] ** 2).mean()
         if mvc_weight:
-            from_cell = model.predict_values_from_cell(hidden[:, 0], gene_ids)   # MVC reads the last layer's CLS
+            from_cell = model.predict_values_from_cell(hidden[:, 0], gene_ids)  # MVC reads the last layer's CLS
             expected = expected + mvc_weight * ((from_cell - values)[mask] ** 2).mean()
     torch.testing.assert_close(loss(values), expected)
 
@@ -168,8 +175,9 @@ def test_empty_cells_do_not_break_the_loss():
     gene_ids[1], values[1] = PAD_ID, 0.0  # a cell without expressed genes
     loss = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
-    empty = model.masked_value_loss(torch.zeros_like(gene_ids), torch.zeros_like(values), 0.25,
-                                    torch.Generator().manual_seed(0))
+    empty = model.masked_value_loss(
+        torch.zeros_like(gene_ids), torch.zeros_like(values), 0.25, torch.Generator().manual_seed(0)
+    )
     assert empty.item() == 0.0
     empty.backward()  # still part of the graph
 
@@ -222,8 +230,7 @@ def test_initialization_is_seeded_and_nanogpt_like():
 def test_parameter_count():
     V, F_ = VOCAB, 4 * D
     block = 2 * D + (3 * D * D + 3 * D) + (D * D + D) + 2 * D + (D * F_ + F_) + (F_ * D + D)
-    expected = (V * D + (D + D) + (D * D + D) + 2 * D + 2 * block + 2 * D + (D * D + D) + (D + 1)
-                + (D * D + D))
+    expected = V * D + (D + D) + (D * D + D) + 2 * D + 2 * block + 2 * D + (D * D + D) + (D + 1) + (D * D + D)
     model = make_model()
     assert model.n_parameters() == expected
     assert model.n_parameters(include_embeddings=False) == expected - V * D
@@ -240,12 +247,20 @@ def test_gene_ids_outside_the_vocabulary_are_refused():
         model(gene_ids, values[:, :5])
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"d_model": 15}, "divisible by n_heads"), ({"value_encoding": "log"}, "value_encoding"),
-    ({"pooling": "max"}, "pooling"), ({"vocab_size": 2}, "vocab_size"), ({"dropout": 1.0}, "dropout"),
-    ({"n_bins": 1}, "n_bins"), ({"max_value": 0.0}, "max_value"), ({"n_layers": 0}, "n_layers"),
-    ({"mvc_weight": -1.0}, "mvc_weight"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"d_model": 15}, "divisible by n_heads"),
+        ({"value_encoding": "log"}, "value_encoding"),
+        ({"pooling": "max"}, "pooling"),
+        ({"vocab_size": 2}, "vocab_size"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"n_bins": 1}, "n_bins"),
+        ({"max_value": 0.0}, "max_value"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"mvc_weight": -1.0}, "mvc_weight"),
+    ],
+)
 def test_config_validation(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         small_config(**changes)
@@ -271,7 +286,7 @@ def test_geneformer_logits_only_at_masked_positions():
     hidden = model(gene_ids, values, mask=mask)
     assert hidden.shape == (4, 1 + CONTEXT, D)
     n_masked = int(mask.sum())
-    assert model.gene_logits(hidden[:, 1:][mask]).shape == (n_masked, VOCAB)   # [M, V], not [B, L, V]
+    assert model.gene_logits(hidden[:, 1:][mask]).shape == (n_masked, VOCAB)  # [M, V], not [B, L, V]
     errors = model.masked_error(hidden, gene_ids, values, mask)
     assert errors.shape == (n_masked,) and (errors > 0).all()
     # An untrained model is near-uniform over the vocabulary: cross-entropy close to log(V).
@@ -309,8 +324,9 @@ def test_linear_cross_entropy_without_grad_and_on_bad_input():
     h, weight, bias, targets, _ = _linear_ce_inputs(torch.float32)
     with torch.no_grad():
         losses = linear_cross_entropy(h, weight, bias, targets)
-    torch.testing.assert_close(losses, F.cross_entropy(h.detach() @ weight.detach().T + bias.detach(), targets,
-                                                       reduction="none"))
+    torch.testing.assert_close(
+        losses, F.cross_entropy(h.detach() @ weight.detach().T + bias.detach(), targets, reduction="none")
+    )
     with pytest.raises(ValueError, match="one dtype"):
         linear_cross_entropy(h, weight.bfloat16(), bias, targets)
 
@@ -325,8 +341,11 @@ def test_geneformer_loss_under_autocast_matches_the_plain_head():
         model = make_model(family="geneformer")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             hidden = model(gene_ids, values, mask=mask)
-            errors = (model.masked_error(hidden, gene_ids, values, mask) if fused else
-                      F.cross_entropy(model.gene_logits(hidden[:, 1:][mask]).float(), gene_ids[mask], reduction="none"))
+            errors = (
+                model.masked_error(hidden, gene_ids, values, mask)
+                if fused
+                else F.cross_entropy(model.gene_logits(hidden[:, 1:][mask]).float(), gene_ids[mask], reduction="none")
+            )
         errors.mean().backward()
         results.append((errors.detach(), {n: p.grad for n, p in model.named_parameters()}))
     (fused_errors, fused_grads), (plain_errors, plain_grads) = results
@@ -348,7 +367,7 @@ def test_geneformer_pretraining_loss_equals_the_loss_on_the_full_output():
     """pretraining_loss runs the last block at the masked positions only; loss and every gradient
     equal masked_error on the full forward pass (fp32), with a cell of padding only in the batch."""
     gene_ids, values = batch(n_cells=5)
-    gene_ids[4], values[4] = PAD_ID, 0.0                                    # nothing to mask in cell 4
+    gene_ids[4], values[4] = PAD_ID, 0.0  # nothing to mask in cell 4
     mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(0))
     results = []
     for fast in (True, False):
@@ -369,10 +388,12 @@ def test_geneformer_pretraining_loss_equals_the_loss_on_the_full_output():
 def test_final_rows_give_the_full_output_at_those_positions():
     model = make_model(family="geneformer").eval()
     gene_ids, values = batch()
-    rows = torch.tensor([[0, 3, 3], [16, 1, 0], [5, 6, 7], [2, 9, 12]])   # any positions, repeats allowed
+    rows = torch.tensor([[0, 3, 3], [16, 1, 0], [5, 6, 7], [2, 9, 12]])  # any positions, repeats allowed
     with torch.no_grad():
-        full = model(gene_ids, values)                                       # [B, 1 + L, D]
-        torch.testing.assert_close(model(gene_ids, values, final_rows=rows), full.gather(1, rows[..., None].expand(-1, -1, D)))
+        full = model(gene_ids, values)  # [B, 1 + L, D]
+        torch.testing.assert_close(
+            model(gene_ids, values, final_rows=rows), full.gather(1, rows[..., None].expand(-1, -1, D))
+        )
 
 
 def test_geneformer_ignores_values_and_hides_masked_identities():
@@ -380,22 +401,23 @@ def test_geneformer_ignores_values_and_hides_masked_identities():
     gene_ids, values = batch()
     mask = random_value_mask(gene_ids, 0.25, torch.Generator().manual_seed(1))
     swapped = gene_ids.clone()
-    swapped[mask] = 3 + (gene_ids[mask] - 3 + 1) % (VOCAB - 3)            # other genes at the masked positions
+    swapped[mask] = 3 + (gene_ids[mask] - 3 + 1) % (VOCAB - 3)  # other genes at the masked positions
     with torch.no_grad():
         reference = model(gene_ids, values, mask=mask)
-        torch.testing.assert_close(model(swapped, values, mask=mask), reference)     # identities hidden
+        torch.testing.assert_close(model(swapped, values, mask=mask), reference)  # identities hidden
         torch.testing.assert_close(model(gene_ids, values * 3.0, mask=mask), reference)  # values unused
         # Rank is information: reversing the genes of a cell changes its embedding.
         order = torch.arange(CONTEXT - 1, -1, -1)
-        assert not torch.allclose(model.cell_embedding(gene_ids[1:], values[1:]),
-                                  model.cell_embedding(gene_ids[1:, order], values[1:, order]))
+        assert not torch.allclose(
+            model.cell_embedding(gene_ids[1:], values[1:]), model.cell_embedding(gene_ids[1:, order], values[1:, order])
+        )
 
 
 def test_geneformer_learns_a_fixed_gene_program():
     """Cells whose genes follow a fixed order: masked genes become predictable from rank."""
     torch.manual_seed(0)
     model = make_model(family="geneformer")
-    program = torch.arange(3, 3 + CONTEXT)                                  # the same ranked genes every cell
+    program = torch.arange(3, 3 + CONTEXT)  # the same ranked genes every cell
     gene_ids = program.repeat(32, 1)
     values = torch.ones_like(gene_ids, dtype=torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -441,7 +463,7 @@ def test_hidden_states_and_the_penultimate_mean_readout(family):
         penultimate = (states[2][:, 1:] * present).sum(1) / present.sum(1)
         torch.testing.assert_close(model.cell_embedding(gene_ids, values), penultimate)
         torch.testing.assert_close(model.cell_embedding(gene_ids, values, layer=-1, pooling="cls"), states[-1][:, 0])
-        assert len(model.hidden_states(gene_ids, values, upto=1)) == 2       # stops after one block
+        assert len(model.hidden_states(gene_ids, values, upto=1)) == 2  # stops after one block
         tokens = CellTokens(gene_ids.numpy(), values.numpy())
         layers = train.embed_layers(model, tokens)
         assert layers.shape == (4, 4, model.config.d_model)

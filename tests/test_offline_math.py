@@ -1,4 +1,5 @@
 """The book renders its equations without network access: MathJax is served from book/_static."""
+
 import shutil
 import subprocess
 import sys
@@ -36,17 +37,36 @@ def test_a_page_with_maths_renders_offline(tmp_path):
     shutil.copytree(REPO / "book" / "_static", tmp_path / "book" / "_static")
     shutil.copytree(REPO / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\n")
-    (tmp_path / "index.md").write_text("# Maths\n\nThe gain $g_{f,s}$ of seed $s$, and\n\n"
-                                       "$$\nD = \\bar g_\\mathrm{frozen} - \\bar g_\\mathrm{finetuned}\n$$\n")
-    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    (tmp_path / "index.md").write_text(
+        "# Maths\n\nThe gain $g_{f,s}$ of seed $s$, and\n\n"
+        "$$\nD = \\bar g_\\mathrm{frozen} - \\bar g_\\mathrm{finetuned}\n$$\n"
+    )
+    build = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     page = tmp_path / "_build" / "html" / "index.html"
     html = page.read_text()
     assert "_static/mathjax/tex-chtml.js" in html and "mathjax@" not in html
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium): the rendered page was not checked")
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<mjx-container") == 3, dom[-2000:]                 # two inline, one display
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert dom.count("<mjx-container") == 3, dom[-2000:]  # two inline, one display
     assert "D = \\bar g" not in dom.split("<body", 1)[1]

@@ -85,8 +85,11 @@ def test_h5ad_counts_in_raw(tmp_path, counts):
 
 
 def test_h5ad_counts_in_layer(tmp_path, counts):
-    path = _write_h5ad(tmp_path / "layer.h5ad", np.log1p(counts).astype(np.float32),
-                       layers={"raw_counts": sp.csc_matrix(counts.astype(np.int32))})
+    path = _write_h5ad(
+        tmp_path / "layer.h5ad",
+        np.log1p(counts).astype(np.float32),
+        layers={"raw_counts": sp.csc_matrix(counts.astype(np.int32))},
+    )
     out = readers.read_h5ad(path, "ds", counts="layers/raw_counts")
     assert_layout(out, counts, "ds", "h5ad")
 
@@ -94,7 +97,7 @@ def test_h5ad_counts_in_layer(tmp_path, counts):
 def test_h5ad_missing_layer_or_raw_errors_clearly(tmp_path, counts):
     path = _write_h5ad(tmp_path / "x.h5ad", counts.astype(np.float32), layers={"spliced": counts.astype(np.float32)})
     with pytest.raises(ScfmDataError, match=r"layer 'counts' not found \(layers: \['spliced'\]\)"):
-        readers.read_h5ad(path, "ds")                                          # default counts="layers/counts"
+        readers.read_h5ad(path, "ds")  # default counts="layers/counts"
     with pytest.raises(ScfmDataError, match="has no .raw"):
         readers.read_h5ad(path, "ds", counts="raw.X")
     with pytest.raises(ScfmDataError, match="counts='obsm/X'"):
@@ -107,12 +110,17 @@ def test_h5ad_missing_layer_or_raw_errors_clearly(tmp_path, counts):
 
 def test_h5ad_without_counts_is_refused_with_its_reason(tmp_path, counts):
     logged = np.log1p(counts).astype(np.float32)
-    scaled = (logged - logged.mean(0)) / (logged.std(0) + 1)                  # negative entries
+    scaled = (logged - logged.mean(0)) / (logged.std(0) + 1)  # negative entries
     path = _write_h5ad(tmp_path / "norm.h5ad", scaled, raw=logged)
-    out = readers.read_h5ad(path, "norm", counts=None, obs_map={"cell_type": "celltype"},
-                            no_counts_reason="only log-normalized values were published")
+    out = readers.read_h5ad(
+        path,
+        "norm",
+        counts=None,
+        obs_map={"cell_type": "celltype"},
+        no_counts_reason="only log-normalized values were published",
+    )
     assert "counts" not in out.layers
-    np.testing.assert_allclose(out.layers["log1p_norm"].toarray(), logged)   # raw.X, not the scaled X
+    np.testing.assert_allclose(out.layers["log1p_norm"].toarray(), logged)  # raw.X, not the scaled X
     assert out.uns["scfm"]["values"] == "log1p_norm"
     assert out.uns["scfm"]["no_counts_reason"] == "only log-normalized values were published"
     assert list(out.obs["cell_type"].astype(str)) == LABELS
@@ -121,7 +129,7 @@ def test_h5ad_without_counts_is_refused_with_its_reason(tmp_path, counts):
     for refuse in (lambda: validate_counts(out), lambda: tokenize(out, vocab, context_genes=3, layer="counts")):
         with pytest.raises(ScfmDataError, match="no raw counts .only log-normalized values were published"):
             refuse()
-    tokens = tokenize(out, vocab, context_genes=3, layer="log1p_norm")   # the documented alternative works
+    tokens = tokenize(out, vocab, context_genes=3, layer="log1p_norm")  # the documented alternative works
     assert tokens.gene_ids.shape == (N_CELLS, 3)
     # default reason names the file; a missing obs_map column is an ScfmDataError, not a KeyError
     default = readers.read_h5ad(path, "norm", counts=None)
@@ -148,20 +156,20 @@ def _with_antibody(counts):
 def test_read_10x_mtx_folder(tmp_path, counts):
     folder = tmp_path / "filtered_feature_bc_matrix"
     folder.mkdir()
-    with gzip.open(folder / "matrix.mtx.gz", "wb") as fh:                 # genes x cells
+    with gzip.open(folder / "matrix.mtx.gz", "wb") as fh:  # genes x cells
         scipy.io.mmwrite(fh, sp.coo_matrix(_with_antibody(counts).T))
     features = pd.DataFrame({"id": FEATURE_IDS, "name": FEATURE_NAMES, "type": FEATURE_TYPES})
     features.to_csv(folder / "features.tsv.gz", sep="\t", header=False, index=False)
     pd.Series(CELLS).to_csv(folder / "barcodes.tsv.gz", sep="\t", header=False, index=False)
 
     out = readers.read_10x(folder, "tenx")
-    assert_layout(out, counts, "tenx", "10x_mtx")                      # antibody feature dropped
+    assert_layout(out, counts, "tenx", "10x_mtx")  # antibody feature dropped
     by_id = readers.read(folder, "10x", dataset="tenx", var_names="gene_ids")
     assert_layout(by_id, counts, "tenx", "10x_mtx", var_names=IDS)
 
 
 def _write_10x_h5(path, counts):
-    matrix = sp.csr_matrix(_with_antibody(counts))       # cells x features CSR == features x cells CSC
+    matrix = sp.csr_matrix(_with_antibody(counts))  # cells x features CSR == features x cells CSC
     with h5py.File(path, "w") as fh:
         group = fh.create_group("matrix")
         group.create_dataset("data", data=matrix.data.astype(np.int32))
@@ -197,11 +205,17 @@ def test_read_10x_rejects_other_paths(tmp_path):
 def test_read_hdf5_counts_dense(tmp_path, counts):
     path = tmp_path / "10X_PBMC.h5"
     with h5py.File(path, "w") as fh:
-        fh["X"] = counts.astype(np.float64)                            # dense cells x genes
-        fh["Y"] = np.array([0, 0, 1, 1, 2, 3])                         # integer labels
+        fh["X"] = counts.astype(np.float64)  # dense cells x genes
+        fh["Y"] = np.array([0, 0, 1, 1, 2, 3])  # integer labels
     out = readers.read_hdf5_counts(path, "dc")
-    assert_layout(out, counts, "dc", "hdf5_counts", var_names=[f"gene_{i}" for i in range(N_GENES)],
-                  obs_names=[f"cell_{i}" for i in range(N_CELLS)])
+    assert_layout(
+        out,
+        counts,
+        "dc",
+        "hdf5_counts",
+        var_names=[f"gene_{i}" for i in range(N_GENES)],
+        obs_names=[f"cell_{i}" for i in range(N_CELLS)],
+    )
     assert list(out.obs["cell_type"].astype(str)) == ["0", "0", "1", "1", "2", "3"]
 
 
@@ -209,41 +223,48 @@ def test_read_hdf5_counts_sparse_groups_and_names(tmp_path, counts):
     csr = sp.csr_matrix(counts)
     path = tmp_path / "csr.h5"
     with h5py.File(path, "w") as fh:
-        group = fh.create_group("exprs")                               # shape as a dataset
+        group = fh.create_group("exprs")  # shape as a dataset
         group["data"], group["indices"], group["indptr"] = csr.data, csr.indices, csr.indptr
         group["shape"] = np.array(csr.shape)
         fh["obs/cell_type1"] = np.array(LABELS, dtype="S")
         fh["var_names"] = np.array(SYMBOLS, dtype="S")
         fh["obs_names"] = np.array(CELLS, dtype="S")
-    out = readers.read_hdf5_counts(path, "dc", matrix_key="exprs", label_key="obs/cell_type1",
-                                   genes_key="var_names", cells_key="obs_names")
+    out = readers.read_hdf5_counts(
+        path, "dc", matrix_key="exprs", label_key="obs/cell_type1", genes_key="var_names", cells_key="obs_names"
+    )
     assert_layout(out, counts, "dc", "hdf5_counts")
     assert list(out.obs["cell_type"].astype(str)) == LABELS
 
     csc = sp.csc_matrix(counts)
     path = tmp_path / "csc.h5"
-    with h5py.File(path, "w") as fh:                                   # anndata-style: shape and encoding in attrs
+    with h5py.File(path, "w") as fh:  # anndata-style: shape and encoding in attrs
         group = fh.create_group("X")
         group["data"], group["indices"], group["indptr"] = csc.data, csc.indices, csc.indptr
         group.attrs["shape"] = np.array(csc.shape)
         group.attrs["encoding-type"] = "csc_matrix"
         fh["Y"] = np.array(LABELS, dtype="S")
     out = readers.read_hdf5_counts(path, "dc")
-    assert_layout(out, counts, "dc", "hdf5_counts", var_names=[f"gene_{i}" for i in range(N_GENES)],
-                  obs_names=[f"cell_{i}" for i in range(N_CELLS)])
+    assert_layout(
+        out,
+        counts,
+        "dc",
+        "hdf5_counts",
+        var_names=[f"gene_{i}" for i in range(N_GENES)],
+        obs_names=[f"cell_{i}" for i in range(N_CELLS)],
+    )
 
 
 def test_read_hdf5_counts_genes_x_cells_and_shape_errors(tmp_path, counts):
     path = tmp_path / "gxc.h5"
     with h5py.File(path, "w") as fh:
-        fh["X"] = counts.T.astype(np.int32)                            # genes x cells
+        fh["X"] = counts.T.astype(np.int32)  # genes x cells
         fh["Y"] = np.array(LABELS, dtype="S")
         fh["genes"] = np.array(SYMBOLS, dtype="S")
     out = readers.read_hdf5_counts(path, "dc", genes_key="genes", genes_x_cells=True)
     assert_layout(out, counts, "dc", "hdf5_counts", obs_names=[f"cell_{i}" for i in range(N_CELLS)])
     assert list(out.obs["cell_type"].astype(str)) == LABELS
     with pytest.raises(ScfmDataError, match="matrix is 5 x 6 .*genes_x_cells=True"):
-        readers.read_hdf5_counts(path, "dc", genes_key="genes")        # forgot the transpose
+        readers.read_hdf5_counts(path, "dc", genes_key="genes")  # forgot the transpose
     with pytest.raises(ScfmDataError, match=r"key\(s\) \['labels'\] not found.*\['X', 'Y', 'genes'\]"):
         readers.read_hdf5_counts(path, "dc", label_key="labels")
 
@@ -258,9 +279,10 @@ def test_count_table_csv_cells_x_genes(tmp_path, counts):
 def test_count_table_tsv_genes_x_cells_with_obs(tmp_path, counts):
     path = tmp_path / "counts.tsv.gz"
     pd.DataFrame(counts.T, index=SYMBOLS, columns=CELLS).to_csv(path, sep="\t")
-    labels = _obs().iloc[::-1]                                         # another order: joined by name
-    out = readers.read_count_table(path, "tab", genes_x_cells=True, obs=labels,
-                                   obs_map={"cell_type": "celltype", "batch": "sample"})
+    labels = _obs().iloc[::-1]  # another order: joined by name
+    out = readers.read_count_table(
+        path, "tab", genes_x_cells=True, obs=labels, obs_map={"cell_type": "celltype", "batch": "sample"}
+    )
     assert_layout(out, counts, "tab", "count_table")
     assert list(out.obs["cell_type"].astype(str)) == LABELS
     assert list(out.obs["batch"].astype(str)) == BATCHES
@@ -289,7 +311,7 @@ def test_count_table_rounds_float_error_but_refuses_normalized(tmp_path, counts)
     with pytest.raises(ScfmDataError, match="non-integer values"):
         readers.read_count_table(norm_path, "tab")
     off = counts.astype(float)
-    off[0, 1] += 1e-3                                                  # beyond the rounding tolerance
+    off[0, 1] += 1e-3  # beyond the rounding tolerance
     pd.DataFrame(off, index=CELLS, columns=SYMBOLS).to_csv(norm_path)
     with pytest.raises(ScfmDataError, match="non-integer values"):
         readers.read_count_table(norm_path, "tab")
@@ -315,7 +337,7 @@ def test_read_dispatch_errors(tmp_path):
 def test_concat_union_of_genes_with_zeros(tmp_path, counts):
     a_path, b_path = tmp_path / "a.csv", tmp_path / "b.csv"
     pd.DataFrame(counts, index=CELLS, columns=SYMBOLS).to_csv(a_path)
-    b_genes = ["GNLY", "PPBP", "CD3E"]                                 # two shared (other order), one new
+    b_genes = ["GNLY", "PPBP", "CD3E"]  # two shared (other order), one new
     b_counts = np.array([[1, 2, 3], [4, 0, 6], [0, 8, 0]])
     pd.DataFrame(b_counts, index=["x1", "x2", "x3"], columns=b_genes).to_csv(b_path)
     a = readers.read_count_table(a_path, "a", obs=_obs(), obs_map={"cell_type": "celltype"})
@@ -335,9 +357,10 @@ def test_concat_union_of_genes_with_zeros(tmp_path, counts):
     assert out.obs["cell_type"][N_CELLS:].isna().all()
     assert out.obs_names.is_unique
 
-    subset = readers.concat([a, b], genes=["PPBP", "LYZ"])            # a given gene list
-    np.testing.assert_array_equal(subset.layers["counts"].toarray(),
-                                  np.column_stack([[0] * N_CELLS + [2, 0, 8], list(counts[:, 2]) + [0, 0, 0]]))
+    subset = readers.concat([a, b], genes=["PPBP", "LYZ"])  # a given gene list
+    np.testing.assert_array_equal(
+        subset.layers["counts"].toarray(), np.column_stack([[0] * N_CELLS + [2, 0, 8], list(counts[:, 2]) + [0, 0, 0]])
+    )
 
     norm = readers.read_h5ad(_write_h5ad(tmp_path / "n.h5ad", np.log1p(counts).astype(np.float32)), "n", counts=None)
     with pytest.raises(ScfmDataError, match="no raw counts"):

@@ -1,6 +1,7 @@
 """The commands the *Rerun it* and *Workshop* pages give work as written: every Snakemake command
 parses and plans its jobs (a dry run, `-n`), every papermill command names parameters its notebook
 has, every make command names a target (the workshop's exercise 3 is run in test_workflow.py)."""
+
 import re
 import shlex
 import subprocess
@@ -8,11 +9,10 @@ import sys
 
 import papermill as pm
 import pytest
-
 from conftest import REPO
 
-PAGES = (REPO / "book" / "rerun.md", REPO / "book" / "workshop.md")   # the pages that give commands
-NOT_RUN_HERE = ("profile=census",)   # needs internet, GPUs and a SLURM plugin (the page says so)
+PAGES = (REPO / "book" / "rerun.md", REPO / "book" / "workshop.md")  # the pages that give commands
+NOT_RUN_HERE = ("profile=census",)  # needs internet, GPUs and a SLURM plugin (the page says so)
 
 
 def commands(tool, pages=PAGES):
@@ -49,8 +49,14 @@ def test_papermill_commands_name_existing_parameters(words):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("words", [pytest.param(w, id=" ".join(w[1:])[:60]) for w in commands("snakemake")
-                                   if not any(skip in w for skip in NOT_RUN_HERE)])
+@pytest.mark.parametrize(
+    "words",
+    [
+        pytest.param(w, id=" ".join(w[1:])[:60])
+        for w in commands("snakemake")
+        if not any(skip in w for skip in NOT_RUN_HERE)
+    ],
+)
 def test_snakemake_commands_plan_their_jobs(words, tmp_path, venv_env):
     """Run as written from a scratch folder, with ``-n`` put right after ``snakemake`` (every word
     after ``--config`` is a config pair, so appending it would not do)."""

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 tiledbsoma = pytest.importorskip("tiledbsoma")
-import tiledbsoma.io  # noqa: E402
+import tiledbsoma.io  # noqa: E402, F811 (the io submodule of the module importorskip returned)
 
 from scfm_lib import soma  # noqa: E402
 from scfm_lib.data import GeneVocab, ScfmDataError, tokenize  # noqa: E402
@@ -22,13 +22,17 @@ def written(tmp_path_factory):
     # Gene-specific rates so cells have distinct top genes; ~half the entries zero.
     counts = rng.poisson(rng.gamma(0.5, 2.0, N_GENES), (N_CELLS, N_GENES)).astype(np.float32)
     X = sp.csr_matrix(counts)
-    obs = pd.DataFrame({
-        "tissue": pd.Categorical(rng.choice(["blood", "lung", "liver"], N_CELLS)),
-        "assay": pd.Categorical(rng.choice(["10x 3' v3", "Smart-seq2"], N_CELLS)),
-        "cell_type": pd.Categorical(rng.choice(["T cell", "B cell", "NK cell"], N_CELLS)),
-    }, index=[f"cell{i}" for i in range(N_CELLS)])
-    var = pd.DataFrame({"feature_name": [f"GENE{i}" for i in range(N_GENES)]},
-                       index=[f"ENSG{i:011d}" for i in range(N_GENES)])
+    obs = pd.DataFrame(
+        {
+            "tissue": pd.Categorical(rng.choice(["blood", "lung", "liver"], N_CELLS)),
+            "assay": pd.Categorical(rng.choice(["10x 3' v3", "Smart-seq2"], N_CELLS)),
+            "cell_type": pd.Categorical(rng.choice(["T cell", "B cell", "NK cell"], N_CELLS)),
+        },
+        index=[f"cell{i}" for i in range(N_CELLS)],
+    )
+    var = pd.DataFrame(
+        {"feature_name": [f"GENE{i}" for i in range(N_GENES)]}, index=[f"ENSG{i:011d}" for i in range(N_GENES)]
+    )
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.layers["counts"] = X.copy()
     uri = str(tmp_path_factory.mktemp("soma") / "exp")
@@ -43,18 +47,19 @@ def test_streams_same_cells_in_given_order(written):
     src = soma.SomaSource(uri, chunk_cells=64)
     full = soma.select_cells(src, [0.3, 1.0], seed=1)
     rng = np.random.default_rng(2)
-    for ids in (full[1.0], full[0.3], rng.permutation(full[0.3])):        # shuffled: order is kept
+    for ids in (full[1.0], full[0.3], rng.permutation(full[0.3])):  # shuffled: order is kept
         chunks = list(soma.iter_anndata(src, ids, obs_columns=("tissue", "cell_type")))
         assert len(chunks) == -(-len(ids) // 64)
-        assert all(c.n_obs <= 64 for c in chunks)                           # memory bound per chunk
+        assert all(c.n_obs <= 64 for c in chunks)  # memory bound per chunk
         got = ad.concat(chunks)
         np.testing.assert_array_equal(got.obs["soma_joinid"].to_numpy(), ids)
         assert list(got.var_names) == list(adata.var_names)
         assert sp.issparse(chunks[0].layers["counts"]) and chunks[0].layers["counts"].format == "csr"
         np.testing.assert_array_equal(got.layers["counts"].toarray(), adata.layers["counts"][ids].toarray())
         for col in ("tissue", "cell_type"):
-            np.testing.assert_array_equal(got.obs[col].astype(str).to_numpy(),
-                                          adata.obs[col].astype(str).to_numpy()[ids])
+            np.testing.assert_array_equal(
+                got.obs[col].astype(str).to_numpy(), adata.obs[col].astype(str).to_numpy()[ids]
+            )
 
 
 def test_gene_subset(written):
@@ -62,8 +67,9 @@ def test_gene_subset(written):
     genes = ["GENE5", "GENE0", "GENE77"]
     (chunk,) = soma.iter_anndata(soma.SomaSource(uri), np.arange(10), genes=genes)
     assert sorted(chunk.var_names) == sorted(genes)
-    np.testing.assert_array_equal(chunk.layers["counts"].toarray(),
-                                  adata[:10, list(chunk.var_names)].layers["counts"].toarray())
+    np.testing.assert_array_equal(
+        chunk.layers["counts"].toarray(), adata[:10, list(chunk.var_names)].layers["counts"].toarray()
+    )
 
 
 def test_tokenize_soma_equals_tokenize(written):
@@ -118,6 +124,7 @@ def test_errors_name_the_problem(written, tmp_path, monkeypatch):
 
     def offline(**kwargs):
         raise ConnectionError("Max retries exceeded")
+
     monkeypatch.setattr(cellxgene_census, "open_soma", offline)
     with pytest.raises(ScfmDataError, match="needs internet.*local SOMA experiment"):
         soma.select_cells(soma.SomaSource("census"), [1.0], 0)

@@ -1,4 +1,5 @@
 """The masking statistic on constructed inputs with known answers."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,9 @@ def series(fn, mode="m", metric="macro_f1", seeds=3, noise=0.0, rng=None):
     for n in SIZES:
         for s in range(seeds):
             value = fn(n) + (rng.normal(0, noise) if noise else 0.0)
-            rows.append({"mode": mode, "metric": metric, "n_cells": n, "fraction": n / 10000, "seed": s, "value": value})
+            rows.append(
+                {"mode": mode, "metric": metric, "n_cells": n, "fraction": n / 10000, "seed": s, "value": value}
+            )
     return pd.DataFrame(rows)
 
 
@@ -33,21 +36,24 @@ def test_spread_includes_the_control():
     assert stats.spread(df) == pytest.approx((0.5 + 0.4) - (0.5 - 0.3))
 
 
-@pytest.mark.parametrize("s_ft, s_frozen, expected", [
-    (0.0, 0.1, 1.0),        # finetuning flat, frozen gains: full masking
-    (0.1, 0.1, 0.0),        # equally sensitive: no masking
-    (0.05, 0.1, 1 / 3),
-    (0.2, 0.1, -1 / 3),     # finetuning more sensitive: amplification
-    (-0.1, 0.1, 1.0),       # finetuning even loses from scale: the gain is fully hidden
-])
+@pytest.mark.parametrize(
+    "s_ft, s_frozen, expected",
+    [
+        (0.0, 0.1, 1.0),  # finetuning flat, frozen gains: full masking
+        (0.1, 0.1, 0.0),  # equally sensitive: no masking
+        (0.05, 0.1, 1 / 3),
+        (0.2, 0.1, -1 / 3),  # finetuning more sensitive: amplification
+        (-0.1, 0.1, 1.0),  # finetuning even loses from scale: the gain is fully hidden
+    ],
+)
 def test_masking_index_values(s_ft, s_frozen, expected):
     assert stats.masking_index(s_ft, s_frozen) == pytest.approx(expected)
 
 
 def test_masking_index_is_nan_with_nothing_to_mask_and_bounded():
     assert np.isnan(stats.masking_index(0.0, 0.0))
-    assert np.isnan(stats.masking_index(0.0, -0.1))   # frozen worsens with data: nothing to mask
-    assert np.isnan(stats.masking_index(-0.1, 0.0))   # finetuning falls, frozen flat: not masking
+    assert np.isnan(stats.masking_index(0.0, -0.1))  # frozen worsens with data: nothing to mask
+    assert np.isnan(stats.masking_index(-0.1, 0.0))  # finetuning falls, frozen flat: not masking
     rng = np.random.default_rng(0)
     for a, b in rng.normal(size=(100, 2)):
         m = stats.masking_index(a, b)
@@ -94,8 +100,9 @@ def test_summarize_masking_on_constructed_records():
     assert table["masking_index"].tolist() == pytest.approx([1.0, 1.0])
     assert table["frozen_slope"].tolist() == pytest.approx([0.08, 0.08])
     assert table["finetuned_spread"].tolist() == pytest.approx([0.0, 0.0])
-    same = stats.summarize_masking(pd.concat([frozen, frozen.assign(mode="finetune")]), frozen_modes=("linear_probe",),
-                                   n_boot=200)
+    same = stats.summarize_masking(
+        pd.concat([frozen, frozen.assign(mode="finetune")]), frozen_modes=("linear_probe",), n_boot=200
+    )
     assert same["masking_index"].iloc[0] == pytest.approx(0.0)
 
 
@@ -106,10 +113,13 @@ def test_paired_bootstrap_keeps_checkpoints_together():
     rows = []
     for (n, s), e in shared.items():
         base = 0.5 + (0.05 * np.log10(n) if n else -0.2)
-        rows += [{"mode": "linear_probe", "metric": "macro_f1", "n_cells": n, "fraction": 0, "seed": s, "value": base + e},
-                 {"mode": "finetune", "metric": "macro_f1", "n_cells": n, "fraction": 0, "seed": s, "value": base + e}]
-    est, low, high = stats.paired_masking_index(pd.DataFrame(rows), finetuned_mode="finetune",
-                                                frozen_mode="linear_probe", metric="macro_f1", n_boot=300)
+        rows += [
+            {"mode": "linear_probe", "metric": "macro_f1", "n_cells": n, "fraction": 0, "seed": s, "value": base + e},
+            {"mode": "finetune", "metric": "macro_f1", "n_cells": n, "fraction": 0, "seed": s, "value": base + e},
+        ]
+    est, low, high = stats.paired_masking_index(
+        pd.DataFrame(rows), finetuned_mode="finetune", frozen_mode="linear_probe", metric="macro_f1", n_boot=300
+    )
     assert est == pytest.approx(0.0) and low == pytest.approx(0.0) and high == pytest.approx(0.0)
 
 

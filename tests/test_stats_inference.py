@@ -1,4 +1,5 @@
 """Inference on top of the masking statistic: equivalence, p-values, multiplicity, per-cell CIs."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +18,9 @@ def series(slope, *, seeds=5, noise=0.0, seed=0):
     for n in SIZES:
         for s in range(seeds):
             value = (0.5 + slope * np.log10(n) if n else 0.2) + rng.normal(0, noise)
-            rows.append({"mode": "m", "metric": "macro_f1", "n_cells": n, "fraction": n / 10000, "seed": s,
-                         "value": value})
+            rows.append(
+                {"mode": "m", "metric": "macro_f1", "n_cells": n, "fraction": n / 10000, "seed": s, "value": value}
+            )
     return pd.DataFrame(rows)
 
 
@@ -27,10 +29,9 @@ def flat_with_seed_noise(sd, seeds=5):
     to exactly 0 over the seeds at every size, so the sample slope is exactly 0 while resampling
     whole seeds (as the bootstrap does, pairing them across sizes) scatters the slope around it."""
     noise = np.random.default_rng(1).normal(0, sd, size=(seeds, len(SIZES)))
-    noise -= noise.mean(0)                                       # [seeds, sizes], each size's mean 0
+    noise -= noise.mean(0)  # [seeds, sizes], each size's mean 0
     column = {n: j for j, n in enumerate(SIZES)}
-    return series(0.0, seeds=seeds).assign(
-        value=lambda d: d["value"] + noise[d["seed"], d["n_cells"].map(column)])
+    return series(0.0, seeds=seeds).assign(value=lambda d: d["value"] + noise[d["seed"], d["n_cells"].map(column)])
 
 
 # ------------------------------------------------------------------------------ equivalence
@@ -76,11 +77,11 @@ def test_equivalence_rejects_bad_arguments_and_handles_undefined_slopes():
 # ------------------------------------------------------------------------------ bootstrap p-value
 def test_bootstrap_pvalue_small_for_trend_large_for_none():
     strong = stats.bootstrap_pvalue_slope(series(0.08, noise=0.01), n_boot=N_BOOT)
-    assert strong == pytest.approx(2 / (N_BOOT + 1))          # the smallest attainable value
+    assert strong == pytest.approx(2 / (N_BOOT + 1))  # the smallest attainable value
     flat = flat_with_seed_noise(0.05)
     assert stats.size_slope(flat) == pytest.approx(0.0, abs=1e-12)
     assert stats.bootstrap_pvalue_slope(flat, n_boot=N_BOOT) > 0.5
-    assert stats.bootstrap_pvalue_slope(series(0.0), n_boot=N_BOOT) == 1.0   # exactly flat
+    assert stats.bootstrap_pvalue_slope(series(0.0), n_boot=N_BOOT) == 1.0  # exactly flat
 
 
 def test_bootstrap_pvalue_is_deterministic_and_in_range():
@@ -95,8 +96,8 @@ def test_bootstrap_pvalue_is_deterministic_and_in_range():
 def test_adjust_pvalues_matches_statsmodels(method, sm_method):
     rng = np.random.default_rng(0)
     for size in (1, 2, 7, 50):
-        p = rng.uniform(size=size) ** 2                      # skewed towards small p, with some ties below
-        p[: size // 3] = p[0]                                # ties
+        p = rng.uniform(size=size) ** 2  # skewed towards small p, with some ties below
+        p[: size // 3] = p[0]  # ties
         expected = multipletests(p, method=sm_method)[1]
         np.testing.assert_allclose(stats.adjust_pvalues(p, method), expected, rtol=1e-12)
 
@@ -120,7 +121,7 @@ def test_adjust_pvalues_hand_checked():
     np.testing.assert_allclose(stats.adjust_pvalues(p, "holm"), [0.04, 0.09, 0.09, 0.20])
     # BH: 4/1*.01, 4/2*.03=.06, 4/3*.04=.0533, 4/4*.2; step-up minimum from the top
     np.testing.assert_allclose(stats.adjust_pvalues(p, "bh"), [0.04, 4 / 3 * 0.04, 4 / 3 * 0.04, 0.20])
-    np.testing.assert_allclose(stats.adjust_pvalues([0.5, 0.6], "holm"), [1.0, 1.0])   # clipped
+    np.testing.assert_allclose(stats.adjust_pvalues([0.5, 0.6], "holm"), [1.0, 1.0])  # clipped
 
 
 def test_adjust_pvalues_is_monotone_and_bounded():
@@ -151,7 +152,7 @@ def test_cell_bootstrap_ci_contains_point_and_narrows_with_more_cells():
     assert point == metrics.macro_f1(*predictions(100))
     assert low <= point <= high
     _, low_big, high_big = stats.cell_bootstrap_ci(*predictions(2000), metrics.macro_f1, n_boot=100)
-    assert high_big - low_big < (high - low) / 2          # width ~ 1/sqrt(n): 20x cells, ~4.5x narrower
+    assert high_big - low_big < (high - low) / 2  # width ~ 1/sqrt(n): 20x cells, ~4.5x narrower
 
 
 def test_cell_bootstrap_ci_is_deterministic_and_exact_for_perfect_predictions():

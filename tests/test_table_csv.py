@@ -1,6 +1,7 @@
 """Long result tables get a CSV download and a scrolling box (tools/sphinx_table_csv.py, the book's
 local Sphinx extension): the transform on HTML snippets, the path _config.yml loads it from (also in a
 profile's site), and a real two-page Jupyter Book build."""
+
 import csv
 import importlib.util
 import io
@@ -13,16 +14,14 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
-import pytest
 import yaml
-
 from conftest import REPO
 
 
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)        # dataclasses look their module up there
+    sys.modules.setdefault(name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -32,10 +31,14 @@ book_site = _load("book_site")
 
 
 def _frame(n_rows):
-    return pd.DataFrame({"family": ["geneformer" if i % 2 else "scgpt" for i in range(n_rows)],
-                         "metric": [f"macro_f1 & <ood> {i}" for i in range(n_rows)],
-                         "gain": [f"{0.01 * i:+.4f} ({-0.1:+.4f} to {0.2:+.4f})" for i in range(n_rows)],
-                         "lack_of_fit": ["F = 1.57, p = 0.241"] * n_rows})
+    return pd.DataFrame(
+        {
+            "family": ["geneformer" if i % 2 else "scgpt" for i in range(n_rows)],
+            "metric": [f"macro_f1 & <ood> {i}" for i in range(n_rows)],
+            "gain": [f"{0.01 * i:+.4f} ({-0.1:+.4f} to {0.2:+.4f})" for i in range(n_rows)],
+            "lack_of_fit": ["F = 1.57, p = 0.241"] * n_rows,
+        }
+    )
 
 
 def _read(text):
@@ -56,17 +59,21 @@ def test_a_long_table_gets_link_box_and_a_csv_of_its_cells():
     assert new.index(link.group(0)) < new.index('<div class="scfm-long-table"') < new.index("<table")
     assert new.index("</table>") < new.index("</table></div>") + len("</table>")
     # only the link and the box were added: the table itself is byte for byte the same
-    assert re.sub(r'<p class="scfm-table-csv">.*?</p>\n<div class="scfm-long-table"[^>]*>', "", new,
-                  flags=re.S).replace("</table></div>", "</table>") == source
+    assert (
+        re.sub(r'<p class="scfm-table-csv">.*?</p>\n<div class="scfm-long-table"[^>]*>', "", new, flags=re.S).replace(
+            "</table></div>", "</table>"
+        )
+        == source
+    )
     rows = _read(table_csv.to_csv(long[0][1]))
     assert rows[0] == list(df.columns)
-    assert rows[1:] == df.astype(str).values.tolist()      # entities decoded, commas quoted, as displayed
+    assert rows[1:] == df.astype(str).values.tolist()  # entities decoded, commas quoted, as displayed
     back = pd.read_csv(io.StringIO(table_csv.to_csv(long[0][1])), dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(back, df.astype(str))
 
 
 def test_a_short_table_and_other_html_are_untouched():
-    source = _frame(12).to_html(index=False)                # 12 rows: not more than the threshold
+    source = _frame(12).to_html(index=False)  # 12 rows: not more than the threshold
     new, long, count = _rewrite(source)
     assert new is source and long == [] and count == 1
     plain = "<p>no table here</p>"
@@ -74,18 +81,25 @@ def test_a_short_table_and_other_html_are_untouched():
 
 
 def test_index_name_row_and_sparsified_multiindex_are_flattened():
-    df = pd.DataFrame({"family": ["scgpt"] * 8 + ["geneformer"] * 8, "seed": list(range(16)),
-                       "score": [f"{i / 10:.3f}" for i in range(16)], "n": list(range(16))})
-    html = df.set_index(["family", "seed"]).to_html()      # header: columns, then the index names
+    df = pd.DataFrame(
+        {
+            "family": ["scgpt"] * 8 + ["geneformer"] * 8,
+            "seed": list(range(16)),
+            "score": [f"{i / 10:.3f}" for i in range(16)],
+            "n": list(range(16)),
+        }
+    )
+    html = df.set_index(["family", "seed"]).to_html()  # header: columns, then the index names
     assert "rowspan" in html and html.count("<tr") == 18
-    (_, table), = _rewrite(html)[1]
+    ((_, table),) = _rewrite(html)[1]
     assert table.n_rows == 16
     rows = _read(table_csv.to_csv(table))
     assert rows[0] == ["family", "seed", "score", "n"]
-    assert rows[1:] == df.astype(str).values.tolist()      # the family fills each of its rows
-    wide = pd.DataFrame([[1, 2, 3]] * 14, columns=pd.MultiIndex.from_tuples([("gain", "mean"), ("gain", "sd"),
-                                                                             ("p", "")]))
-    (_, table), = _rewrite(wide.to_html(index=False))[1]
+    assert rows[1:] == df.astype(str).values.tolist()  # the family fills each of its rows
+    wide = pd.DataFrame(
+        [[1, 2, 3]] * 14, columns=pd.MultiIndex.from_tuples([("gain", "mean"), ("gain", "sd"), ("p", "")])
+    )
+    ((_, table),) = _rewrite(wide.to_html(index=False))[1]
     assert _read(table_csv.to_csv(table))[0] == ["gain / mean", "gain / sd", "p"]
 
 
@@ -114,8 +128,9 @@ def test_config_loads_the_extension_from_tools_also_in_a_profiles_site(tmp_path,
     for config in (repo / "_config.yml", site / "_config.yml"):
         monkeypatch.setattr(sys, "path", list(original))
         before = set(sys.path)
-        sphinx_config, _ = get_final_config(user_yaml=config, sourcedir=config.parent,
-                                            cli_config={"latex_individualpages": False})
+        sphinx_config, _ = get_final_config(
+            user_yaml=config, sourcedir=config.parent, cli_config={"latex_individualpages": False}
+        )
         assert "sphinx_table_csv" in sphinx_config["extensions"]
         added = [Path(p) for p in sys.path if p not in before]
         assert [p for p in added if (p / "sphinx_table_csv.py").is_file()], (config, added)
@@ -124,13 +139,18 @@ def test_config_loads_the_extension_from_tools_also_in_a_profiles_site(tmp_path,
 
 def _notebook(path, tables):
     nb = nbformat.v4.new_notebook()
-    nb.metadata.update(kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
-                       language_info={"name": "python"})
+    nb.metadata.update(
+        kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+        language_info={"name": "python"},
+    )
     nb.cells.append(nbformat.v4.new_markdown_cell("# Tables"))
     for df in tables:
         cell = nbformat.v4.new_code_cell("display(df)")
-        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": df.to_html(index=False),
-                                                                      "text/plain": df.to_string()})]
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data", data={"text/html": df.to_html(index=False), "text/plain": df.to_string()}
+            )
+        ]
         nb.cells.append(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -147,8 +167,13 @@ def test_a_book_build_writes_the_csv_and_links_it(tmp_path):
     long_df = _frame(30)
     _notebook(tmp_path / "sub" / "tables.ipynb", [_frame(4), long_df])
     start = time.monotonic()
-    build = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert time.monotonic() - start < 120
     html = tmp_path / "_build" / "html"
@@ -166,6 +191,6 @@ def test_a_book_build_writes_the_csv_and_links_it(tmp_path):
 
 def test_the_books_stylesheet_styles_the_link_and_the_box(repo):
     css = (repo / "book" / "_static" / "scfm.css").read_text()
-    box = re.search(r"div\.%s \{([^}]*)\}" % table_csv.BOX_CLASS, css)
+    box = re.search(rf"div\.{table_csv.BOX_CLASS} \{{([^}}]*)\}}", css)
     assert box and "max-height" in box.group(1) and "overflow: auto" in box.group(1)
     assert f"p.{table_csv.LINK_CLASS}" in css and "position: sticky" in css and "@media print" in css

@@ -1,4 +1,5 @@
 """The AnnData API: embed cells with a checkpoint into obsm."""
+
 import numpy as np
 import pytest
 import torch

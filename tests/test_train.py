@@ -1,4 +1,5 @@
 """Training runners: pretraining learns, resume is exact, checkpoints are verified, finetuning works."""
+
 import json
 
 import numpy as np
@@ -33,8 +34,19 @@ MODEL = ScFMConfig(vocab_size=45, context_genes=CONTEXT, d_model=32, n_layers=2,
 
 
 def config(**changes):
-    return train.PretrainConfig(**{"max_steps": 40, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5,
-                                   "eval_every": 10, "checkpoint_every": 10, "bf16": False, "seed": 0, **changes})
+    return train.PretrainConfig(
+        **{
+            "max_steps": 40,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "warmup_steps": 5,
+            "eval_every": 10,
+            "checkpoint_every": 10,
+            "bf16": False,
+            "seed": 0,
+            **changes,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +75,11 @@ def test_pretraining_lowers_validation_loss(tmp_path, tokens):
     losses = [h["val_loss"] for h in out["history"]]
     assert [h["step"] for h in out["history"]] == [10, 20, 30, 40, 50, 60, 70, 80]
     assert losses[-1] < 0.3 * initial and losses[-1] < losses[0]
-    assert out["val_loss"] == losses[-1] == pytest.approx(train.reconstruction_loss(weights_model(tmp_path / "ck"),
-                                                                                    val_tokens))
+    assert (
+        out["val_loss"]
+        == losses[-1]
+        == pytest.approx(train.reconstruction_loss(weights_model(tmp_path / "ck"), val_tokens))
+    )
     # the values' variance is the loss of predicting the mean: the model must beat it
     real = val_tokens.values[val_tokens.gene_ids != PAD_ID]
     assert losses[-1] < 0.5 * real.var()
@@ -166,8 +181,9 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path, tokens):
     (train_tokens, _), (val_tokens, _) = tokens
     global_state = torch.get_rng_state()
     for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
-        train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10, seed=seed), tmp_path / name,
-                       progress=False)
+        train.pretrain(
+            MODEL, train_tokens, val_tokens, config(max_steps=10, seed=seed), tmp_path / name, progress=False
+        )
     assert torch.equal(torch.get_rng_state(), global_state)  # the caller's RNG is left alone
     a, b, c = (weights(tmp_path / n) for n in "abc")
     assert_same_weights(a, b)
@@ -178,16 +194,22 @@ def test_finished_checkpoint_is_not_retrained_and_another_run_is_refused(tmp_pat
     (train_tokens, _), (val_tokens, _) = tokens
     train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10), tmp_path / "ck", progress=False)
     before = (tmp_path / "ck" / "model.safetensors").stat().st_mtime_ns
-    out = train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10, num_threads=1), tmp_path / "ck",
-                         progress=False)
+    out = train.pretrain(
+        MODEL, train_tokens, val_tokens, config(max_steps=10, num_threads=1), tmp_path / "ck", progress=False
+    )
     assert out["step"] == 10 and out["steps_run"] == 0
     assert (tmp_path / "ck" / "model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match=r"different run.*pretrain_config\.lr"):
-        train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10, lr=1e-3), tmp_path / "ck",
-                       progress=False)
+        train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10, lr=1e-3), tmp_path / "ck", progress=False)
     with pytest.raises(ValueError, match="n_train"):
-        train.pretrain(MODEL, train_tokens.subset(np.arange(100)), val_tokens, config(max_steps=10), tmp_path / "ck",
-                       progress=False)
+        train.pretrain(
+            MODEL,
+            train_tokens.subset(np.arange(100)),
+            val_tokens,
+            config(max_steps=10),
+            tmp_path / "ck",
+            progress=False,
+        )
     train.init_checkpoint(MODEL, 0, tmp_path / "init")
     with pytest.raises(ValueError, match="random-init"):
         train.pretrain(MODEL, train_tokens, val_tokens, config(max_steps=10), tmp_path / "init", progress=False)
@@ -203,8 +225,9 @@ def test_epoch_budget_sets_the_number_of_steps(tmp_path, tokens):
         train.PretrainConfig(budget="epochs")
     (train_tokens, _), (val_tokens, _) = tokens
     small = train_tokens.subset(np.arange(50))
-    out = train.pretrain(MODEL, small, val_tokens, config(budget="epochs", epochs=2.0, batch_size=16),
-                         tmp_path / "ck", progress=False)
+    out = train.pretrain(
+        MODEL, small, val_tokens, config(budget="epochs", epochs=2.0, batch_size=16), tmp_path / "ck", progress=False
+    )
     assert out["step"] == meta(tmp_path / "ck")["step"] == 7  # ceil(2 * 50 / 16)
 
 
@@ -223,7 +246,7 @@ def test_geneformer_pretraining_lowers_its_masked_gene_loss(tmp_path, tokens):
     (train_tokens, _), (val_tokens, _) = tokens
     out = train.pretrain(GENEFORMER, train_tokens, val_tokens, config(max_steps=120), tmp_path / "ck", progress=False)
     initial = train.reconstruction_loss(train.init_checkpoint(GENEFORMER, 0, tmp_path / "init"), val_tokens)
-    assert initial == pytest.approx(np.log(45), rel=0.1)               # near-uniform over the vocabulary
+    assert initial == pytest.approx(np.log(45), rel=0.1)  # near-uniform over the vocabulary
     # Knowing the cell's group (20 genes) is worth log(20); the model must at least learn that.
     assert out["val_loss"] < np.log(20) + 0.1
 
@@ -231,12 +254,12 @@ def test_geneformer_pretraining_lowers_its_masked_gene_loss(tmp_path, tokens):
 def test_length_bucketing_groups_similar_cells_and_covers_every_cell():
     lengths = np.random.default_rng(0).integers(1, 100, 256)
     sampler = train.EpochSampler(256, seed=0, lengths=lengths, bucket_size=64, batch_size=16)
-    batches = [sampler.next_batch(16) for _ in range(16)]                 # one epoch
+    batches = [sampler.next_batch(16) for _ in range(16)]  # one epoch
     assert sorted(np.concatenate(batches)) == list(range(256))
     spread = np.mean([np.ptp(lengths[b]) for b in batches])
     plain = train.EpochSampler(256, seed=0)
     plain_spread = np.mean([np.ptp(lengths[plain.next_batch(16)]) for _ in range(16)])
-    assert spread < 0.5 * plain_spread                                     # batches of similar length
+    assert spread < 0.5 * plain_spread  # batches of similar length
 
 
 def test_trimmed_batches_compute_the_same_cells():
@@ -327,9 +350,12 @@ def test_finetuning_learns_and_leaves_the_encoder_alone(tmp_path, tokens):
     Z = train.embed(encoder, val_tokens, batch_size=64)
     assert Z.shape == (100, 32) and Z.dtype == np.float32
     with torch.no_grad():
-        np.testing.assert_allclose(Z[:5], encoder.cell_embedding(*map(torch.from_numpy, (val_tokens.gene_ids[:5],
-                                                                                        val_tokens.values[:5]))),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            Z[:5],
+            encoder.cell_embedding(*map(torch.from_numpy, (val_tokens.gene_ids[:5], val_tokens.values[:5]))),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     # same seed, same classifier
     again, _ = train.finetune_classifier(encoder, train_tokens, train_group, val_tokens, val_group, 2, cfg)
     assert_same_weights(classifier.state_dict(), again.state_dict())
@@ -360,10 +386,16 @@ def test_finetuning_rejects_bad_labels(tmp_path, tokens):
         train.finetune_classifier(encoder, train_tokens, train_group.astype(str), val_tokens, val_group, 2, cfg)
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"budget": "tokens"}, "budget"), ({"mask_ratio": 1.0}, "mask_ratio"), ({"batch_size": 0}, "batch_size"),
-    ({"min_lr_ratio": 2.0}, "min_lr_ratio"), ({"num_threads": 0}, "num_threads"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"budget": "tokens"}, "budget"),
+        ({"mask_ratio": 1.0}, "mask_ratio"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+        ({"num_threads": 0}, "num_threads"),
+    ],
+)
 def test_pretrain_config_validation(changes, fragment):
     with pytest.raises(ValueError, match=fragment):
         train.PretrainConfig(**changes)
@@ -383,17 +415,18 @@ def test_converge_budget_is_the_steps_run_stopped_early_with_its_best_weights(tm
     the validation loss has not improved for `patience` evaluations, keeps the best weights, and
     resumes after a kill to the same result."""
     (train_tokens, _), (val_tokens, _) = tokens
-    small = train_tokens.subset(np.arange(20))                       # 20 cells: overfits, so it stops early
-    steps = train.pretrain(MODEL, small, val_tokens, config(max_steps=200, checkpoint_every=200), tmp_path / "steps",
-                           progress=False)
+    small = train_tokens.subset(np.arange(20))  # 20 cells: overfits, so it stops early
+    steps = train.pretrain(
+        MODEL, small, val_tokens, config(max_steps=200, checkpoint_every=200), tmp_path / "steps", progress=False
+    )
     cfg = config(max_steps=200, budget="converge", patience=2, checkpoint_every=10)
     out = train.pretrain(MODEL, small, val_tokens, cfg, tmp_path / "converge", progress=False)
     assert out["stopped_early"] and out["step"] < 200
     losses = [row["val_loss"] for row in out["history"]]
-    assert out["history"] == steps["history"][:len(out["history"])]      # the same trajectory until the stop
+    assert out["history"] == steps["history"][: len(out["history"])]  # the same trajectory until the stop
     best = int(np.argmin(losses))
     assert out["best_step"] == out["history"][best]["step"] and out["val_loss"] == pytest.approx(min(losses))
-    assert all(loss >= losses[best] for loss in losses[best + 1:]) and len(losses) - 1 - best == 2
+    assert all(loss >= losses[best] for loss in losses[best + 1 :]) and len(losses) - 1 - best == 2
     kept = train.load_checkpoint(tmp_path / "converge")
     assert train.reconstruction_loss(kept, val_tokens, cfg.mask_ratio) == pytest.approx(min(losses), rel=1e-5)
     assert meta(tmp_path / "converge")["finished"] and meta(tmp_path / "converge")["best_step"] == out["best_step"]
@@ -423,9 +456,33 @@ def test_keep_ratio_scores_some_positions_with_their_input_shown(tmp_path, token
     (train_tokens, _), _ = tokens
     gene_ids = torch.from_numpy(train_tokens.gene_ids[:64])
     mask = random_value_mask(gene_ids, 0.5, torch.Generator().manual_seed(0))
-    assert keep_shown(mask, 0.0) is mask                                  # off: the old objective, no draw
+    assert keep_shown(mask, 0.0) is mask  # off: the old objective, no draw
     hide = keep_shown(mask, 0.3, torch.Generator().manual_seed(1))  # pretraining draws it after the mask
-    assert not (hide & ~mask).any()                                       # only loss positions are hidden
-    assert 0.2 < float((mask & ~hide).sum() / mask.sum()) < 0.4          # ~30% of them stay shown
+    assert not (hide & ~mask).any()  # only loss positions are hidden
+    assert 0.2 < float((mask & ~hide).sum() / mask.sum()) < 0.4  # ~30% of them stay shown
     with pytest.raises(ValueError, match="keep_ratio"):
         config(keep_ratio=1.0)
+
+
+def test_emulated_bf16_is_refused_before_any_work_unless_allowed(tmp_path, tokens, monkeypatch):
+    """Where the CPU only emulates bf16 (AVX2), bf16 autocast is several times slower than fp32: pretraining
+    and finetuning refuse it before writing anything, naming the three ways out; the variable allows it."""
+    (train_tokens, train_group), (val_tokens, val_group) = tokens
+    monkeypatch.setattr(train.batches, "native_bf16", lambda: False)
+    monkeypatch.delenv(train.ALLOW_EMULATED_BF16, raising=False)
+    cfg = train.PretrainConfig(max_steps=4, batch_size=32, warmup_steps=1, eval_every=2, checkpoint_every=2, bf16=True)
+    with pytest.raises(RuntimeError, match="emulates bf16") as refused:
+        train.pretrain(MODEL, train_tokens, val_tokens, cfg, tmp_path / "bf16")
+    for fix in ("AVX-512", "SCFM_ALLOW_EMULATED_BF16=1", "bf16: false"):
+        assert fix in str(refused.value)
+    assert not (tmp_path / "bf16").exists() or not any((tmp_path / "bf16").iterdir())
+    encoder = train.init_checkpoint(MODEL, 0, tmp_path / "init")
+    fcfg = train.FinetuneConfig(max_steps=2, batch_size=32, eval_every=1, patience=1, bf16=True)
+    with pytest.raises(RuntimeError, match="emulates bf16"):
+        train.finetune_classifier(encoder, train_tokens, train_group, val_tokens, val_group, 2, fcfg)
+    train.pretrain(
+        MODEL, train_tokens, val_tokens, train.PretrainConfig(**{**cfg.__dict__, "bf16": False}), tmp_path / "fp32"
+    )  # fp32 is never refused
+    monkeypatch.setenv(train.ALLOW_EMULATED_BF16, "1")
+    train.pretrain(MODEL, train_tokens, val_tokens, cfg, tmp_path / "allowed")
+    assert meta(tmp_path / "allowed")["finished"]

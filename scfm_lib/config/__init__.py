@@ -38,9 +38,19 @@ from scfm_lib.config.sections import (
 )
 
 __all__ = [
-    "ConfigError", "build_dataclass",
-    "DATA_SOURCES", "TASK_WORDS", "TaskSpec", "DataSection", "EvaluateSection", "StatsSection", "StudySection",
+    "ConfigError",
+    "build_dataclass",
+    "DATA_SOURCES",
+    "TASK_WORDS",
+    "TaskSpec",
+    "DataSection",
+    "EvaluateSection",
+    "StatsSection",
+    "StudySection",
     "WorkflowSection",
-    "PROFILES_DIR", "Profile", "run_id", "load_profile",
+    "PROFILES_DIR",
+    "Profile",
+    "run_id",
+    "load_profile",
     "check_notebook_parameters",
 ]

@@ -24,15 +24,19 @@ def build_dataclass(cls, values: dict, where: str):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in profile section '{where}'; "
-                          f"known keys: {sorted(known)}. Fix the spelling or remove the key.")
+        raise ConfigError(
+            f"unknown key(s) {unknown} in profile section '{where}'; "
+            f"known keys: {sorted(known)}. Fix the spelling or remove the key."
+        )
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         if not _matches(value, hints[name]):
             default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
             example = "" if default is dataclasses.MISSING else f" (default {default!r})"
-            raise ConfigError(f"profile section '{where}': {name} must be {_type_name(hints[name])}, got {value!r} "
-                              f"({type(value).__name__}); write e.g. {name}: <a {_type_name(hints[name])}>{example}")
+            raise ConfigError(
+                f"profile section '{where}': {name} must be {_type_name(hints[name])}, got {value!r} "
+                f"({type(value).__name__}); write e.g. {name}: <a {_type_name(hints[name])}>{example}"
+            )
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:

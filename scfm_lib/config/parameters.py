@@ -28,26 +28,37 @@ def check_notebook_parameters(namespace: dict, ranges: dict[str, tuple] | None =
     """
     annotations = namespace.get("__annotations__", {})
     if isinstance(annotations, dict):
-        annotations = {k: (eval(v, namespace) if isinstance(v, str) else v)  # noqa: S307
-                       for k, v in annotations.items()}
+        annotations = {
+            k: (eval(v, namespace) if isinstance(v, str) else v)  # noqa: S307
+            for k, v in annotations.items()
+        }
     declared = set(annotations)
     # Parameters are plain values: imported modules and functions are not candidates.
-    given = {k for k, v in namespace.items() if not k.startswith("_") and k not in _KERNEL_NAMES
-             and not isinstance(v, types.ModuleType) and not callable(v)}
+    given = {
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in _KERNEL_NAMES and not isinstance(v, types.ModuleType) and not callable(v)
+    }
     unknown = sorted(given - declared)
     if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes "
-                          f"{sorted(declared)}. Check the spelling of the -p options.")
+        raise ConfigError(
+            f"unknown notebook parameter(s) {unknown}; this notebook takes "
+            f"{sorted(declared)}. Check the spelling of the -p options."
+        )
     params = {}
     for name, annotation in annotations.items():
         value = namespace[name]
         if not _matches(value, annotation):
-            raise ConfigError(f"parameter {name!r} must be {annotation}, got {value!r} "
-                              f"({type(value).__name__}); pass e.g. -p {name} <value of that type>")
+            raise ConfigError(
+                f"parameter {name!r} must be {annotation}, got {value!r} "
+                f"({type(value).__name__}); pass e.g. -p {name} <value of that type>"
+            )
         params[name] = value
     for name, (low, high) in (ranges or {}).items():
         value = params[name]
         if value is not None and not low <= value <= high:
-            raise ConfigError(f"parameter {name!r} = {value!r} is outside [{low}, {high}]; pass a value in "
-                              f"that range, e.g. -p {name} {low}")
+            raise ConfigError(
+                f"parameter {name!r} = {value!r} is outside [{low}, {high}]; pass a value in "
+                f"that range, e.g. -p {name} {low}"
+            )
     return params

@@ -24,7 +24,7 @@ class Profile:
     name: str
     title: str = ""
     description: str = ""
-    limits: str = ""   # what this profile's scale cannot say (markdown), shown in the intro beside the verdicts
+    limits: str = ""  # what this profile's scale cannot say (markdown), shown in the intro beside the verdicts
     fractions: list = field(default_factory=lambda: [1.0, 0.3, 0.1, 0.03, 0.01, 0.0])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     # Fewer seeds at some fractions, e.g. {0.1: [0, 1, 2]}: the primary endpoint needs many seeds at the
@@ -32,9 +32,9 @@ class Profile:
     seeds_by_fraction: dict = field(default_factory=dict)
     families: list = field(default_factory=lambda: ["scgpt"])  # model families (scfm_lib.model.FAMILIES)
     data: DataSection = field(default_factory=DataSection)
-    model: dict = field(default_factory=dict)      # ScFMConfig fields (vocab_size is set from data)
-    pretrain: dict = field(default_factory=dict)   # PretrainConfig fields
-    finetune: dict = field(default_factory=dict)   # FinetuneConfig fields
+    model: dict = field(default_factory=dict)  # ScFMConfig fields (vocab_size is set from data)
+    pretrain: dict = field(default_factory=dict)  # PretrainConfig fields
+    finetune: dict = field(default_factory=dict)  # FinetuneConfig fields
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     stats: StatsSection = field(default_factory=StatsSection)
     study: StudySection = field(default_factory=StudySection)
@@ -46,43 +46,68 @@ class Profile:
             raise ConfigError(f"profile {self.name!r}: 'fractions' is empty; list at least one, e.g. [1.0, 0.0]")
         for f in self.fractions:
             if not isinstance(f, (int, float)) or not 0.0 <= float(f) <= 1.0:
-                raise ConfigError(f"profile {self.name!r}: fraction {f!r} is outside [0, 1]; "
-                                  "fractions are shares of the full corpus, e.g. 0.1 for 10%")
+                raise ConfigError(
+                    f"profile {self.name!r}: fraction {f!r} is outside [0, 1]; "
+                    "fractions are shares of the full corpus, e.g. 0.1 for 10%"
+                )
         if len(set(map(float, self.fractions))) != len(self.fractions):
             raise ConfigError(f"profile {self.name!r}: 'fractions' has duplicates: {self.fractions}")
         self.fractions = [float(f) for f in self.fractions]
         from scfm_lib.model import FAMILIES
-        if not self.families or any(f not in FAMILIES for f in self.families) or len(set(self.families)) != len(self.families):
-            raise ConfigError(f"profile {self.name!r}: 'families' must list distinct model families out of "
-                              f"{list(FAMILIES)}, got {self.families!r}")
+
+        if (
+            not self.families
+            or any(f not in FAMILIES for f in self.families)
+            or len(set(self.families)) != len(self.families)
+        ):
+            raise ConfigError(
+                f"profile {self.name!r}: 'families' must list distinct model families out of "
+                f"{list(FAMILIES)}, got {self.families!r}"
+            )
         if "regime" in self.finetune:
-            raise ConfigError(f"profile {self.name!r}: finetune.regime is set by evaluate.regimes (its first entry is "
-                              "the main 'finetune' mode); move the regime there")
+            raise ConfigError(
+                f"profile {self.name!r}: finetune.regime is set by evaluate.regimes (its first entry is "
+                "the main 'finetune' mode); move the regime there"
+            )
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, "
-                              f"got {self.seeds!r}")
+            raise ConfigError(
+                f"profile {self.name!r}: 'seeds' must be a non-empty list of integers >= 0, got {self.seeds!r}"
+            )
         by = {}
         for f, seeds in (self.seeds_by_fraction or {}).items():
             if float(f) not in self.fractions or not seeds or not set(seeds) <= set(self.seeds):
-                raise ConfigError(f"profile {self.name!r}: seeds_by_fraction maps fractions of 'fractions' "
-                                  f"{self.fractions} to non-empty subsets of 'seeds' {self.seeds}; got {f!r}: {seeds!r}")
+                raise ConfigError(
+                    f"profile {self.name!r}: seeds_by_fraction maps fractions of 'fractions' "
+                    f"{self.fractions} to non-empty subsets of 'seeds' {self.seeds}; got {f!r}: {seeds!r}"
+                )
             by[float(f)] = [s for s in self.seeds if s in seeds]
         self.seeds_by_fraction = by
 
     # The typed configs of the library, built here so a bad key fails when the profile loads.
     def model_config(self, vocab_size: int, family: str | None = None):
         from scfm_lib.model import ScFMConfig
-        return build_dataclass(ScFMConfig, {"context_genes": self.data.context_genes, **self.model,
-                                            "vocab_size": vocab_size, "family": family or self.families[0]}, "model")
+
+        return build_dataclass(
+            ScFMConfig,
+            {
+                "context_genes": self.data.context_genes,
+                **self.model,
+                "vocab_size": vocab_size,
+                "family": family or self.families[0],
+            },
+            "model",
+        )
 
     def pretrain_config(self, **overrides):
         from scfm_lib.train import PretrainConfig
+
         return build_dataclass(PretrainConfig, {**self.pretrain, **_not_none(overrides)}, "pretrain")
 
     def finetune_config(self, **overrides):
         """The finetune section, under ``evaluate.regime_settings`` of ``overrides["regime"]`` (if
         given), under ``overrides``."""
         from scfm_lib.train import FinetuneConfig
+
         regime = overrides.get("regime")
         settings = self.evaluate.regime_settings.get(regime, {})
         where = f"finetune + evaluate.regime_settings.{regime}" if settings else "finetune"
@@ -90,11 +115,13 @@ class Profile:
 
     def atlas_config(self):
         from scfm_lib.atlas import AtlasConfig
+
         return build_dataclass(AtlasConfig, self.data.atlas, "data.atlas")
 
     def check_heldout_tissues(self) -> None:
         """``data.heldout_tissues`` names atlas tissues and leaves at least one in the corpus."""
         from scfm_lib.atlas import corpus_tissues_without
+
         try:
             corpus_tissues_without(self.atlas_config(), self.data.heldout_tissues)
         except ValueError as err:
@@ -106,13 +133,20 @@ class Profile:
             return
         from scfm_lib import datasets
 
-        for name in [*self.data.corpus, self.data.downstream, *([self.data.ood] if self.data.ood else []),
-                     *([self.data.symbol_reference] if self.data.symbol_reference else [])]:
+        for name in [
+            *self.data.corpus,
+            self.data.downstream,
+            *([self.data.ood] if self.data.ood else []),
+            *([self.data.symbol_reference] if self.data.symbol_reference else []),
+        ]:
             if name not in datasets.REGISTRY:
-                raise ConfigError(f"profile {self.name!r}: dataset {name!r} is not registered; registered: "
-                                  f"{sorted(datasets.REGISTRY)} (python -m scfm_lib.datasets)")
+                raise ConfigError(
+                    f"profile {self.name!r}: dataset {name!r} is not registered; registered: "
+                    f"{sorted(datasets.REGISTRY)} (python -m scfm_lib.datasets)"
+                )
         if self.data.source == "soma":
             from scfm_lib.soma import SomaSource
+
             build_dataclass(SomaSource, self.data.soma, "data.soma")
 
     def seeds_at(self, fraction: float) -> list[int]:
@@ -147,14 +181,21 @@ def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = Non
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(f"{path}: a profile is a YAML mapping with at least a 'name' key")
-    sections = {"data": DataSection, "evaluate": EvaluateSection, "stats": StatsSection,
-                "study": StudySection, "workflow": WorkflowSection}
+    sections = {
+        "data": DataSection,
+        "evaluate": EvaluateSection,
+        "stats": StatsSection,
+        "study": StudySection,
+        "workflow": WorkflowSection,
+    }
     values = dict(raw)
     for key, cls in sections.items():
         if key in values:
             if not isinstance(values[key] or {}, dict):
-                raise ConfigError(f"{path}: section '{key}' must be a mapping of keys to values, got {values[key]!r}; "
-                                  f"write e.g. '{key}: {{...}}' or remove it")
+                raise ConfigError(
+                    f"{path}: section '{key}' must be a mapping of keys to values, got {values[key]!r}; "
+                    f"write e.g. '{key}: {{...}}' or remove it"
+                )
             values[key] = build_dataclass(cls, values[key] or {}, key)
     profile = build_dataclass(Profile, values, "<top level>")
     # Build the library configs once so a misspelled key fails here, not an hour into the run.

@@ -41,9 +41,23 @@ from scfm_lib.data.vocab import (
 )
 
 __all__ = [
-    "CLS_ID", "MASK_ID", "PAD_ID", "SPECIAL_TOKENS",
-    "ScfmDataError", "check_labels", "log_normalize", "validate", "validate_counts",
-    "GeneVocab", "check_vocab_overlap", "strip_ensembl_version",
-    "CellTokens", "gene_medians", "tokenize",
-    "encode_labels", "label_budget_subsets", "nested_subsets", "split_cells",
+    "CLS_ID",
+    "MASK_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "ScfmDataError",
+    "check_labels",
+    "log_normalize",
+    "validate",
+    "validate_counts",
+    "GeneVocab",
+    "check_vocab_overlap",
+    "strip_ensembl_version",
+    "CellTokens",
+    "gene_medians",
+    "tokenize",
+    "encode_labels",
+    "label_budget_subsets",
+    "nested_subsets",
+    "split_cells",
 ]

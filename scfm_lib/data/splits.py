@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,22 +41,30 @@ def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[fl
         raise ScfmDataError(f"labels must be a non-empty 1-D array of cell labels, got shape {labels.shape}")
     bad = [b for b in budgets if not 0.0 < float(b) <= 1.0]  # also catches NaN
     if bad:
-        raise ScfmDataError(f"label budgets {bad} are outside (0, 1]; a budget is the share of each class's "
-                            "training cells that keep their label")
+        raise ScfmDataError(
+            f"label budgets {bad} are outside (0, 1]; a budget is the share of each class's "
+            "training cells that keep their label"
+        )
     rng = np.random.default_rng(seed)
     # Shuffle each class once, for all budgets: taking prefixes of one order is what nests them.
-    orders = [members[rng.permutation(len(members))]
-              for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+    orders = [
+        members[rng.permutation(len(members))] for members in (np.flatnonzero(labels == c) for c in np.unique(labels))
+    ]
     out = {}
     for b in budgets:
-        kept = [order[:max(1, int(round(float(b) * len(order))))] for order in orders]
+        kept = [order[: max(1, int(round(float(b) * len(order))))] for order in orders]
         out[float(b)] = np.sort(np.concatenate(kept)).astype(np.int64)
     return out
 
 
-def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                seed: int = 0, stratify: str | None = None,
-                test_groups: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def split_cells(
+    adata_or_obs,
+    by: str | None = None,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    stratify: str | None = None,
+    test_groups: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
     """Disjoint ``train``/``val``/``test`` cell indices covering every cell.
 
     With ``by`` (an ``obs`` column such as ``"donor"`` or ``"batch"``) whole groups go to one split,
@@ -71,20 +79,30 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
         raise ScfmDataError(f"fractions {fractions} must be three shares summing to 1 (train, val, test)")
     if test_groups:
         if by is None or by not in obs.columns:
-            raise ScfmDataError(f"test_groups {list(test_groups)} need the obs column they name groups of (by={by!r}); "
-                                f"obs has {list(obs.columns)}")
+            raise ScfmDataError(
+                f"test_groups {list(test_groups)} need the obs column they name groups of (by={by!r}); "
+                f"obs has {list(obs.columns)}"
+            )
         groups = obs[by].astype(str).to_numpy()
         missing = sorted(set(map(str, test_groups)) - set(groups.tolist()))
         is_test = np.isin(groups, [str(g) for g in test_groups])
         if missing or is_test.all():
-            raise ScfmDataError(f"test_groups {list(test_groups)} of {by!r}: "
-                                + (f"{missing} not found (groups: {sorted(set(groups.tolist()))})" if missing
-                                   else "every cell is a test cell; leave some groups for training"))
+            raise ScfmDataError(
+                f"test_groups {list(test_groups)} of {by!r}: "
+                + (
+                    f"{missing} not found (groups: {sorted(set(groups.tolist()))})"
+                    if missing
+                    else "every cell is a test cell; leave some groups for training"
+                )
+            )
         rest = np.flatnonzero(~is_test)
         share = fractions[0] / (fractions[0] + fractions[1])
         inner = split_cells(obs.iloc[rest], by=None, fractions=(share, 1.0 - share, 0.0), seed=seed, stratify=stratify)
-        return {"train": np.sort(rest[inner["train"]]), "val": np.sort(rest[inner["val"]]),
-                "test": np.flatnonzero(is_test)}
+        return {
+            "train": np.sort(rest[inner["train"]]),
+            "val": np.sort(rest[inner["val"]]),
+            "test": np.flatnonzero(is_test),
+        }
     rng = np.random.default_rng(seed)
     n = len(obs)
     if by is None:
@@ -105,8 +123,9 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
             raise ScfmDataError(f"cannot split by {by!r}: obs has {list(obs.columns)}")
         groups = np.asarray(pd.unique(obs[by].astype(str)))
         if len(groups) < 3:
-            raise ScfmDataError(f"splitting by {by!r} needs >= 3 groups, found {len(groups)}; use by=None "
-                                "for a random split")
+            raise ScfmDataError(
+                f"splitting by {by!r} needs >= 3 groups, found {len(groups)}; use by=None for a random split"
+            )
         groups = groups[rng.permutation(len(groups))]
         n_val = max(1, int(round(fractions[1] * len(groups))))
         n_test = max(1, int(round(fractions[2] * len(groups))))
@@ -114,8 +133,8 @@ def split_cells(adata_or_obs, by: str | None = None, fractions: tuple[float, flo
         if n_train < 1:
             raise ScfmDataError(f"{len(groups)} groups of {by!r} are too few for three splits")
         assignment = {g: "train" for g in groups[:n_train]}
-        assignment.update({g: "val" for g in groups[n_train:n_train + n_val]})
-        assignment.update({g: "test" for g in groups[n_train + n_val:]})
+        assignment.update({g: "val" for g in groups[n_train : n_train + n_val]})
+        assignment.update({g: "test" for g in groups[n_train + n_val :]})
         labels = obs[by].astype(str).map(assignment).to_numpy()
         parts = {s: np.flatnonzero(labels == s) for s in ("train", "val", "test")}
     return {k: np.sort(v) for k, v in parts.items()}
@@ -126,20 +145,26 @@ def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
     for labels in (train_labels, *others):
         missing = pd.isna(np.asarray(labels, dtype=object))
         if missing.any():
-            raise ScfmDataError(f"{int(missing.sum())} cells have no label (NaN); drop them before the split, or "
-                                "give them a label: a missing label is not a class")
+            raise ScfmDataError(
+                f"{int(missing.sum())} cells have no label (NaN); drop them before the split, or "
+                "give them a label: a missing label is not a class"
+            )
     train_labels = np.asarray(train_labels).astype(str)
     classes = sorted(set(train_labels.tolist()))
     if len(classes) < 2:
-        raise ScfmDataError(f"the training labels hold a single class ({classes}); a classifier needs "
-                            ">= 2: check the label column and the split")
+        raise ScfmDataError(
+            f"the training labels hold a single class ({classes}); a classifier needs "
+            ">= 2: check the label column and the split"
+        )
     index = {c: i for i, c in enumerate(classes)}
     coded = [np.array([index[x] for x in train_labels], dtype=np.int64)]
     for labels in others:
         labels = np.asarray(labels).astype(str)
         unseen = sorted(set(labels.tolist()) - set(classes))
         if unseen:
-            raise ScfmDataError(f"labels {unseen} occur in evaluation cells but not in training cells; "
-                                "split by another column or drop those cells")
+            raise ScfmDataError(
+                f"labels {unseen} occur in evaluation cells but not in training cells; "
+                "split by another column or drop those cells"
+            )
         coded.append(np.array([index[x] for x in labels], dtype=np.int64))
     return classes, coded

@@ -23,14 +23,16 @@ class CellTokens:
     :meth:`subset` of such tokens is a lazy view (``rows``): training then reads each batch from
     the file, so its memory does not grow with the corpus.
     """
+
     gene_ids: np.ndarray  # int64 [n_cells, context], PAD_ID where a cell has fewer expressed genes
-    values: np.ndarray    # float32 [n_cells, context], log1p(count / total * 1e4); 0 at padding
+    values: np.ndarray  # float32 [n_cells, context], log1p(count / total * 1e4); 0 at padding
     rows: np.ndarray | None = None  # a lazy subset: the cells are these rows of the arrays
 
     def __post_init__(self) -> None:
         if self.gene_ids.shape != self.values.shape or self.gene_ids.ndim != 2:
-            raise ScfmDataError(f"gene_ids {self.gene_ids.shape} and values {self.values.shape} must be "
-                                "2-D arrays of the same shape")
+            raise ScfmDataError(
+                f"gene_ids {self.gene_ids.shape} and values {self.values.shape} must be 2-D arrays of the same shape"
+            )
 
     def __len__(self) -> int:
         return self.gene_ids.shape[0] if self.rows is None else len(self.rows)
@@ -50,7 +52,7 @@ class CellTokens:
         for start in range(0, len(self), size):
             yield self.take(slice(start, start + size))
 
-    def subset(self, idx) -> "CellTokens":
+    def subset(self, idx) -> CellTokens:
         if isinstance(self.gene_ids, np.memmap):  # stay on disk: a view of the chosen rows
             rows = np.arange(len(self)) if self.rows is None else self.rows
             return CellTokens(self.gene_ids, self.values, rows=rows[idx])
@@ -63,7 +65,7 @@ class CellTokens:
                 np.savez(fh, gene_ids=gene_ids, values=values)
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = False) -> "CellTokens":
+    def load(cls, path: str | Path, mmap: bool = False) -> CellTokens:
         try:
             if mmap:
                 return cls(_npz_memmap(path, "gene_ids"), _npz_memmap(path, "values"))
@@ -71,9 +73,11 @@ class CellTokens:
                 return cls(npz["gene_ids"], npz["values"])
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:   # truncated or not tokens
-            raise ScfmDataError(f"{path} cannot be read as cell tokens ({type(err).__name__}: {err}); it is corrupt or "
-                                "truncated: delete it and rerun the data job, which writes it again") from err
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated or not tokens
+            raise ScfmDataError(
+                f"{path} cannot be read as cell tokens ({type(err).__name__}: {err}); it is corrupt or "
+                "truncated: delete it and rerun the data job, which writes it again"
+            ) from err
 
 
 def _npz_memmap(path: str | Path, name: str) -> np.memmap:
@@ -85,11 +89,18 @@ def _npz_memmap(path: str | Path, name: str) -> np.memmap:
             raise ScfmDataError(f"{path}: {name} is compressed and cannot be memory-mapped; save it with np.savez")
         with open(path, "rb") as fh:
             fh.seek(info.header_offset)
-            local = fh.read(30)                                            # zip local file header
-            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+            local = fh.read(30)  # zip local file header
+            start = (
+                info.header_offset
+                + 30
+                + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little")
+            )
             fh.seek(start)
             version = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(fh)
             offset = fh.tell()
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
@@ -99,10 +110,10 @@ def gene_medians(adata: ad.AnnData, vocab: GeneVocab, layer: str = "counts") -> 
     """Per vocabulary token, the median over cells of the gene's nonzero CP10k-normalized
     expression (Geneformer's normalization factor); 1.0 for special tokens and genes never seen.
     float64 [len(vocab)]."""
-    matrix = sp.csc_matrix(_matrix(adata, layer), dtype=np.float64)         # [n_cells, G]
+    matrix = sp.csc_matrix(_matrix(adata, layer), dtype=np.float64)  # [n_cells, G]
     if layer == "log1p_norm":
         matrix.data = np.expm1(matrix.data)
-    total = np.asarray(matrix.sum(1)).ravel()                               # [n_cells]
+    total = np.asarray(matrix.sum(1)).ravel()  # [n_cells]
     medians = np.ones(len(vocab), dtype=np.float64)
     for column, token in enumerate(vocab.encode(adata.var_names)):
         lo, hi = matrix.indptr[column], matrix.indptr[column + 1]
@@ -112,8 +123,15 @@ def gene_medians(adata: ad.AnnData, vocab: GeneVocab, layer: str = "counts") -> 
     return medians
 
 
-def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str = "counts",
-             min_overlap: float = 0.5, chunk_size: int = 4096, medians: np.ndarray | None = None) -> CellTokens:
+def tokenize(
+    adata: ad.AnnData,
+    vocab: GeneVocab,
+    context_genes: int,
+    layer: str = "counts",
+    min_overlap: float = 0.5,
+    chunk_size: int = 4096,
+    medians: np.ndarray | None = None,
+) -> CellTokens:
     """Each cell's top-``context_genes`` expressed vocabulary genes by count (descending, ties by
     gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell.
 
@@ -140,17 +158,17 @@ def tokenize(adata: ad.AnnData, vocab: GeneVocab, context_genes: int, layer: str
     gene_ids = np.full((adata.n_obs, context_genes), PAD_ID, dtype=np.int64)
     values = np.zeros((adata.n_obs, context_genes), dtype=np.float32)
     for start in range(0, adata.n_obs, chunk_size):
-        block = matrix[start:start + chunk_size]
+        block = matrix[start : start + chunk_size]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        block = block.astype(np.float32)                                   # [n, G]
+        block = block.astype(np.float32)  # [n, G]
         total = block.sum(1, keepdims=True)
-        counts = block[:, known]                                           # [n, G_known]
+        counts = block[:, known]  # [n, G_known]
         key = counts
         if medians is not None:  # expression relative to the gene's corpus median (same per-cell total)
             key = (counts if is_counts else np.expm1(counts)) / medians[ids[known]].astype(np.float32)
         # Stable sort on -key keeps gene order among ties.
         order = np.argsort(-key, axis=1, kind="stable")[:, :context_genes]
-        top = np.take_along_axis(counts, order, axis=1)                    # [n, context]
+        top = np.take_along_axis(counts, order, axis=1)  # [n, context]
         present = top > 0
         rows = slice(start, start + len(block))
         k = order.shape[1]

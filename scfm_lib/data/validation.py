@@ -7,7 +7,7 @@ raises :class:`ScfmDataError` with a message that names the problem and the fix.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import anndata as ad
 import numpy as np
@@ -21,12 +21,17 @@ class ScfmDataError(ValueError):
 def _matrix(adata: ad.AnnData, layer: str):
     reason = adata.uns.get("scfm", {}).get("no_counts_reason") if layer == "counts" else None
     if reason:
-        raise ScfmDataError(f"this dataset holds no raw counts ({reason}); it cannot be used where counts are "
-                            "required (pretraining corpus, count-based QC): pick a dataset with raw counts, or "
-                            "tokenize its log-normalized values with tokenize(..., layer='log1p_norm')")
+        raise ScfmDataError(
+            f"this dataset holds no raw counts ({reason}); it cannot be used where counts are "
+            "required (pretraining corpus, count-based QC): pick a dataset with raw counts, or "
+            "tokenize its log-normalized values with tokenize(..., layer='log1p_norm')"
+        )
     if layer not in adata.layers:
-        hint = ('if adata.X holds raw counts, set adata.layers["counts"] = adata.X.copy()'
-                if layer == "counts" else f'store the matrix in adata.layers["{layer}"]')
+        hint = (
+            'if adata.X holds raw counts, set adata.layers["counts"] = adata.X.copy()'
+            if layer == "counts"
+            else f'store the matrix in adata.layers["{layer}"]'
+        )
         raise ScfmDataError(f"layer {layer!r} not found (layers present: {list(adata.layers)}); {hint}")
     return adata.layers[layer]
 
@@ -38,8 +43,9 @@ def _values(matrix) -> np.ndarray:
     return np.asarray(matrix).ravel()
 
 
-def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequence[str] = (),
-                    label_key: str | None = None) -> None:
+def validate_counts(
+    adata: ad.AnnData, layer: str = "counts", required_obs: Sequence[str] = (), label_key: str | None = None
+) -> None:
     """Check that ``adata.layers[layer]`` holds raw counts and that ``obs`` has the needed columns.
 
     Raises :class:`ScfmDataError` for: a missing layer, an empty matrix, NaN/Inf, negative
@@ -61,41 +67,53 @@ def validate_counts(adata: ad.AnnData, layer: str = "counts", required_obs: Sequ
     if values.dtype.kind == "f":
         if not np.isfinite(values).all():
             n_bad = int((~np.isfinite(values)).sum())
-            raise ScfmDataError(f"layer {layer!r} holds {n_bad} NaN or infinite values; counts are finite "
-                                "integers: drop or re-count the affected cells")
+            raise ScfmDataError(
+                f"layer {layer!r} holds {n_bad} NaN or infinite values; counts are finite "
+                "integers: drop or re-count the affected cells"
+            )
     if (values < 0).any():
-        raise ScfmDataError(f"layer {layer!r} holds negative values (min {values.min():g}); counts are >= 0: "
-                            "pass raw UMI/read counts, not scaled or centred data")
+        raise ScfmDataError(
+            f"layer {layer!r} holds negative values (min {values.min():g}); counts are >= 0: "
+            "pass raw UMI/read counts, not scaled or centred data"
+        )
     if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
         example = values[values != np.round(values)][:3]
-        raise ScfmDataError(f"layer {layer!r} holds non-integer values (e.g. {example.tolist()}): it looks "
-                            "normalized, log-transformed or scaled; pass raw integer counts (adata.raw or the "
-                            "original count matrix)")
+        raise ScfmDataError(
+            f"layer {layer!r} holds non-integer values (e.g. {example.tolist()}): it looks "
+            "normalized, log-transformed or scaled; pass raw integer counts (adata.raw or the "
+            "original count matrix)"
+        )
     _check_names_and_cells(adata, matrix, layer)
     _check_obs(adata, required_obs, label_key)
 
 
 def _check_not_empty(adata: ad.AnnData) -> None:
     if adata.n_obs == 0 or adata.n_vars == 0:
-        raise ScfmDataError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
-                            "check the filtering that produced it")
+        raise ScfmDataError(
+            f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); check the filtering that produced it"
+        )
 
 
 def _check_names_and_cells(adata: ad.AnnData, matrix, layer: str) -> None:
     """Unique gene and cell names, and no cell without a single nonzero value."""
     if adata.var_names.has_duplicates:
         dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
-        raise ScfmDataError(f"duplicated gene names, e.g. {dups}; call adata.var_names_make_unique() or "
-                            "sum the duplicated genes")
+        raise ScfmDataError(
+            f"duplicated gene names, e.g. {dups}; call adata.var_names_make_unique() or sum the duplicated genes"
+        )
     if adata.obs_names.has_duplicates:
         dups = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
-        raise ScfmDataError(f"duplicated cell names, e.g. {dups}; call adata.obs_names_make_unique() (or "
-                            "anndata.concat(..., index_unique='-') when stacking datasets)")
+        raise ScfmDataError(
+            f"duplicated cell names, e.g. {dups}; call adata.obs_names_make_unique() (or "
+            "anndata.concat(..., index_unique='-') when stacking datasets)"
+        )
     empty = np.flatnonzero(np.asarray((matrix != 0).sum(1)).ravel() == 0)
     if len(empty):
-        raise ScfmDataError(f"{len(empty)} of {adata.n_obs} cells are empty (no nonzero value in layer {layer!r}), "
-                            f"e.g. {adata.obs_names[empty[:3]].tolist()}: they carry no signal; drop them first, e.g. "
-                            f"adata = adata[np.asarray((adata.layers[{layer!r}] != 0).sum(1)).ravel() > 0].copy()")
+        raise ScfmDataError(
+            f"{len(empty)} of {adata.n_obs} cells are empty (no nonzero value in layer {layer!r}), "
+            f"e.g. {adata.obs_names[empty[:3]].tolist()}: they carry no signal; drop them first, e.g. "
+            f"adata = adata[np.asarray((adata.layers[{layer!r}] != 0).sum(1)).ravel() > 0].copy()"
+        )
 
 
 def check_labels(adata_or_obs, label_key: str) -> list[str]:
@@ -103,24 +121,32 @@ def check_labels(adata_or_obs, label_key: str) -> list[str]:
     missing labels (NaN) or fewer than two classes: no classifier can be trained on it."""
     obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
     if label_key not in obs.columns:
-        raise ScfmDataError(f"label column {label_key!r} not found (obs has {list(obs.columns)}); point the "
-                            "profile's data.label_key at the column that holds the cell labels")
+        raise ScfmDataError(
+            f"label column {label_key!r} not found (obs has {list(obs.columns)}); point the "
+            "profile's data.label_key at the column that holds the cell labels"
+        )
     labels = obs[label_key]
     if labels.isna().any():
-        raise ScfmDataError(f"{int(labels.isna().sum())} of {len(labels)} cells have no label (NaN) in obs[{label_key!r}]; "
-                            f"drop them (adata = adata[adata.obs[{label_key!r}].notna()].copy()) or give them a label")
+        raise ScfmDataError(
+            f"{int(labels.isna().sum())} of {len(labels)} cells have no label (NaN) in obs[{label_key!r}]; "
+            f"drop them (adata = adata[adata.obs[{label_key!r}].notna()].copy()) or give them a label"
+        )
     classes = sorted(set(labels.astype(str)))
     if len(classes) < 2:
-        raise ScfmDataError(f"obs[{label_key!r}] holds a single class ({classes}); annotation needs >= 2 classes: "
-                            "point data.label_key at a column with several cell types")
+        raise ScfmDataError(
+            f"obs[{label_key!r}] holds a single class ({classes}); annotation needs >= 2 classes: "
+            "point data.label_key at a column with several cell types"
+        )
     return classes
 
 
 def _check_obs(adata: ad.AnnData, required_obs: Sequence[str], label_key: str | None = None) -> None:
     missing = [c for c in required_obs if c not in adata.obs.columns]
     if missing:
-        raise ScfmDataError(f"obs column(s) {missing} not found (obs has {list(adata.obs.columns)}); add them "
-                            "or point the profile at the right column (e.g. data.label_key)")
+        raise ScfmDataError(
+            f"obs column(s) {missing} not found (obs has {list(adata.obs.columns)}); add them "
+            "or point the profile at the right column (e.g. data.label_key)"
+        )
     if label_key is not None:
         check_labels(adata, label_key)
 
@@ -160,7 +186,9 @@ def _validate_log1p_norm(adata: ad.AnnData, layer: str) -> None:
     matrix = _matrix(adata, layer)
     values = _values(matrix)
     if not np.isfinite(values).all() or (values < 0).any():
-        raise ScfmDataError(f"layer {layer!r} must hold finite log1p-normalized values >= 0 (found NaN/Inf or "
-                            "negative values: scaled data is not log-normalized); store log1p(CP10k) values, "
-                            "e.g. adata.raw.X of a scanpy object, not the output of sc.pp.scale")
+        raise ScfmDataError(
+            f"layer {layer!r} must hold finite log1p-normalized values >= 0 (found NaN/Inf or "
+            "negative values: scaled data is not log-normalized); store log1p(CP10k) values, "
+            "e.g. adata.raw.X of a scanpy object, not the output of sc.pp.scale"
+        )
     _check_names_and_cells(adata, matrix, layer)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import anndata as ad
 import numpy as np
@@ -33,8 +33,9 @@ class GeneVocab:
         self._index = {g: i + len(SPECIAL_TOKENS) for i, g in enumerate(genes)}
         self.medians = None if medians is None else np.asarray(medians, dtype=np.float64)
         if self.medians is not None and (self.medians.shape != (len(self),) or not (self.medians > 0).all()):
-            raise ScfmDataError(f"medians must be {len(self)} positive numbers (one per token), got shape "
-                                f"{self.medians.shape}")
+            raise ScfmDataError(
+                f"medians must be {len(self)} positive numbers (one per token), got shape {self.medians.shape}"
+            )
 
     def __len__(self) -> int:
         return len(SPECIAL_TOKENS) + len(self.genes)
@@ -53,14 +54,15 @@ class GeneVocab:
             json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes, "medians": medians}, fh)
 
     @classmethod
-    def load(cls, path: str | Path) -> "GeneVocab":
+    def load(cls, path: str | Path) -> GeneVocab:
         with open(path) as fh:
             stored = json.load(fh)
         return cls(stored["genes"], stored.get("medians"))
 
 
-def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5,
-                        layer: str | None = None) -> float:
+def check_vocab_overlap(
+    adata: ad.AnnData, vocab: GeneVocab, min_overlap: float = 0.5, layer: str | None = None
+) -> float:
     """The share of the data's genes in the vocabulary; below ``min_overlap`` is an error.
 
     With ``layer``, only genes detected in at least one cell count: a count table listing every
@@ -76,24 +78,36 @@ def check_vocab_overlap(adata: ad.AnnData, vocab: GeneVocab, min_overlap: float 
         missing = [n for n, i in zip(names, vocab.encode(names)) if i < 0][:5]
         data_ensembl = any(str(n).startswith("ENS") for n in names[:50])
         if data_ensembl and not any(g.startswith("ENS") for g in vocab.genes[:50]):
-            hint = ("The data has Ensembl IDs, the vocabulary gene symbols: map them first with "
-                    "scfm_lib.genes.harmonize_genes(adata, id_map=scfm_lib.datasets.load_mapping('gencode_v44_id2name')).")
+            hint = (
+                "The data has Ensembl IDs, the vocabulary gene symbols: map them first with "
+                "scfm_lib.genes.harmonize_genes(adata, id_map=scfm_lib.datasets.load_mapping('gencode_v44_id2name'))."
+            )
         elif not data_ensembl and any(g.startswith("ENS") for g in vocab.genes[:50]):
-            hint = ("The data has gene symbols, the vocabulary Ensembl IDs: map them first with "
-                    "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>)).")
+            hint = (
+                "The data has gene symbols, the vocabulary Ensembl IDs: map them first with "
+                "scfm_lib.genes.map_genes(adata, scfm_lib.genes.read_mapping(<symbol,Ensembl ID csv>))."
+            )
         elif vocab.overlap(_case_matched(names, vocab)) >= min_overlap:
-            hint = ("The names match the vocabulary when case is ignored (e.g. 'Cd3e' for 'CD3E': mouse-style or "
-                    "lower-case symbols): map them to the vocabulary's case or, for mouse data, to human orthologs with "
-                    "scfm_lib.genes.harmonize_genes(adata, orthologs=<mouse -> human symbol dict>), e.g. the inverse of "
-                    "scfm_lib.datasets.load_mapping('ensembl105_human2mouse').")
+            hint = (
+                "The names match the vocabulary when case is ignored (e.g. 'Cd3e' for 'CD3E': mouse-style or "
+                "lower-case symbols): map them to the vocabulary's case or, for mouse data, to human orthologs with "
+                "scfm_lib.genes.harmonize_genes(adata, orthologs=<mouse -> human symbol dict>), e.g. the inverse of "
+                "scfm_lib.datasets.load_mapping('ensembl105_human2mouse')."
+            )
         elif vocab.overlap([strip_ensembl_version(n) for n in names]) >= min_overlap:
-            hint = ("The names match the vocabulary once their version suffix is dropped (e.g. 'ENSG00000010610.10'): "
-                    "strip it with scfm_lib.genes.map_genes, which removes Ensembl versions, or rename var_names.")
+            hint = (
+                "The names match the vocabulary once their version suffix is dropped (e.g. 'ENSG00000010610.10'): "
+                "strip it with scfm_lib.genes.map_genes, which removes Ensembl versions, or rename var_names."
+            )
         else:
-            hint = ("Check that the data is of the species and gene annotation the model was pretrained on "
-                    "(scfm_lib.genes.harmonize_genes maps IDs and orthologs), or use a model whose vocabulary covers it.")
-        raise ScfmDataError(f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
-                            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}. {hint}")
+            hint = (
+                "Check that the data is of the species and gene annotation the model was pretrained on "
+                "(scfm_lib.genes.harmonize_genes maps IDs and orthologs), or use a model whose vocabulary covers it."
+            )
+        raise ScfmDataError(
+            f"only {share:.1%} of the data's detected genes ({found} of {len(names)}) are in the model's "
+            f"vocabulary (need {min_overlap:.0%}); missing e.g. {missing}. {hint}"
+        )
     return share
 
 

@@ -69,7 +69,7 @@ def rare_last_order(is_rare: np.ndarray, seed: int) -> np.ndarray:
 def nested_prefixes(order: np.ndarray, fractions, n_cells: int) -> dict[float, np.ndarray]:
     """Sorted cell indices per fraction: the first ``round(f * n_cells)`` cells of ``order``
     (at least one for ``f > 0``), as :func:`scfm_lib.data.nested_subsets` cuts its permutation."""
-    return {float(f): np.sort(order[:0 if f == 0 else max(1, int(round(float(f) * n_cells)))]) for f in fractions}
+    return {float(f): np.sort(order[: 0 if f == 0 else max(1, int(round(float(f) * n_cells)))]) for f in fractions}
 
 
 def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -108,13 +108,14 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
     model_config = profile.model_config(vocab_size=len(vocab), family=family)
     pretrained = [f for f in profile.fractions if f > 0]
     ends = sorted({min(pretrained), max(pretrained)})
-    classes, (y_train, y_test) = data.encode_labels(obs[profile.data.label_key].to_numpy()[split["train"]],
-                                                    obs[profile.data.label_key].to_numpy()[split["test"]])
+    classes, (y_train, y_test) = data.encode_labels(
+        obs[profile.data.label_key].to_numpy()[split["train"]], obs[profile.data.label_key].to_numpy()[split["test"]]
+    )
     data_hashes = io.read_json(results.metrics_path(results_dir, "data", "datasets"))["provenance"]["data_sha256"]
     payloads = []
     for fraction in ends:
         seeds = profile.seeds_at(fraction)
-        for seed in seeds[:profile.study.negative_seeds or len(seeds)]:
+        for seed in seeds[: profile.study.negative_seeds or len(seeds)]:
             started = time.perf_counter()
             name = f"{family}_f{fraction}_s{seed}"
             subset = data.nested_subsets(len(corpus_tokens), [fraction], seed=seed)[fraction]
@@ -124,17 +125,38 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
             model = train.load_checkpoint(out_dir)
             Z = {s: train.embed(model, tokens.subset(split[s])) for s in ("train", "test")}
             y_probe = evaluate.linear_probe(Z["train"], y_train, Z["test"], seed=seed)
-            records = [{"mode": "linear_probe", "metric": "macro_f1", "value": metrics.macro_f1(y_test, y_probe)},
-                       {"mode": "pretrain", "metric": "val_loss", "value": float(outcome["val_loss"])}]
-            payloads.append(results.write_metrics(
-                results.metrics_path(results_dir, NEGATIVE, name), kind=NEGATIVE, name=name,
-                run={"family": family, "fraction": fraction, "seed": seed, "n_pretrain_cells": len(subset),
-                     "control": "negative"},
-                records=records, parameters={"profile": profile.name, "model": model_config.to_dict(),
-                                             "pretrain": cfg.__dict__, "permutation_seed": profile.data.seed},
-                data_hashes=data_hashes,
-                extra={"seconds": time.perf_counter() - started, "history": outcome["history"],
-                       "best_step": outcome.get("best_step"), "steps": outcome["step"]}))
+            records = [
+                {"mode": "linear_probe", "metric": "macro_f1", "value": metrics.macro_f1(y_test, y_probe)},
+                {"mode": "pretrain", "metric": "val_loss", "value": float(outcome["val_loss"])},
+            ]
+            payloads.append(
+                results.write_metrics(
+                    results.metrics_path(results_dir, NEGATIVE, name),
+                    kind=NEGATIVE,
+                    name=name,
+                    run={
+                        "family": family,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "n_pretrain_cells": len(subset),
+                        "control": "negative",
+                    },
+                    records=records,
+                    parameters={
+                        "profile": profile.name,
+                        "model": model_config.to_dict(),
+                        "pretrain": cfg.__dict__,
+                        "permutation_seed": profile.data.seed,
+                    },
+                    data_hashes=data_hashes,
+                    extra={
+                        "seconds": time.perf_counter() - started,
+                        "history": outcome["history"],
+                        "best_step": outcome.get("best_step"),
+                        "steps": outcome["step"],
+                    },
+                )
+            )
     return payloads
 
 
@@ -149,8 +171,10 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
     corpus_obs = ad.read_h5ad(data_dir / "corpus.h5ad", backed="r").obs
     train_obs = corpus_obs[corpus_obs["pretrain_split"].astype(str) == "train"]
     if "cell_subtype" not in train_obs:
-        raise ValueError("the positive control needs the synthetic atlas' cell_subtype column; set "
-                         "study.positive_control: false for a corpus without subtypes")
+        raise ValueError(
+            "the positive control needs the synthetic atlas' cell_subtype column; set "
+            "study.positive_control: false for a corpus without subtypes"
+        )
     is_rare = train_obs["cell_subtype"].astype(str).str.endswith("b").to_numpy()
     corpus_bag = evaluate.token_bag(data.CellTokens.load(data_dir / "tokens" / family / "corpus_train.npz"), len(vocab))
     bag = evaluate.token_bag(tokens, len(vocab))
@@ -169,17 +193,37 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
         for fraction, cells in nested_prefixes(order, fractions, len(order)).items():
             n_pcs = min(profile.study.positive_n_pcs, len(cells) - 1, corpus_bag.shape[1])
             pca = PCA(n_components=n_pcs, random_state=seed).fit(corpus_bag[cells])
-            y_probe = evaluate.linear_probe(pca.transform(bag[labelled]), y_train, pca.transform(bag[split["test"]]),
-                                            seed=seed)
+            y_probe = evaluate.linear_probe(
+                pca.transform(bag[labelled]), y_train, pca.transform(bag[split["test"]]), seed=seed
+            )
             name = f"{family}_f{fraction}_s{seed}"
-            payloads.append(results.write_metrics(
-                results.metrics_path(results_dir, POSITIVE, name), kind=POSITIVE, name=name,
-                run={"family": family, "fraction": fraction, "seed": seed, "n_pretrain_cells": int(len(cells)),
-                     "control": "positive"},
-                records=[{"mode": "linear_probe", "metric": "macro_f1_subtype", "value": metrics.macro_f1(y_test, y_probe)},
-                         {"mode": "finetune", "metric": "macro_f1_subtype", "value": blind}],
-                parameters={"profile": profile.name, "n_pcs": n_pcs,
-                            "labels_per_class": profile.study.positive_labels_per_class},
-                data_hashes=data_hashes,
-                extra={"rare_cells_in_corpus": int(is_rare[cells].sum()), "n_subtypes": len(classes)}))
+            payloads.append(
+                results.write_metrics(
+                    results.metrics_path(results_dir, POSITIVE, name),
+                    kind=POSITIVE,
+                    name=name,
+                    run={
+                        "family": family,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "n_pretrain_cells": int(len(cells)),
+                        "control": "positive",
+                    },
+                    records=[
+                        {
+                            "mode": "linear_probe",
+                            "metric": "macro_f1_subtype",
+                            "value": metrics.macro_f1(y_test, y_probe),
+                        },
+                        {"mode": "finetune", "metric": "macro_f1_subtype", "value": blind},
+                    ],
+                    parameters={
+                        "profile": profile.name,
+                        "n_pcs": n_pcs,
+                        "labels_per_class": profile.study.positive_labels_per_class,
+                    },
+                    data_hashes=data_hashes,
+                    extra={"rare_cells_in_corpus": int(is_rare[cells].sum()), "n_subtypes": len(classes)},
+                )
+            )
     return payloads

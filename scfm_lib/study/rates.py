@@ -45,22 +45,43 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
             model = train.load_checkpoint(Path(results_dir) / "checkpoints" / run_id(fraction, seed, family))
             best = None
             for rate in profile.study.rate_candidates:
-                cfg = profile.finetune_config(seed=profile.study.finetune_seeds[0], regime=regime, **{field: float(rate)})
-                _, log = train.finetune_classifier(model, tokens.subset(split["train"]), y_train,
-                                                   tokens.subset(split["val"]), y_val, len(classes), cfg)
-                trials.append({"regime": regime, "fraction": fraction, "seed": seed, "field": field, "rate": float(rate),
-                               "best_val_loss": log["best_val_loss"], "best_step": log["best_step"],
-                               "steps_run": log["steps_run"]})
+                cfg = profile.finetune_config(
+                    seed=profile.study.finetune_seeds[0], regime=regime, **{field: float(rate)}
+                )
+                _, log = train.finetune_classifier(
+                    model, tokens.subset(split["train"]), y_train, tokens.subset(split["val"]), y_val, len(classes), cfg
+                )
+                trials.append(
+                    {
+                        "regime": regime,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "field": field,
+                        "rate": float(rate),
+                        "best_val_loss": log["best_val_loss"],
+                        "best_step": log["best_step"],
+                        "steps_run": log["steps_run"],
+                    }
+                )
                 if best is None or log["best_val_loss"] < best[1]:
                     best = (float(rate), log["best_val_loss"])
             chosen[regime][str(float(fraction))] = best[0]
     data_hashes = io.read_json(results.metrics_path(results_dir, "data", "datasets"))["provenance"]["data_sha256"]
-    records = [{"mode": "rate", "metric": f"{regime}_f{fraction}", "value": rate}
-               for regime, by in chosen.items() for fraction, rate in by.items()]
+    records = [
+        {"mode": "rate", "metric": f"{regime}_f{fraction}", "value": rate}
+        for regime, by in chosen.items()
+        for fraction, rate in by.items()
+    ]
     return results.write_metrics(
-        results.metrics_path(results_dir, KIND, family), kind=KIND, name=family, run={"family": family},
-        records=records, parameters={"profile": profile.name, "candidates": profile.study.rate_candidates},
-        data_hashes=data_hashes, extra={"chosen": chosen, "trials": trials, "seconds": time.perf_counter() - started})
+        results.metrics_path(results_dir, KIND, family),
+        kind=KIND,
+        name=family,
+        run={"family": family},
+        records=records,
+        parameters={"profile": profile.name, "candidates": profile.study.rate_candidates},
+        data_hashes=data_hashes,
+        extra={"chosen": chosen, "trials": trials, "seconds": time.perf_counter() - started},
+    )
 
 
 def chosen_rate(results_dir: str | Path, family: str, regime: str, fraction: float) -> dict:
@@ -68,6 +89,8 @@ def chosen_rate(results_dir: str | Path, family: str, regime: str, fraction: flo
     ``profile.finetune_config``; a clear error when the rates job has not run."""
     path = results.metrics_path(results_dir, KIND, family)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the finetuning rates of {family} are chosen by the workflow's "
-                                f"'rates' job; run snakemake ... {path}")
+        raise FileNotFoundError(
+            f"{path} is missing: the finetuning rates of {family} are chosen by the workflow's "
+            f"'rates' job; run snakemake ... {path}"
+        )
     return {rate_field(regime): io.read_json(path)["extra"]["chosen"][regime][str(float(fraction))]}

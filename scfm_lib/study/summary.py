@@ -41,6 +41,7 @@ def task_words(profile: Profile, task: str) -> str:
 
 def format_estimate(e: dict, digits: int = 3, unit: str = "") -> str:
     """``+0.012 (95% CI -0.003 to +0.027, 8 seeds)``: an estimate with its interval, in words."""
+
     def number(key: str) -> float:  # JSON writes NaN as null
         value = (e or {}).get(key)
         return float("nan") if value is None else float(value)
@@ -50,8 +51,10 @@ def format_estimate(e: dict, digits: int = 3, unit: str = "") -> str:
     unit = f" {unit}" if unit else ""
     if not np.isfinite(number("ci_low")):
         return f"{e['mean']:+.{digits}f}{unit} (no interval: {e.get('n', 0)} seed(s))"
-    return (f"{e['mean']:+.{digits}f}{unit} ({e['ci']:.0%} CI {e['ci_low']:+.{digits}f} to "
-            f"{e['ci_high']:+.{digits}f}, {e['n']} seeds)")
+    return (
+        f"{e['mean']:+.{digits}f}{unit} ({e['ci']:.0%} CI {e['ci_low']:+.{digits}f} to "
+        f"{e['ci_high']:+.{digits}f}, {e['n']} seeds)"
+    )
 
 
 def _series(records: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
@@ -61,14 +64,21 @@ def _series(records: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
 
 def _context_free(results_dir: Path, family: str, mask_ratio: float) -> float:
     tokens = Path(results_dir) / "data" / "tokens" / family
-    return gates.context_free_loss(data.CellTokens.load(tokens / "corpus_train.npz"),
-                                   data.CellTokens.load(tokens / "corpus_val.npz"), family, mask_ratio)
+    return gates.context_free_loss(
+        data.CellTokens.load(tokens / "corpus_train.npz"),
+        data.CellTokens.load(tokens / "corpus_val.npz"),
+        family,
+        mask_ratio,
+    )
 
 
 def _convergence(results_dir: Path, family: str) -> dict:
     """How many pretraining runs stopped early (converged) and how many reached the step cap."""
-    runs = [p for p in results.load_payloads(results_dir, "pretrain")
-            if p["run"]["family"] == family and p["run"]["fraction"] > 0]
+    runs = [
+        p
+        for p in results.load_payloads(results_dir, "pretrain")
+        if p["run"]["family"] == family and p["run"]["fraction"] > 0
+    ]
     capped = [p["name"] for p in runs if p["extra"].get("capped")]
     return {"runs": len(runs), "capped": len(capped), "capped_runs": capped}
 
@@ -79,8 +89,12 @@ def _margin(records: pd.DataFrame, baselines: pd.DataFrame, metric: str, n_class
     ceiling_rows = baselines[(baselines["mode"] == "hvg_logreg") & (baselines["metric"] == "macro_f1")]
     ceiling = float(ceiling_rows["value"].iloc[0]) if len(ceiling_rows) else 1.0
     chance = 1.0 / n_classes
-    return {"margin": endpoints.equivalence_margin(metric, chance=chance, ceiling=ceiling),
-            "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
+    return {
+        "margin": endpoints.equivalence_margin(metric, chance=chance, ceiling=ceiling),
+        "chance": chance,
+        "ceiling": ceiling,
+        "share": endpoints.MARGIN_SHARE,
+    }
 
 
 def _task_margin(data_record: dict, task: str, family: str) -> dict:
@@ -88,22 +102,29 @@ def _task_margin(data_record: dict, task: str, family: str) -> dict:
     on all of its genes (the data job's context ceiling, test cells)."""
     report = data_record["extra"]["tasks"][task]
     chance, ceiling = 1.0 / len(report["classes"]), float(report["context_ceiling"][family]["all_genes"])
-    return {"margin": endpoints.equivalence_margin(tasks.metric(task), chance=chance, ceiling=ceiling),
-            "chance": chance, "ceiling": ceiling, "share": endpoints.MARGIN_SHARE}
+    return {
+        "margin": endpoints.equivalence_margin(tasks.metric(task), chance=chance, ceiling=ceiling),
+        "chance": chance,
+        "ceiling": ceiling,
+        "share": endpoints.MARGIN_SHARE,
+    }
 
 
-def family_summary(profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame,
-                   data_record: dict) -> dict:
+def family_summary(
+    profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame, data_record: dict
+) -> dict:
     """Gates, controls, D and the verdict of one family, for every task its records hold
     (``data_record``: the data job's record, which holds each task of its own's classes and ceiling)."""
     ci = profile.stats.ci
     evaluated = results.load_records(results_dir, kinds=("evaluate",), family=family)
     pretrained = results.load_records(results_dir, kinds=("pretrain",), family=family)
     context_free = _context_free(results_dir, family, profile.pretrain_config().mask_ratio)
-    gate0 = gates.pretraining_gate(_series(pretrained, "pretrain", "val_loss"), context_free,
-                                   profile.study.gate_margin, ci)
-    classes = next(p["extra"]["classes"] for p in results.load_payloads(results_dir, "evaluate")
-                   if p["run"]["family"] == family)
+    gate0 = gates.pretraining_gate(
+        _series(pretrained, "pretrain", "val_loss"), context_free, profile.study.gate_margin, ci
+    )
+    classes = next(
+        p["extra"]["classes"] for p in results.load_payloads(results_dir, "evaluate") if p["run"]["family"] == family
+    )
     margin = _margin(evaluated, baselines, "macro_f1", len(classes))
     out = {"gate0": gate0, "convergence": _convergence(results_dir, family), "margin": margin, "tasks": {}}
 
@@ -113,15 +134,24 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
         estimate = endpoints.paired_estimate(gain.to_numpy(), ci).to_dict()
         eq = endpoints.equivalence(None, margin["margin"], differences=gain.to_numpy())
         loss = _series(negative, "pretrain", "val_loss").groupby("fraction")["value"].mean()
-        out["negative_control"] = {"gain_frozen": estimate, "equivalence": eq, "equivalent": eq["equivalent"],
-                                   "val_loss_by_fraction": {float(f): float(v) for f, v in loss.items()},
-                                   "context_free_loss": context_free}
+        out["negative_control"] = {
+            "gain_frozen": estimate,
+            "equivalence": eq,
+            "equivalent": eq["equivalent"],
+            "val_loss_by_fraction": {float(f): float(v) for f, v in loss.items()},
+            "context_free_loss": context_free,
+        }
     positive = _control(results_dir, POSITIVE, family)
     if positive is not None:
-        contrast = endpoints.masking_contrast(_series(positive, FROZEN_MODE, "macro_f1_subtype"),
-                                              _series(positive, FINETUNED_MODE, "macro_f1_subtype"), ci)
-        out["positive_control"] = {**contrast, "detected": bool(contrast["gain_frozen"]["ci_low"] > 0
-                                                                and contrast["D"]["ci_low"] > 0)}
+        contrast = endpoints.masking_contrast(
+            _series(positive, FROZEN_MODE, "macro_f1_subtype"),
+            _series(positive, FINETUNED_MODE, "macro_f1_subtype"),
+            ci,
+        )
+        out["positive_control"] = {
+            **contrast,
+            "detected": bool(contrast["gain_frozen"]["ci_low"] > 0 and contrast["D"]["ci_low"] > 0),
+        }
     positive_ok = out.get("positive_control", {}).get("detected", True)
     negative_ok = out.get("negative_control", {}).get("equivalent", True)
 
@@ -133,11 +163,23 @@ def family_summary(profile: Profile, results_dir: Path, family: str, baselines: 
         task_margin = _task_margin(data_record, task, family) if task in profile.data.tasks else margin
         gate1 = gates.representation_gate(frozen, ci)
         contrast = endpoints.masking_contrast(frozen, finetuned, ci)
-        call = gates.verdict(gate0, gate1, contrast, task_margin["margin"], positive_ok, negative_ok, profile.study.power)
-        result = {"metric": metric, "task": task_words(profile, task), "frozen_mode": FROZEN_MODE,
-                  "finetuned_mode": FINETUNED_MODE, "margin": task_margin, "gate1": gate1, **contrast, **call,
-                  "mean_by_fraction": {mode: {float(f): float(v) for f, v in s.groupby("fraction")["value"].mean().items()}
-                                       for mode, s in ((FROZEN_MODE, frozen), (FINETUNED_MODE, finetuned))}}
+        call = gates.verdict(
+            gate0, gate1, contrast, task_margin["margin"], positive_ok, negative_ok, profile.study.power
+        )
+        result = {
+            "metric": metric,
+            "task": task_words(profile, task),
+            "frozen_mode": FROZEN_MODE,
+            "finetuned_mode": FINETUNED_MODE,
+            "margin": task_margin,
+            "gate1": gate1,
+            **contrast,
+            **call,
+            "mean_by_fraction": {
+                mode: {float(f): float(v) for f, v in s.groupby("fraction")["value"].mean().items()}
+                for mode, s in ((FROZEN_MODE, frozen), (FINETUNED_MODE, finetuned))
+            },
+        }
         result["sentence"] = sentence(family, result, gate0)
         out["tasks"][task] = result
     return out
@@ -157,16 +199,22 @@ def sentence(family: str, task: dict, gate0: dict) -> str:
     if task["verdict"] == "nothing to mask":
         if not gate0["passed"]:
             loss = gate0["loss_by_fraction"][max(gate0["loss_by_fraction"])]
-            return (f"{head}: {task['reason']} (largest corpus {loss:.4g} against {gate0['context_free_loss']:.4g} for "
-                    f"the context-free predictor; drop from the smallest corpus "
-                    f"{format_estimate(gate0['drop_smallest_to_largest'], 4)}).")
+            return (
+                f"{head}: {task['reason']} (largest corpus {loss:.4g} against {gate0['context_free_loss']:.4g} for "
+                f"the context-free predictor; drop from the smallest corpus "
+                f"{format_estimate(gate0['drop_smallest_to_largest'], 4)})."
+            )
         g = task["gate1"]
-        return (f"{head}: {task['reason']} (largest corpus minus random init "
-                f"{format_estimate(g['largest_minus_random_init'])}; minus the smallest corpus "
-                f"{format_estimate(g['largest_minus_smallest'])} macro-F1). D would be {D}.")
+        return (
+            f"{head}: {task['reason']} (largest corpus minus random init "
+            f"{format_estimate(g['largest_minus_random_init'])}; minus the smallest corpus "
+            f"{format_estimate(g['largest_minus_smallest'])} macro-F1). D would be {D}."
+        )
     if task["verdict"] == "inconclusive":
-        return (f"{head}: D = {D}; the design could detect D of {task['detectable_D']:.3f} with 80% power, and "
-                f"the equivalence margin is +-{task['equivalence']['margin']:.3f}.")
+        return (
+            f"{head}: D = {D}; the design could detect D of {task['detectable_D']:.3f} with 80% power, and "
+            f"the equivalence margin is +-{task['equivalence']['margin']:.3f}."
+        )
     return f"{head}: D = {D} ({task['reason']})."
 
 
@@ -192,15 +240,28 @@ def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
             slopes = _seed_slopes(pretrained)
             s = endpoints.paired_estimate(slopes, profile.stats.ci)
             linear = bool(np.isnan(fit["p"]) or fit["p"] >= 0.05)
-            rows.append({"family": family, "mode": mode, "metric": metric, "n_seeds": g.n,
-                         "gain": g.mean, "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "p": g.p_t,
-                         "lack_of_fit_F": fit["F"], "lack_of_fit_p": fit["p"], "linear": linear,
-                         "slope": s.mean if linear else np.nan,
-                         "slope_ci_low": s.ci_low if linear else np.nan,
-                         "slope_ci_high": s.ci_high if linear else np.nan})
+            rows.append(
+                {
+                    "family": family,
+                    "mode": mode,
+                    "metric": metric,
+                    "n_seeds": g.n,
+                    "gain": g.mean,
+                    "gain_ci_low": g.ci_low,
+                    "gain_ci_high": g.ci_high,
+                    "p": g.p_t,
+                    "lack_of_fit_F": fit["F"],
+                    "lack_of_fit_p": fit["p"],
+                    "linear": linear,
+                    "slope": s.mean if linear else np.nan,
+                    "slope_ci_low": s.ci_low if linear else np.nan,
+                    "slope_ci_high": s.ci_high if linear else np.nan,
+                }
+            )
     table = pd.DataFrame(rows)
     if len(table):
         from scfm_lib import stats
+
         table["p_holm"] = stats.adjust_pvalues(table["p"].to_numpy(), "holm")
     return table
 
@@ -230,22 +291,38 @@ def data_summary(profile: Profile, data_record: dict) -> dict:
     ood_split = "every cell whose type the annotation task trains on, scored with its classifiers (never trained on)"
     if d.ood_label_map:
         ood_split += f"; labels mapped onto {d.downstream}'s names ({len(d.ood_label_map)} types)"
-    narrow = {"annotation": {"words": d.task_words["annotation"],
-                             "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
-                             "cells": int(values["downstream_cells"]),
-                             "reserved_from_corpus_dataset": bool(d.downstream_cells),
-                             "split": split, "split_cells": extra.get("downstream_split_cells")}}
+    narrow = {
+        "annotation": {
+            "words": d.task_words["annotation"],
+            "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
+            "cells": int(values["downstream_cells"]),
+            "reserved_from_corpus_dataset": bool(d.downstream_cells),
+            "split": split,
+            "split_cells": extra.get("downstream_split_cells"),
+        }
+    }
     if values.get("ood_cells"):
-        narrow["annotation_ood"] = {"words": d.task_words["annotation_ood"],
-                                    "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
-                                    "cells": int(values["ood_cells"]), "split": ood_split}
-    for name, report in extra.get("tasks", {}).items():   # tasks of their own (data.tasks)
-        narrow[name] = {"words": report["words"], "dataset": report["dataset"], "cells": int(report["cells"]),
-                        "split": report["split"], "split_cells": report["split_cells"], "classes": report["classes"],
-                        "dropped_classes": report["dropped_classes"],
-                        "genes_in_vocabulary": {"as_read": report["harmonization"]["share_before"],
-                                                "harmonized": report["harmonization"]["share_after"]},
-                        "context_ceiling": report["context_ceiling"]}
+        narrow["annotation_ood"] = {
+            "words": d.task_words["annotation_ood"],
+            "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
+            "cells": int(values["ood_cells"]),
+            "split": ood_split,
+        }
+    for name, report in extra.get("tasks", {}).items():  # tasks of their own (data.tasks)
+        narrow[name] = {
+            "words": report["words"],
+            "dataset": report["dataset"],
+            "cells": int(report["cells"]),
+            "split": report["split"],
+            "split_cells": report["split_cells"],
+            "classes": report["classes"],
+            "dropped_classes": report["dropped_classes"],
+            "genes_in_vocabulary": {
+                "as_read": report["harmonization"]["share_before"],
+                "harmonized": report["harmonization"]["share_after"],
+            },
+            "context_ceiling": report["context_ceiling"],
+        }
     return {
         "source": d.source,
         "corpus": list(d.corpus) if registry else "synthetic atlas (scfm_lib.atlas)",
@@ -264,25 +341,36 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
     ends = [min(pretrained), max(pretrained)]
     model_config = profile.model_config(vocab_size=16)
     data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets"))
-    families = {family: family_summary(profile, results_dir, family, baselines, data_record)
-                for family in profile.families}
+    families = {
+        family: family_summary(profile, results_dir, family, baselines, data_record) for family in profile.families
+    }
     secondary = secondary_endpoints(profile, results_dir)
     return {
-        "profile": profile.name, "title": profile.title,
+        "profile": profile.name,
+        "title": profile.title,
         "data": data_summary(profile, data_record),
-        "design": {"pretrain_budget": profile.pretrain_config().budget, "max_steps": profile.pretrain_config().max_steps,
-                   "readout": {"layer": model_config.readout_layer, "pooling": model_config.pooling},
-                   "fractions": profile.fractions, "seeds": profile.seeds,
-                   "seeds_by_fraction": {str(k): v for k, v in profile.seeds_by_fraction.items()},
-                   "endpoint_fractions": ends,
-                   "n_seeds_at_endpoints": min(len(profile.seeds_at(f)) for f in ends + [0.0]
-                                               if f in profile.fractions),
-                   "finetune_seeds": profile.study.finetune_seeds, "gate_margin": profile.study.gate_margin,
-                   "margin_share": endpoints.MARGIN_SHARE, "power": profile.study.power, "ci": profile.stats.ci,
-                   "context_genes": profile.data.context_genes},
+        "design": {
+            "pretrain_budget": profile.pretrain_config().budget,
+            "max_steps": profile.pretrain_config().max_steps,
+            "readout": {"layer": model_config.readout_layer, "pooling": model_config.pooling},
+            "fractions": profile.fractions,
+            "seeds": profile.seeds,
+            "seeds_by_fraction": {str(k): v for k, v in profile.seeds_by_fraction.items()},
+            "endpoint_fractions": ends,
+            "n_seeds_at_endpoints": min(len(profile.seeds_at(f)) for f in ends + [0.0] if f in profile.fractions),
+            "finetune_seeds": profile.study.finetune_seeds,
+            "gate_margin": profile.study.gate_margin,
+            "margin_share": endpoints.MARGIN_SHARE,
+            "power": profile.study.power,
+            "ci": profile.stats.ci,
+            "context_genes": profile.data.context_genes,
+        },
         "families": families,
-        "verdicts": [{"family": f, "task": t, "verdict": r["verdict"], "sentence": r["sentence"]}
-                     for f, s in families.items() for t, r in s["tasks"].items()],
+        "verdicts": [
+            {"family": f, "task": t, "verdict": r["verdict"], "sentence": r["sentence"]}
+            for f, s in families.items()
+            for t, r in s["tasks"].items()
+        ],
         "secondary": secondary.to_dict("records"),
         "provenance": io.provenance({"profile": profile.name}, data_record["provenance"]["data_sha256"]),
     }
@@ -297,8 +385,11 @@ def write_summary(profile: Profile, results_dir: str | Path, book_dir: str | Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m scfm_lib.study.summary", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scfm_lib.study.summary",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--profile", required=True)
     parser.add_argument("--profiles-dir", default=None)
     parser.add_argument("--results-dir", required=True)

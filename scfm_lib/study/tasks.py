@@ -51,7 +51,9 @@ def read_task_dataset(spec: TaskSpec):
     """The task's registered dataset, its genes mapped to human symbols, and the harmonization
     inputs (``id_map``, ``orthologs``) used, for :func:`scfm_lib.genes.harmonization_report`."""
     as_read = datasets.load(spec.dataset)
-    id_map = datasets.load_mapping("gencode_v44_id2name") if genes.identifier_kind(as_read.var_names) == "ensembl" else None
+    id_map = (
+        datasets.load_mapping("gencode_v44_id2name") if genes.identifier_kind(as_read.var_names) == "ensembl" else None
+    )
     orthologs = genes.invert_orthologs(datasets.load_mapping(spec.orthologs)) if spec.orthologs else None
     return as_read, genes.harmonize_genes(as_read, id_map=id_map, orthologs=orthologs), id_map, orthologs
 
@@ -75,12 +77,15 @@ def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.n
         ``cells``, ``classes`` (kept), ``dropped_classes`` ({class: training cells}), ``split_cells``.
     """
     if spec.label_key not in obs:
-        raise data.ScfmDataError(f"task on {spec.dataset!r}: obs has no label column {spec.label_key!r} "
-                                 f"(it has {list(obs.columns)}); set label_key in the profile's data.tasks")
+        raise data.ScfmDataError(
+            f"task on {spec.dataset!r}: obs has no label column {spec.label_key!r} "
+            f"(it has {list(obs.columns)}); set label_key in the profile's data.tasks"
+        )
     labelled = np.flatnonzero(obs[spec.label_key].notna().to_numpy())
     sub = obs.iloc[labelled]
-    parts = data.split_cells(sub, by=spec.split_by or None, seed=seed, stratify=spec.label_key,
-                             test_groups=spec.test_groups or None)
+    parts = data.split_cells(
+        sub, by=spec.split_by or None, seed=seed, stratify=spec.label_key, test_groups=spec.test_groups or None
+    )
     split = np.empty(len(sub), dtype=object)
     for name, idx in parts.items():
         split[idx] = name
@@ -88,24 +93,33 @@ def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.n
     train_counts = pd.Series(labels[split == "train"]).value_counts()
     kept_classes = sorted(train_counts.index[train_counts >= spec.min_class_cells])
     if len(kept_classes) < 2:
-        raise data.ScfmDataError(f"task on {spec.dataset!r}: {len(kept_classes)} class(es) have >= {spec.min_class_cells} "
-                                 f"training cells ({train_counts.to_dict()}); lower min_class_cells or choose another split")
+        raise data.ScfmDataError(
+            f"task on {spec.dataset!r}: {len(kept_classes)} class(es) have >= {spec.min_class_cells} "
+            f"training cells ({train_counts.to_dict()}); lower min_class_cells or choose another split"
+        )
     kept = np.isin(labels, kept_classes)
     split = split[kept].astype(str)
-    report = {"cells": int(kept.sum()), "classes": kept_classes,
-              "dropped_classes": {c: int(n) for c, n in train_counts.items() if c not in kept_classes},
-              "split_cells": {s: int((split == s).sum()) for s in SPLITS}}
+    report = {
+        "cells": int(kept.sum()),
+        "classes": kept_classes,
+        "dropped_classes": {c: int(n) for c, n in train_counts.items() if c not in kept_classes},
+        "split_cells": {s: int((split == s).sum()) for s in SPLITS},
+    }
     for s in ("train", "test"):
         if report["split_cells"][s] == 0:
-            raise data.ScfmDataError(f"task on {spec.dataset!r}: the {s} split is empty after keeping classes "
-                                     f"{kept_classes}; check split_by / test_groups")
+            raise data.ScfmDataError(
+                f"task on {spec.dataset!r}: the {s} split is empty after keeping classes "
+                f"{kept_classes}; check split_by / test_groups"
+            )
     return labelled[kept], split, report
 
 
 def group_split_words(split_by: str, test_groups, label_key: str) -> str:
     """A split whose test cells are whole groups, in words (a task's, or the downstream dataset's)."""
-    return (f"whole {split_by} groups: test = {', '.join(map(str, test_groups))}; train and validation "
-            f"from the other groups, stratified by {label_key}")
+    return (
+        f"whole {split_by} groups: test = {', '.join(map(str, test_groups))}; train and validation "
+        f"from the other groups, stratified by {label_key}"
+    )
 
 
 def split_words(spec: TaskSpec) -> str:
@@ -115,8 +129,9 @@ def split_words(spec: TaskSpec) -> str:
     return f"random cells, stratified by {spec.label_key} (60/20/20)"
 
 
-def prepare_task(name: str, spec: TaskSpec, vocab: GeneVocab, families, context_genes: int, data_dir: str | Path,
-                 seed: int = 0) -> dict:
+def prepare_task(
+    name: str, spec: TaskSpec, vocab: GeneVocab, families, context_genes: int, data_dir: str | Path, seed: int = 0
+) -> dict:
     """The data job's part of a task: read, harmonize, split, tokenize, write (see the module docstring).
 
     Parameters
@@ -152,29 +167,46 @@ def prepare_task(name: str, spec: TaskSpec, vocab: GeneVocab, families, context_
     _, (y_train, y_test) = data.encode_labels(labels[index["train"]], labels[index["test"]])
     ceilings = {}
     for family in families:
-        tokens = data.tokenize(adata, vocab, context_genes, layer=layer, min_overlap=spec.min_vocab_overlap,
-                               medians=vocab.medians if family == "geneformer" else None)
+        tokens = data.tokenize(
+            adata,
+            vocab,
+            context_genes,
+            layer=layer,
+            min_overlap=spec.min_vocab_overlap,
+            medians=vocab.medians if family == "geneformer" else None,
+        )
         tokens.save(tokens_path(data_dir, name, family))
-        ceilings[family] = evaluate.context_ceiling(adata, tokens, len(vocab), index["train"], index["test"],
-                                                    y_train, y_test, seed=seed)
+        ceilings[family] = evaluate.context_ceiling(
+            adata, tokens, len(vocab), index["train"], index["test"], y_train, y_test, seed=seed
+        )
     path = labels_path(data_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, labels=labels.astype(str), split=split.astype(str))
-    return {"dataset": spec.dataset, "words": spec.words, "split": split_words(spec), **report,
-            "harmonization": harmonization, "context_ceiling": ceilings, "sha256": io.anndata_sha256(adata)}
+    return {
+        "dataset": spec.dataset,
+        "words": spec.words,
+        "split": split_words(spec),
+        **report,
+        "harmonization": harmonization,
+        "context_ceiling": ceilings,
+        "sha256": io.anndata_sha256(adata),
+    }
 
 
-def load_task(data_dir: str | Path, name: str, family: str) -> tuple[CellTokens, list[str], dict[str, np.ndarray],
-                                                                       dict[str, np.ndarray]]:
+def load_task(
+    data_dir: str | Path, name: str, family: str
+) -> tuple[CellTokens, list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A prepared task: its tokens for ``family``, its classes, and per split the cell indices and
     label codes. A clear error names the data job when the files are missing."""
     labels_file, tokens_file = labels_path(data_dir, name), tokens_path(data_dir, name, family)
     for path in (labels_file, tokens_file):
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: task {name!r} is prepared by the workflow's data job "
-                                    f"(snakemake ... {Path(data_dir).parent / 'metrics' / 'data' / 'datasets.json'})")
+            raise FileNotFoundError(
+                f"{path} is missing: task {name!r} is prepared by the workflow's data job "
+                f"(snakemake ... {Path(data_dir).parent / 'metrics' / 'data' / 'datasets.json'})"
+            )
     stored = np.load(labels_file)
     labels, split = stored["labels"], stored["split"]
     index = {s: np.flatnonzero(split == s) for s in SPLITS}
@@ -182,8 +214,9 @@ def load_task(data_dir: str | Path, name: str, family: str) -> tuple[CellTokens,
     return CellTokens.load(tokens_file), classes, index, dict(zip(SPLITS, codes))
 
 
-def annotation_records(y_true: np.ndarray, predictions: dict, scores: dict, suffix: str = "", seed: int = 0,
-                       n_boot: int = 200) -> list[dict]:
+def annotation_records(
+    y_true: np.ndarray, predictions: dict, scores: dict, suffix: str = "", seed: int = 0, n_boot: int = 200
+) -> list[dict]:
     """Each score of each mode with its 95% bootstrap interval over the scored cells.
 
     Parameters
@@ -206,15 +239,32 @@ def annotation_records(y_true: np.ndarray, predictions: dict, scores: dict, suff
     for mode, y_preds in predictions.items():
         y_preds = y_preds if isinstance(y_preds, list) else [y_preds]
         for name, fn in scores.items():
-            value, low, high = np.mean([stats.cell_bootstrap_ci(y_true, y, fn, n_boot=n_boot, seed=seed) for y in y_preds],
-                                       axis=0)
-            out.append({"mode": mode, "metric": name + suffix, "value": float(value), "cell_ci_low": float(low),
-                        "cell_ci_high": float(high), "n_finetune_seeds": len(y_preds)})
+            value, low, high = np.mean(
+                [stats.cell_bootstrap_ci(y_true, y, fn, n_boot=n_boot, seed=seed) for y in y_preds], axis=0
+            )
+            out.append(
+                {
+                    "mode": mode,
+                    "metric": name + suffix,
+                    "value": float(value),
+                    "cell_ci_low": float(low),
+                    "cell_ci_high": float(high),
+                    "n_finetune_seeds": len(y_preds),
+                }
+            )
     return out
 
 
-def evaluate_task(model, profile: Profile, results_dir: str | Path, name: str, family: str, fraction: float, seed: int,
-                  finetune_max_steps: int | None = None) -> tuple[list[dict], dict]:
+def evaluate_task(
+    model,
+    profile: Profile,
+    results_dir: str | Path,
+    name: str,
+    family: str,
+    fraction: float,
+    seed: int,
+    finetune_max_steps: int | None = None,
+) -> tuple[list[dict], dict]:
     """One checkpoint scored on task ``name``: frozen and finetuned (see the module docstring).
 
     Returns
@@ -230,19 +280,29 @@ def evaluate_task(model, profile: Profile, results_dir: str | Path, name: str, f
 
     tokens, classes, index, y = load_task(Path(results_dir) / "data", name, family)
     view = {s: tokens.subset(index[s]) for s in SPLITS}
-    z = {s: train.embed(model, view[s]) for s in ("train", "test")}           # the primary frozen readout
-    predictions = {"linear_probe": evaluate.linear_probe(z["train"], y["train"], z["test"], seed=seed),
-                   "knn": evaluate.knn_classify(z["train"], y["train"], z["test"], k=profile.evaluate.knn_k)}
-    regime = profile.evaluate.regimes[0]   # the benchmark's mode "finetune"
+    z = {s: train.embed(model, view[s]) for s in ("train", "test")}  # the primary frozen readout
+    predictions = {
+        "linear_probe": evaluate.linear_probe(z["train"], y["train"], z["test"], seed=seed),
+        "knn": evaluate.knn_classify(z["train"], y["train"], z["test"], k=profile.evaluate.knn_k),
+    }
+    regime = profile.evaluate.regimes[0]  # the benchmark's mode "finetune"
     rate = rates.chosen_rate(results_dir, family, regime, fraction) if profile.study.rate_candidates else {}
     finetuned, runs = [], []
     for finetune_seed in profile.study.finetune_seeds_of(seed):
         cfg = profile.finetune_config(max_steps=finetune_max_steps, seed=finetune_seed, regime=regime, **rate)
-        classifier, log = train.finetune_classifier(model, view["train"], y["train"], view["val"], y["val"],
-                                                    n_classes=len(classes), cfg=cfg)
+        classifier, log = train.finetune_classifier(
+            model, view["train"], y["train"], view["val"], y["val"], n_classes=len(classes), cfg=cfg
+        )
         finetuned.append(train.predict(classifier, view["test"]))
-        runs.append({"finetune_seed": finetune_seed, **{k: log[k] for k in ("best_step", "steps_run", "best_val_loss")}})
+        runs.append(
+            {"finetune_seed": finetune_seed, **{k: log[k] for k in ("best_step", "steps_run", "best_val_loss")}}
+        )
     predictions["finetune"] = finetuned
-    records = annotation_records(y["test"], predictions, {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1},
-                                 suffix=f"_{name}", seed=seed)
+    records = annotation_records(
+        y["test"],
+        predictions,
+        {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1},
+        suffix=f"_{name}",
+        seed=seed,
+    )
     return records, {"classes": classes, "finetune_runs": runs, "rate": rate}

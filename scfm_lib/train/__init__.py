@@ -32,14 +32,40 @@ that patches a name one of these functions looks up must patch it in the room th
 (e.g. ``scfm_lib.train.pretraining.save_checkpoint``), not here.
 """
 
-from scfm_lib.train.config import (FINETUNE_REGIMES, LORA_TARGET_MODULES, PRETRAIN_BUDGETS, FinetuneConfig,
-                                   PretrainConfig, adamw, cosine_lr, param_groups)
-from scfm_lib.train.batches import DEVICE, EpochSampler, _autocast, _tensors, cell_lengths, tokens_sha256
-from scfm_lib.train.checkpoint import (META, TRAINER_STATE, WEIGHTS, init_checkpoint, initial_model, load_checkpoint,
-                                       save_checkpoint)
-from scfm_lib.train.inference import VAL_MASK_SEED, embed, embed_layers, reconstruction_loss
-from scfm_lib.train.pretraining import pretrain
-from scfm_lib.train.finetuning import _classifier_eval, _inject_lora, finetune_classifier, predict
+from scfm_lib.train.batches import (
+    ALLOW_EMULATED_BF16,
+    DEVICE,
+    EpochSampler,
+    _autocast,
+    _tensors,
+    cell_lengths,
+    check_bf16,
+    native_bf16,
+    tokens_sha256,
+)
 
 # Imported by checkpoint.py, re-exported because callers (tests) read them as scfm_lib.train.<name>.
-from scfm_lib.train.checkpoint import save_file, write_json
+from scfm_lib.train.checkpoint import (
+    META,
+    TRAINER_STATE,
+    WEIGHTS,
+    init_checkpoint,
+    initial_model,
+    load_checkpoint,
+    save_checkpoint,
+    save_file,
+    write_json,
+)
+from scfm_lib.train.config import (
+    FINETUNE_REGIMES,
+    LORA_TARGET_MODULES,
+    PRETRAIN_BUDGETS,
+    FinetuneConfig,
+    PretrainConfig,
+    adamw,
+    cosine_lr,
+    param_groups,
+)
+from scfm_lib.train.finetuning import _classifier_eval, _inject_lora, finetune_classifier, predict
+from scfm_lib.train.inference import VAL_MASK_SEED, embed, embed_layers, reconstruction_loss
+from scfm_lib.train.pretraining import pretrain

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Iterator
+import os
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -33,8 +34,7 @@ class EpochSampler:
     that :func:`_tensors` trims away is short. Epochs stay random; only batch composition changes.
     """
 
-    def __init__(self, n: int, seed: int, lengths: np.ndarray | None = None, bucket_size: int = 0,
-                 batch_size: int = 1):
+    def __init__(self, n: int, seed: int, lengths: np.ndarray | None = None, bucket_size: int = 0, batch_size: int = 1):
         if n < 1:
             raise ValueError("EpochSampler needs at least one cell")
         self.n, self.rng = n, np.random.default_rng(seed)
@@ -47,9 +47,9 @@ class EpochSampler:
             return order
         runs = []
         for start in range(0, self.n, self.bucket_size):
-            run = order[start:start + self.bucket_size]
-            run = run[np.argsort(-self.lengths[run], kind="stable")]               # longest first
-            batches = [run[i:i + self.batch_size] for i in range(0, len(run), self.batch_size)]
+            run = order[start : start + self.bucket_size]
+            run = run[np.argsort(-self.lengths[run], kind="stable")]  # longest first
+            batches = [run[i : i + self.batch_size] for i in range(0, len(run), self.batch_size)]
             runs += [batches[i] for i in self.rng.permutation(len(batches))]
         return np.concatenate(runs)
 
@@ -59,14 +59,17 @@ class EpochSampler:
             if self.position == self.n:
                 self.order, self.position = self._epoch(), 0
             take = min(batch_size, self.n - self.position)
-            picks.append(self.order[self.position:self.position + take])
+            picks.append(self.order[self.position : self.position + take])
             self.position += take
             batch_size -= take
-        return np.concatenate(picks)                                         # [batch_size] int64
+        return np.concatenate(picks)  # [batch_size] int64
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "order": torch.from_numpy(self.order.astype(np.int64)),
-                "position": self.position}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": torch.from_numpy(self.order.astype(np.int64)),
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -87,6 +90,36 @@ def _tensors(tokens: CellTokens, idx=slice(None)) -> tuple[torch.Tensor, torch.T
 def cell_lengths(tokens: CellTokens) -> np.ndarray:
     """Genes per cell (non-padding positions), int64 [N]: what length bucketing sorts by."""
     return np.concatenate([(g != PAD_ID).sum(1) for g, _ in tokens.chunks()] or [np.zeros(0)]).astype(np.int64)
+
+
+#: Set to ``1`` to run bf16 autocast on a CPU that only emulates bf16 (slow; see :func:`check_bf16`).
+ALLOW_EMULATED_BF16 = "SCFM_ALLOW_EMULATED_BF16"
+
+
+def native_bf16() -> bool:
+    """Whether bf16 matrix products run in hardware here: a CUDA device, or a CPU with the AVX-512
+    instructions oneDNN uses for bf16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported``)."""
+    if DEVICE.type == "cuda":
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_bf16(enabled: bool) -> None:
+    """Refuse bf16 autocast where the CPU only emulates bf16, before any work.
+
+    On an AVX2-only CPU, bf16 autocast gives the same kind of numbers but runs several times slower
+    than fp32 (measured: a pretraining step of the real profile's model 7.7 s against 1.2 s in fp32),
+    so a profile chosen for bf16 on an AVX-512 machine would take most of a day. ``SCFM_ALLOW_EMULATED_BF16=1``
+    runs it anyway (same settings, so the same study as the committed book)."""
+    if not enabled or native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
+        return
+    raise RuntimeError(
+        f"bf16 autocast was asked for (bf16: true), but this CPU ({torch.backends.cpu.get_cpu_capability()}) has no "
+        "AVX-512, so PyTorch emulates bf16 and a step runs several times slower than in fp32. Either run where "
+        f"bf16 is native (AVX-512 or a GPU), or set {ALLOW_EMULATED_BF16}=1 to run this configuration anyway "
+        "(slow, same study), or set bf16: false in the profile's pretrain/finetune section (faster here, but "
+        "numbers differ slightly from runs in bf16)."
+    )
 
 
 def _autocast(enabled: bool):

@@ -34,8 +34,10 @@ def save_checkpoint(model: ScFM, out_dir: str | Path, meta: dict) -> None:
     out_dir = Path(out_dir)
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(out_dir / META, {**meta, "model_config": model.config.to_dict(),
-                                "weights_sha256": file_sha256(out_dir / WEIGHTS)})
+    write_json(
+        out_dir / META,
+        {**meta, "model_config": model.config.to_dict(), "weights_sha256": file_sha256(out_dir / WEIGHTS)},
+    )
 
 
 def _rerun_hint(out_dir: Path) -> str:
@@ -48,8 +50,10 @@ def _read_meta(out_dir: Path) -> dict:
     try:
         meta = read_json(out_dir / META)
     except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{out_dir / META} cannot be read ({type(error).__name__}: {error}): the file is truncated "
-                         f"or corrupt; {_rerun_hint(out_dir)}") from error
+        raise ValueError(
+            f"{out_dir / META} cannot be read ({type(error).__name__}: {error}): the file is truncated "
+            f"or corrupt; {_rerun_hint(out_dir)}"
+        ) from error
     if not isinstance(meta, dict):
         raise ValueError(f"{out_dir / META} holds no checkpoint record; {_rerun_hint(out_dir)}")
     return meta
@@ -65,8 +69,10 @@ def load_checkpoint(out_dir: str | Path) -> ScFM:
             raise FileNotFoundError(f"{path} is missing: the checkpoint is incomplete; {_rerun_hint(out_dir)}")
     meta = _read_meta(out_dir)
     if file_sha256(weights) != meta.get("weights_sha256"):
-        raise ValueError(f"{weights} does not match the sha256 recorded in {meta_path}: the file is corrupt, "
-                         f"truncated or from another run; {_rerun_hint(out_dir)}")
+        raise ValueError(
+            f"{weights} does not match the sha256 recorded in {meta_path}: the file is corrupt, "
+            f"truncated or from another run; {_rerun_hint(out_dir)}"
+        )
     model = ScFM(ScFMConfig.from_dict(meta["model_config"]))
     model.load_state_dict(load_file(str(weights)))
     return model.eval()
@@ -78,11 +84,24 @@ def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) ->
     starts from."""
     out_dir = Path(out_dir)
     if (out_dir / META).exists() and _read_meta(out_dir).get("step", 0) > 0:
-        raise ValueError(f"{out_dir} holds a pretrained checkpoint; pick another folder for the random-init "
-                         "control (or delete this one)")
+        raise ValueError(
+            f"{out_dir} holds a pretrained checkpoint; pick another folder for the random-init "
+            "control (or delete this one)"
+        )
     model = initial_model(model_config, seed)
-    save_checkpoint(model, out_dir, {"step": 0, "total_steps": 0, "n_train": 0, "seed": seed,
-                                     "pretrain_config": None, "train_sha256": None, "history": []})
+    save_checkpoint(
+        model,
+        out_dir,
+        {
+            "step": 0,
+            "total_steps": 0,
+            "n_train": 0,
+            "seed": seed,
+            "pretrain_config": None,
+            "train_sha256": None,
+            "history": [],
+        },
+    )
     return model.eval()
 
 
@@ -90,27 +109,42 @@ def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) ->
 def _run_identity(model_config: ScFMConfig, cfg: PretrainConfig, train: CellTokens) -> dict:
     """What makes two runs the same run (the thread count does not change the numbers)."""
     pretrain_config = {k: v for k, v in asdict(cfg).items() if k != "num_threads"}
-    return {"model_config": model_config.to_dict(), "pretrain_config": pretrain_config,
-            "n_train": len(train), "train_sha256": tokens_sha256(train)}
+    return {
+        "model_config": model_config.to_dict(),
+        "pretrain_config": pretrain_config,
+        "n_train": len(train),
+        "train_sha256": tokens_sha256(train),
+    }
 
 
 def _check_same_run(stored: dict, run: dict, source: Path) -> None:
     """Refuse to resume (or skip) a checkpoint made by another configuration or other data."""
     if stored.get("pretrain_config") is None:
-        raise ValueError(f"{source} belongs to a random-init control (step 0), not to this pretraining run; "
-                         "give the run its own folder or delete this one")
-    expected = {"model_config": ScFMConfig.from_dict(stored["model_config"]).to_dict(),
-                "pretrain_config": {k: v for k, v in asdict(PretrainConfig(**stored["pretrain_config"])).items()
-                                    if k != "num_threads"},
-                "n_train": stored.get("n_train"), "train_sha256": stored.get("train_sha256")}
+        raise ValueError(
+            f"{source} belongs to a random-init control (step 0), not to this pretraining run; "
+            "give the run its own folder or delete this one"
+        )
+    expected = {
+        "model_config": ScFMConfig.from_dict(stored["model_config"]).to_dict(),
+        "pretrain_config": {
+            k: v for k, v in asdict(PretrainConfig(**stored["pretrain_config"])).items() if k != "num_threads"
+        },
+        "n_train": stored.get("n_train"),
+        "train_sha256": stored.get("train_sha256"),
+    }
     differ = []
     for section in ("model_config", "pretrain_config"):
-        differ += [f"{section}.{k}: {expected[section].get(k)!r} there, {v!r} now"
-                   for k, v in run[section].items() if expected[section].get(k) != v]
+        differ += [
+            f"{section}.{k}: {expected[section].get(k)!r} there, {v!r} now"
+            for k, v in run[section].items()
+            if expected[section].get(k) != v
+        ]
     if expected["n_train"] != run["n_train"]:
         differ.append(f"n_train: {expected['n_train']} there, {run['n_train']} now")
     elif expected["train_sha256"] not in (None, run["train_sha256"]):
         differ.append("the training cells differ (train_sha256)")
     if differ:
-        raise ValueError(f"{source} was written by a different run ({'; '.join(differ)}); delete "
-                         f"{source.parent} to start over, or pass the configuration and data it was made with")
+        raise ValueError(
+            f"{source} was written by a different run ({'; '.join(differ)}); delete "
+            f"{source.parent} to start over, or pass the configuration and data it was made with"
+        )

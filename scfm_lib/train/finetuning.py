@@ -16,19 +16,20 @@ from tqdm import tqdm
 
 from scfm_lib.data import CellTokens
 from scfm_lib.model import CellClassifier, ScFM
-from scfm_lib.train.batches import EpochSampler, _autocast, _eval_mode, _tensors
+from scfm_lib.train.batches import EpochSampler, _autocast, _eval_mode, _tensors, check_bf16
 from scfm_lib.train.config import LORA_TARGET_MODULES, FinetuneConfig, adamw, param_groups
 from scfm_lib.train.inference import embed
 
 
-def _classifier_eval(classifier: CellClassifier, tokens: CellTokens, labels: np.ndarray,
-                     batch_size: int = 256) -> tuple[float, float]:
+def _classifier_eval(
+    classifier: CellClassifier, tokens: CellTokens, labels: np.ndarray, batch_size: int = 256
+) -> tuple[float, float]:
     """Mean cross-entropy (>= 0) and accuracy (in [0, 1]) over ``tokens``, fp32."""
     loss, correct = 0.0, 0
     with _eval_mode(classifier):
         for start in range(0, len(tokens), batch_size):
             logits = classifier(*_tensors(tokens, slice(start, start + batch_size)))  # [b, C]
-            target = torch.from_numpy(labels[start:start + batch_size])
+            target = torch.from_numpy(labels[start : start + batch_size])
             loss += float(F.cross_entropy(logits.float(), target, reduction="sum"))
             correct += int((logits.argmax(1) == target).sum())
     return loss / len(tokens), correct / len(tokens)
@@ -41,8 +42,10 @@ def _check_labels(labels, tokens: CellTokens, n_classes: int, name: str) -> np.n
     if len(labels) == 0:
         raise ValueError(f"{name} is empty: finetuning needs training and validation cells")
     if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"{name} must hold integer class codes in [0, {n_classes}); encode string labels "
-                         "with scfm_lib.data.encode_labels")
+        raise ValueError(
+            f"{name} must hold integer class codes in [0, {n_classes}); encode string labels "
+            "with scfm_lib.data.encode_labels"
+        )
     return labels.astype(np.int64)
 
 
@@ -54,13 +57,20 @@ def _inject_lora(encoder: ScFM, cfg: FinetuneConfig) -> ScFM:
     Returns the same encoder object; only the adapters require gradients."""
     import peft  # heavy import; only this regime needs it
 
-    config = peft.LoraConfig(r=int(cfg.lora_rank), lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                             target_modules=LORA_TARGET_MODULES, bias="none")
+    config = peft.LoraConfig(
+        r=int(cfg.lora_rank),
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=LORA_TARGET_MODULES,
+        bias="none",
+    )
     encoder = peft.inject_adapter_in_model(config, encoder)
     adapted = [name for name, module in encoder.named_modules() if isinstance(module, peft.tuners.lora.LoraLayer)]
     if len(adapted) != 4 * len(encoder.blocks):  # model.py renamed a layer: the regex must follow
-        raise RuntimeError(f"LoRA adapted {adapted}, expected qkv, proj, mlp.0 and mlp.2 of each of the "
-                           f"{len(encoder.blocks)} blocks; update LORA_TARGET_MODULES in scfm_lib/train/config.py")
+        raise RuntimeError(
+            f"LoRA adapted {adapted}, expected qkv, proj, mlp.0 and mlp.2 of each of the "
+            f"{len(encoder.blocks)} blocks; update LORA_TARGET_MODULES in scfm_lib/train/config.py"
+        )
     for name, param in encoder.named_parameters():
         param.requires_grad_("lora_" in name)
     return encoder
@@ -71,7 +81,7 @@ def _apply_regime(classifier: CellClassifier, cfg: FinetuneConfig) -> None:
     encoder, n_layers = classifier.encoder, len(classifier.encoder.blocks)
     classifier.requires_grad_(cfg.regime == "full")
     if cfg.regime == "last_k":
-        for block in encoder.blocks[n_layers - cfg.last_k:]:
+        for block in encoder.blocks[n_layers - cfg.last_k :]:
             block.requires_grad_(True)
         encoder.ln_f.requires_grad_(True)
     elif cfg.regime == "lora":
@@ -93,8 +103,16 @@ def _trainable(groups: list[dict]) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, val: CellTokens, y_val: np.ndarray,
-                        n_classes: int, cfg: FinetuneConfig, progress: bool = False) -> tuple[CellClassifier, dict]:
+def finetune_classifier(
+    encoder: ScFM,
+    train: CellTokens,
+    y_train: np.ndarray,
+    val: CellTokens,
+    y_val: np.ndarray,
+    n_classes: int,
+    cfg: FinetuneConfig,
+    progress: bool = False,
+) -> tuple[CellClassifier, dict]:
     """Finetune a linear head on the cell embedding, and the part of the encoder ``cfg.regime`` names
     (see :class:`FinetuneConfig`), with cross-entropy and early stopping on validation loss.
 
@@ -139,15 +157,20 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
     """
     y_train = _check_labels(y_train, train, n_classes, "y_train")
     y_val = _check_labels(y_val, val, n_classes, "y_val")
+    check_bf16(cfg.bf16)
     if cfg.regime == "last_k" and cfg.last_k > encoder.config.n_layers:  # fail before any work
-        raise ValueError(f"last_k={cfg.last_k} exceeds the encoder's n_layers={encoder.config.n_layers}; pass "
-                         f"last_k between 1 and {encoder.config.n_layers} (or regime='full' to train the "
-                         "embeddings too)")
+        raise ValueError(
+            f"last_k={cfg.last_k} exceeds the encoder's n_layers={encoder.config.n_layers}; pass "
+            f"last_k between 1 and {encoder.config.n_layers} (or regime='full' to train the "
+            "embeddings too)"
+        )
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # dropout (and, for "lora", the adapters' initialization)
-        classifier = CellClassifier(copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed))
+        classifier = CellClassifier(
+            copy.deepcopy(encoder), n_classes, generator=torch.Generator().manual_seed(cfg.seed)
+        )
         # The head's input standardization, from the starting encoder's training-cell embeddings (as
         # the probe's StandardScaler; a constant dimension keeps scale 1). Without it the head on
         # LayerNorm outputs, whose spread across cells is small, stayed near chance in 300 steps
@@ -157,8 +180,12 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
         classifier.feature_mean.copy_(Z.mean(0))
         classifier.feature_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         _apply_regime(classifier, cfg)
-        optimizer = adamw(_trainable(param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
-                                     + param_groups(classifier.head, cfg.head_lr, cfg.weight_decay)))
+        optimizer = adamw(
+            _trainable(
+                param_groups(classifier.encoder, cfg.lr, cfg.weight_decay)
+                + param_groups(classifier.head, cfg.head_lr, cfg.weight_decay)
+            )
+        )
         trainable = [p for p in classifier.parameters() if p.requires_grad]
         sampler = EpochSampler(len(train), cfg.seed)
         labels = torch.from_numpy(y_train)
@@ -171,7 +198,7 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
             _train_mode(classifier, cfg.regime)  # again after each evaluation, which restores train()
             idx = sampler.next_batch(cfg.batch_size)
             with _autocast(cfg.bf16):
-                logits = classifier(*_tensors(train, idx))                   # [B, C]
+                logits = classifier(*_tensors(train, idx))  # [B, C]
             loss = F.cross_entropy(logits.float(), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -180,21 +207,34 @@ def finetune_classifier(encoder: ScFM, train: CellTokens, y_train: np.ndarray, v
             window.append(float(loss.detach()))
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 val_loss, val_accuracy = _classifier_eval(classifier, val, y_val)
-                history.append({"step": step, "train_loss": float(np.mean(window)), "val_loss": val_loss,
-                                "val_accuracy": val_accuracy})
+                history.append(
+                    {
+                        "step": step,
+                        "train_loss": float(np.mean(window)),
+                        "val_loss": val_loss,
+                        "val_accuracy": val_accuracy,
+                    }
+                )
                 window = []
                 if val_loss < best["val_loss"]:
-                    best, waited = {"val_loss": val_loss, "step": step,
-                                    "state": copy.deepcopy(classifier.state_dict())}, 0
+                    best, waited = (
+                        {"val_loss": val_loss, "step": step, "state": copy.deepcopy(classifier.state_dict())},
+                        0,
+                    )
                 else:
                     waited += 1
                     if waited >= cfg.patience:
                         break
     classifier.load_state_dict(best["state"])
     classifier.eval()
-    return classifier, {"best_step": best["step"], "steps_run": step, "best_val_loss": best["val_loss"],
-                        "regime": cfg.regime, "trainable_parameters": sum(p.numel() for p in trainable),
-                        "history": history}
+    return classifier, {
+        "best_step": best["step"],
+        "steps_run": step,
+        "best_val_loss": best["val_loss"],
+        "regime": cfg.regime,
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "history": history,
+    }
 
 
 def predict(classifier: CellClassifier, tokens: CellTokens, batch_size: int = 256) -> np.ndarray:
@@ -204,4 +244,3 @@ def predict(classifier: CellClassifier, tokens: CellTokens, batch_size: int = 25
         for start in range(0, len(tokens), batch_size):
             out.append(classifier(*_tensors(tokens, slice(start, start + batch_size))).argmax(1).numpy())
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
-

@@ -15,8 +15,9 @@ from scfm_lib.train.batches import _eval_mode, _tensors
 VAL_MASK_SEED = 0  # validation masks: the same for every step, run and checkpoint
 
 
-def reconstruction_loss(model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = VAL_MASK_SEED,
-                        batch_size: int = 256) -> float:
+def reconstruction_loss(
+    model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = VAL_MASK_SEED, batch_size: int = 256
+) -> float:
     """The family's masked-prediction loss over ``tokens`` (>= 0, lower is better), fp32: the
     masked-value MSE of the expression head (scgpt) or the cross-entropy of masked gene
     identities (geneformer). Masks come from ``seed``: the same for every model, so the loss is
@@ -28,15 +29,16 @@ def reconstruction_loss(model: ScFM, tokens: CellTokens, mask_ratio: float = 0.2
     with _eval_mode(model):
         for start in range(0, len(tokens), batch_size):
             gene_ids, values = _tensors(tokens, slice(start, start + batch_size))  # [b, l] each
-            mask = random_value_mask(gene_ids, mask_ratio, generator)             # [b, l]
-            hidden = model(gene_ids, values, mask=mask)                           # [b, 1 + l, D]
+            mask = random_value_mask(gene_ids, mask_ratio, generator)  # [b, l]
+            hidden = model(gene_ids, values, mask=mask)  # [b, 1 + l, D]
             total += float(model.masked_error(hidden, gene_ids, values, mask).sum())
             count += int(mask.sum())
     return total / count if count else float("nan")
 
 
-def embed(model: ScFM, tokens: CellTokens, batch_size: int = 256, layer: int | None = None,
-          pooling: str | None = None) -> np.ndarray:
+def embed(
+    model: ScFM, tokens: CellTokens, batch_size: int = 256, layer: int | None = None, pooling: str | None = None
+) -> np.ndarray:
     """Cell embeddings (float32 [N, D]), eval mode, fp32: the states of ``layer`` pooled by
     ``pooling`` (defaults: the model config's readout, the mean over expressed genes of the
     penultimate layer; see :meth:`ScFM.cell_embedding`)."""
