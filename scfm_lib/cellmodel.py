@@ -285,7 +285,8 @@ class CellModel:
         val_fraction
             The validation share when ``split_key`` is None.
         config
-            The finetuning settings (steps, rates, regime, seed, ...); None: ``FinetuneConfig()``.
+            The finetuning settings (steps, rates, regime, seed, ...); None: ``FinetuneConfig()``, with
+            bf16 autocast only where the CPU supports it natively.
         layer, min_overlap
             The raw-count layer and the share of detected genes that must be in the vocabulary (:meth:`tokenize`).
         progress
@@ -311,7 +312,8 @@ class CellModel:
         >>> model.finetune(adata, "cell_type", max_steps=200)  # doctest: +SKIP
         >>> model.predict(adata)  # doctest: +SKIP
         """
-        cfg = dataclasses.replace(config or train.FinetuneConfig(), **config_changes)
+        # Without a config, bf16 where the CPU runs it natively (train.check_bf16 refuses emulated bf16).
+        cfg = dataclasses.replace(config or train.FinetuneConfig(bf16=train.native_bf16()), **config_changes)
         data.check_labels(adata, label_key)
         train_idx, val_idx = _finetune_split(adata, label_key, split_key, val_fraction, cfg.seed)
         labels = adata.obs[label_key].astype(str).to_numpy()

@@ -216,3 +216,19 @@ def test_importing_the_package_does_not_import_torch():
     # only when asked for; importing torch in the subprocess would cost seconds.
     code = "import sys, scfm_lib as sl; assert 'torch' not in sys.modules and 'CellModel' not in vars(sl)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_finetune_without_a_config_uses_bf16_only_where_the_cpu_runs_it(tmp_path, monkeypatch, native):
+    """The default finetuning works on any CPU: bf16 where it is native, fp32 where it would be emulated
+    (train.check_bf16 would refuse emulated bf16)."""
+    adata = atlas(80)
+    model = CellModel(make_checkpoint(tmp_path / "ck", adata))
+    for where in (train, train.batches):  # what CellModel asks, and what check_bf16 asks
+        monkeypatch.setattr(where, "native_bf16", lambda: native)
+    monkeypatch.delenv(train.ALLOW_EMULATED_BF16, raising=False)
+    used = []
+    original = train.finetune_classifier
+    monkeypatch.setattr(train, "finetune_classifier", lambda *a, **k: used.append(a[6].bf16) or original(*a, **k))
+    model.finetune(adata, "lineage", max_steps=2, eval_every=1, regime="head_only")
+    assert used == [native]

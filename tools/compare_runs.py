@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-#: Fields that say when, where and from which commit a run was made, not what it found.
+#: Fields that say when, where, how fast and from which commit a run was made, not what it found.
 RUN_FIELDS = {
     "provenance",
     "seconds",
@@ -30,6 +30,7 @@ RUN_FIELDS = {
     "python",
     "versions",
     "wall_seconds",
+    "cells_per_second",
 }
 
 

@@ -108,7 +108,7 @@ def check_bf16(enabled: bool) -> None:
     """Refuse bf16 autocast where the CPU only emulates bf16, before any work.
 
     On an AVX2-only CPU, bf16 autocast gives the same kind of numbers but runs several times slower
-    than fp32 (measured: a pretraining step of the real profile's model 7.7 s against 1.2 s in fp32),
+    than fp32 (benchmarks/bf16_cpu.py: a pretraining step of the real profile's model 7.8x the time of fp32),
     so a profile chosen for bf16 on an AVX-512 machine would take most of a day. ``SCFM_ALLOW_EMULATED_BF16=1``
     runs it anyway (same settings, so the same study as the committed book)."""
     if not enabled or native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
@@ -117,8 +117,8 @@ def check_bf16(enabled: bool) -> None:
         f"bf16 autocast was asked for (bf16: true), but this CPU ({torch.backends.cpu.get_cpu_capability()}) has no "
         "AVX-512, so PyTorch emulates bf16 and a step runs several times slower than in fp32. Either run where "
         f"bf16 is native (AVX-512 or a GPU), or set {ALLOW_EMULATED_BF16}=1 to run this configuration anyway "
-        "(slow, same study), or set bf16: false in the profile's pretrain/finetune section (faster here, but "
-        "numbers differ slightly from runs in bf16)."
+        "(slow, same study), or turn bf16 off (bf16: false in the profile's pretrain/finetune section, or "
+        "bf16=False in PretrainConfig/FinetuneConfig: faster here, but numbers differ slightly from runs in bf16)."
     )
 
 
