@@ -16,7 +16,8 @@ Layout follows scanpy/scvi-tools conventions:
 - ``tl``        tools on AnnData (``tl.embed`` writes ``obsm["X_scfm"]``)
 - ``evaluate``  frozen, zero-shot and baseline evaluations on embeddings
 - ``metrics``   metric functions (arrays in, float out)
-- ``stats``     the masking statistic (slopes, bootstrap CIs, masking index)
+- ``stats``     the masking statistic: ``masking`` (slopes, bootstrap CIs, masking index), ``inference``
+                (equivalence, p-values, multiplicity), ``budget`` (the label x step grid)
 - ``pl``        the book's figures
 - ``config``    package: ``sections`` and ``profile`` (profiles and their loading), ``parameters``
                 (notebook parameter checks), ``checks`` (the shared type checks)
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 _SUBMODULES = (
+    "analysis",
     "atlas",
     "book",
     "cellmodel",
@@ -56,6 +58,7 @@ _SUBMODULES = (
     "runner",
     "soma",
     "stats",
+    "study",
     "tl",
     "train",
 )

@@ -11,7 +11,7 @@ pretraining asks:
   alone: scGPT's "MVC" term is what trains the cell embedding. Squared error at hidden positions.
 - ``geneformer`` (Geneformer-style rank-value encoding): a cell is its expressed genes in
   descending order of expression normalized by each gene's corpus-wide median (see
-  :func:`scfm_lib.data.tokenize_ranked`); a position is a gene-token embedding plus a learned
+  :func:`scfm_lib.data.tokenize` with ``medians``); a position is a gene-token embedding plus a learned
   embedding of its rank. Pretraining replaces a share of the gene tokens by ``<mask>`` and
   predicts their identity (masked language modelling). The vocabulary logits are computed at the
   masked positions only ([M, V], never [B, L, V]), with the decoder tied to the gene embedding,
