@@ -1,7 +1,7 @@
 """Shared pieces of the benchmark scripts: matmul peak, timing, FLOP counts, result files.
 
 Benchmarks print their figures and write them to ``benchmarks/results/<name>.json`` (with the
-machine and package versions), which ``python -m scfm_lib.book perf`` turns into the book's
+machine and package versions), which ``python -m scfm_book perf`` turns into the book's
 Performance page. They are scripts, not tests: nothing here asserts a speed.
 """
 

@@ -4,15 +4,18 @@ Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
 - ``data``      package: ``validation`` (counts, labels), ``vocab`` (gene vocabulary), ``tokens`` (cell
                 tokens, tokenization), ``splits`` (nested corpus reductions, label budgets, splits)
-- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file); ``losses`` its
-                geneformer loss kernel, ``classifier`` the finetuning head (both re-exported by ``model``)
+- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file); ``model_config``
+                its hyperparameters, ``losses`` its geneformer loss kernel, ``classifier`` the finetuning
+                head (all re-exported by ``model``)
 - ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints;
                 a package: ``config``, ``batches``, ``checkpoint``, ``inference``, ``pretraining``, ``finetuning``
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
-- ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA)
+- ``readers``, ``datasets``, ``genes``, ``soma``: real data (formats, registry, gene ids, TileDB-SOMA);
+                the registry's entries are the package ``dataset_registry`` (``entry``, ``packaged``,
+                ``shared``), the probes' marker gene sets ``marker_programs`` (re-exported by ``genes``)
 - ``probes``    gene-embedding retrieval and in-silico perturbation
 - ``CellModel`` a checkpoint loaded once, used on any AnnData: ``embed``, ``reconstruction_loss``,
-                ``finetune``, ``predict`` (module ``cellmodel``)
+                ``finetune``, ``predict`` (module ``cellmodel``; its input checks ``cellmodel_checks``)
 - ``tl``        tools on AnnData (``tl.embed`` writes ``obsm["X_scfm"]``)
 - ``evaluate``  frozen, zero-shot and baseline evaluations on embeddings
 - ``metrics``   metric functions (arrays in, float out)
@@ -21,7 +24,10 @@ Layout follows scanpy/scvi-tools conventions:
 - ``pl``        the book's figures
 - ``config``    package: ``sections`` and ``profile`` (profiles and their loading), ``parameters``
                 (notebook parameter checks), ``checks`` (the shared type checks)
-- ``results``, ``io``, ``book``: metrics files, provenance, generated pages
+- ``results``, ``io``: metrics files, provenance
+
+The book's generated pages (table of contents, parameter tables, runs and performance pages) and the
+papermill wrapper of the workflow's notebook jobs are build tooling, outside this package: ``scfm_book``.
 
 Submodules (and ``CellModel``) load on first use (``import scfm_lib as sl; sl.tl.embed(...)``,
 ``sl.CellModel.load(...)``), so importing the package for its configuration does not import torch.
@@ -39,7 +45,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 _SUBMODULES = (
     "analysis",
     "atlas",
-    "book",
     "cellmodel",
     "classifier",
     "config",

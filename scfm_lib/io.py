@@ -145,10 +145,20 @@ def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, st
     return versions
 
 
-#: What decides a result: the library, the notebooks, the workflow, the profiles and the pins. The
-#: executed notebooks the workflow writes into book/ are tracked too, so a tree-wide check would call
-#: every run after the first one "dirty"; these paths are checked instead.
-CODE_PATHS = ("scfm_lib", "nbs", "workflow", "profiles", "benchmarks", "pyproject.toml", "requirements.lock")
+#: What decides a result: the library (with scfm_book, the tooling the workflow runs notebooks through),
+#: the notebooks, the workflow, the profiles and the pins. The executed notebooks the workflow writes
+#: into book/ are tracked too, so a tree-wide check would call every run after the first one "dirty";
+#: these paths are checked instead.
+CODE_PATHS = (
+    "scfm_lib",
+    "scfm_book",
+    "nbs",
+    "workflow",
+    "profiles",
+    "benchmarks",
+    "pyproject.toml",
+    "requirements.lock",
+)
 
 
 def _git_on_code(args: list[str], cwd) -> bytes:

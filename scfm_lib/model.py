@@ -20,8 +20,10 @@ pretraining asks:
 Shapes: B cells in a batch, L gene positions (context), D model width, H heads, V vocabulary,
 M masked positions in a batch.
 
-Two small modules hold what is not the transformer itself, and this module re-exports their
-names (``scfm_lib.model.linear_cross_entropy`` etc. keep working): :mod:`scfm_lib.losses`, the
+Three small modules hold what is not the transformer itself, and this module re-exports their
+names (``scfm_lib.model.linear_cross_entropy``, ``scfm_lib.model.ScFMConfig`` etc. keep working):
+:mod:`scfm_lib.model_config`, the hyperparameters :class:`ScFMConfig` with their checks and the
+names of the families (:data:`FAMILIES`), value encodings and poolings; :mod:`scfm_lib.losses`, the
 memory-lean vocabulary cross-entropy of the geneformer head (:func:`linear_cross_entropy`) and
 the masked-row index its last block runs at (:func:`masked_rows`); :mod:`scfm_lib.classifier`,
 the finetuning head :class:`CellClassifier`.
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from scfm_lib.classifier import CellClassifier
 from scfm_lib.data import MASK_ID, PAD_ID
 from scfm_lib.losses import _LinearCrossEntropy, linear_cross_entropy, masked_rows  # noqa: F401 (re-exported)
+from scfm_lib.model_config import FAMILIES, POOLINGS, VALUE_ENCODINGS, ScFMConfig
 
 __all__ = [
     "FAMILIES",
@@ -55,78 +57,6 @@ __all__ = [
     "masked_rows",
     "random_value_mask",
 ]
-
-FAMILIES = ("scgpt", "geneformer")
-VALUE_ENCODINGS = ("continuous", "binned")
-POOLINGS = ("cls", "mean")
-
-
-@dataclass
-class ScFMConfig:
-    vocab_size: int  # genes + special tokens (len(GeneVocab))
-    family: str = "scgpt"  # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
-    context_genes: int = 64  # L: top expressed genes per cell (the tokenization uses it)
-    d_model: int = 128  # D
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int | None = None  # MLP width; None = 4 * d_model
-    dropout: float = 0.0
-    value_encoding: str = "continuous"  # "continuous": MLP on the value; "binned": embedding of its bin
-    n_bins: int = 51  # bins centred on an even grid over [0, max_value] when binned
-    max_value: float = 10.0  # log1p(CP10k) values are clipped to [0, max_value]
-    pooling: str = "mean"  # frozen cell embedding: masked "mean" over expressed genes, or the "cls" token
-    # Layer the frozen cell embedding reads, as an index into hidden_states (0 = the input embeddings,
-    # n_layers = the last block after ln_f): -2 is the penultimate layer, the readout of Geneformer's
-    # own tools and of published zero-shot evaluations (fixed before any result was seen).
-    readout_layer: int = -2
-    mvc_weight: float = 1.0  # weight of the predict-from-CLS loss (scgpt's MVC term); 0 = off
-
-    def __post_init__(self) -> None:
-        if self.vocab_size < 4:
-            raise ValueError(
-                f"vocab_size must be >= 4 (3 special tokens + genes), got {self.vocab_size}; pass len(GeneVocab)"
-            )
-        for name in ("context_genes", "d_model", "n_heads", "n_layers", "n_bins"):
-            minimum = 2 if name == "n_bins" else 1
-            if getattr(self, name) < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}); "
-                "change one of them (e.g. d_model 128 with n_heads 4)"
-            )
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.value_encoding not in VALUE_ENCODINGS:
-            raise ValueError(f"value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.max_value > 0:
-            raise ValueError(f"max_value must be > 0, got {self.max_value}")
-        if not -(self.n_layers + 1) <= self.readout_layer <= self.n_layers:
-            raise ValueError(
-                f"readout_layer must index the {self.n_layers + 1} hidden states (0 = input embeddings, "
-                f"{self.n_layers} or -1 = last layer, -2 = penultimate), got {self.readout_layer}"
-            )
-        if self.mvc_weight < 0:
-            raise ValueError(f"mvc_weight must be >= 0, got {self.mvc_weight}")
-        if self.d_ff is None:
-            self.d_ff = 4 * self.d_model
-        if self.d_ff < 1:
-            raise ValueError(f"d_ff must be >= 1 or None (= 4 * d_model), got {self.d_ff}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ScFMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown ScFMConfig keys {unknown}; known keys are {sorted(known)}")
-        return cls(**values)
 
 
 class SelfAttention(nn.Module):

@@ -4,7 +4,7 @@ import nbformat
 import pytest
 import yaml
 
-from scfm_lib import book
+import scfm_book as book
 from scfm_lib.config import load_profile
 
 

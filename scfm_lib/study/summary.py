@@ -5,7 +5,8 @@
 The workflow's ``summarize`` rule runs this after every evaluation and control. It writes
 ``results/<profile>/summary.json`` and the small committed copy ``book/<profile>/summary.json``,
 which the intro, the masking chapter and the recommendations read. Records are keyed by fields
-(family, task, mode, metric), never by display labels.
+(family, task, mode, metric), never by display labels. Its data section (what the study ran on) is
+built by :mod:`scfm_lib.study.data_summary`, whose :func:`data_summary` this module re-exports.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scfm_lib.analysis import endpoints, gates
 from scfm_lib.config import Profile, load_profile
 from scfm_lib.study import tasks
 from scfm_lib.study.controls import NEGATIVE, POSITIVE
+from scfm_lib.study.data_summary import data_summary
 
 #: The narrow tasks of the primary endpoint: name -> metric (the profile's data.task_words says each in words).
 #: A profile's data.tasks add tasks of their own (task_metrics).
@@ -275,62 +277,6 @@ def _seed_slopes(pretrained: pd.DataFrame) -> np.ndarray:
             y = rows["value"].to_numpy(float)
             out.append(float(np.polyfit(x, y, 1)[0]))
     return np.array(out)
-
-
-def data_summary(profile: Profile, data_record: dict) -> dict:
-    """What the study ran on, from the data job's record: the corpus (datasets, cells, vocabulary)
-    and, per narrow task, its dataset, how it is split and the cells of each split."""
-    values = {r["metric"]: r["value"] for r in data_record["records"]}
-    extra = data_record.get("extra", {})
-    d = profile.data
-    registry = d.source == "registry"
-    if d.split_by and d.test_groups:
-        split = tasks.group_split_words(d.split_by, d.test_groups, d.label_key)
-    else:
-        split = f"whole {d.split_by} groups per split (train, validation, test)" if d.split_by else "random cells"
-    ood_split = "every cell whose type the annotation task trains on, scored with its classifiers (never trained on)"
-    if d.ood_label_map:
-        ood_split += f"; labels mapped onto {d.downstream}'s names ({len(d.ood_label_map)} types)"
-    narrow = {
-        "annotation": {
-            "words": d.task_words["annotation"],
-            "dataset": d.downstream if registry else "synthetic atlas: downstream donors",
-            "cells": int(values["downstream_cells"]),
-            "reserved_from_corpus_dataset": bool(d.downstream_cells),
-            "split": split,
-            "split_cells": extra.get("downstream_split_cells"),
-        }
-    }
-    if values.get("ood_cells"):
-        narrow["annotation_ood"] = {
-            "words": d.task_words["annotation_ood"],
-            "dataset": d.ood if registry else "synthetic atlas: an unseen technology",
-            "cells": int(values["ood_cells"]),
-            "split": ood_split,
-        }
-    for name, report in extra.get("tasks", {}).items():  # tasks of their own (data.tasks)
-        narrow[name] = {
-            "words": report["words"],
-            "dataset": report["dataset"],
-            "cells": int(report["cells"]),
-            "split": report["split"],
-            "split_cells": report["split_cells"],
-            "classes": report["classes"],
-            "dropped_classes": report["dropped_classes"],
-            "genes_in_vocabulary": {
-                "as_read": report["harmonization"]["share_before"],
-                "harmonized": report["harmonization"]["share_after"],
-            },
-            "context_ceiling": report["context_ceiling"],
-        }
-    return {
-        "source": d.source,
-        "corpus": list(d.corpus) if registry else "synthetic atlas (scfm_lib.atlas)",
-        "corpus_cells": int(values["corpus_cells"]),
-        "vocab_size": extra.get("vocab_size"),
-        "corpus_composition": extra.get("corpus_composition") or None,
-        "tasks": narrow,
-    }
 
 
 def build_summary(profile: Profile, results_dir: str | Path) -> dict:

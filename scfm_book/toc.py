@@ -1,0 +1,127 @@
+"""The book's table of contents, written from the profile: one config drives both the workflow's
+runs and the book's pages (``python -m scfm_book toc --profile quick``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from scfm_lib.config import Profile, load_profile, run_id
+from scfm_lib.io import atomic_write
+
+#: Chapter notebooks, in book order: (template name in nbs/, caption).
+CHAPTERS = [
+    ("data", "The data"),
+    ("pretraining", "Pretraining on nested corpora"),
+    ("finetuning", "Narrow tasks: finetuned annotation"),
+    ("frozen_zeroshot", "Frozen and zero-shot evaluation"),
+    ("open_ended", "Open-ended: what the model knows about genes"),
+    ("masking", "The masking effect, quantified"),
+    ("budgets", "Where masking stops: label and step budgets"),
+    ("recommendations", "What should scFM benchmarks measure?"),
+]
+#: Chapters that exist only when the profile runs the budget sweep (evaluate.label_budgets).
+SWEEP_CHAPTERS = ("budgets",)
+#: Static pages of the book, profile-independent (performance.md is generated from benchmarks/results/).
+GUIDE_PAGES = ("book/rerun", "book/workshop", "book/performance")
+
+
+def chapters(profile: Profile) -> list[str]:
+    """The chapter notebooks of a profile, in book order (the budget chapter only with a sweep)."""
+    return [name for name, _ in CHAPTERS if profile.evaluate.has_sweep or name not in SWEEP_CHAPTERS]
+
+
+def run_templates(profile: Profile) -> tuple[str, ...]:
+    """Per-run notebooks (templates in nbs/), executed once per grid point into book/<profile>/runs/."""
+    return ("pretrain", "evaluate", *(("sweep",) if profile.evaluate.has_sweep else ()))
+
+
+#: Per-family job notebooks of the study's design: (template, title).
+CONTROL_TEMPLATES = {
+    "rates": "Finetuning rates",
+    "negative_control": "Negative control",
+    "positive_control": "Positive control",
+}
+
+
+def control_templates(profile: Profile) -> list[tuple[str, str]]:
+    """The per-family jobs (template, family) a profile runs: the rate choice (with
+    ``study.rate_candidates``) and the controls it enables, executed into book/<profile>/runs/."""
+    enabled = {
+        "rates": bool(profile.study.rate_candidates),
+        "negative_control": profile.study.negative_control,
+        "positive_control": profile.study.positive_control,
+    }
+    return [(t, family) for family in profile.families for t in CONTROL_TEMPLATES if enabled[t]]
+
+
+def _run_sections(profile: Profile) -> list[dict]:
+    base = f"book/{profile.name}"
+    runs = [
+        {"file": f"{base}/runs/{t}_{family}", "title": f"{CONTROL_TEMPLATES[t]}: {family}"}
+        for t, family in control_templates(profile)
+    ]
+    runs += [
+        {
+            "file": f"{base}/runs/{kind}_{run_id(f, s, m)}",
+            "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}",
+        }
+        for m, f, s in profile.runs()
+        for kind in run_templates(profile)
+    ]
+    runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})
+    return runs
+
+
+def toc(profile: Profile, included: list[Profile] = ()) -> dict:
+    """The ``_toc.yml`` content: the profile's intro and chapters, then one part per ``included``
+    profile (its intro and chapters), the guides, and an appendix with every run notebook."""
+    base = f"book/{profile.name}"
+    parts = [
+        {
+            "caption": "The study",
+            "numbered": True,
+            "chapters": [{"file": f"{base}/{name}"} for name in chapters(profile)],
+        }
+    ]
+    for other in included:
+        parts.append(
+            {
+                "caption": f"The study again: {other.title}",
+                "numbered": True,
+                "chapters": [{"file": f"book/{other.name}/{name}"} for name in ("intro", *chapters(other))],
+            }
+        )
+    parts.append({"caption": "Use it yourself", "chapters": [{"file": page} for page in GUIDE_PAGES]})
+    parts.append(
+        {
+            "caption": "Appendix: every run",
+            "chapters": [{"file": f"book/{p.name}/runs", "sections": _run_sections(p)} for p in [profile, *included]],
+        }
+    )
+    return {"format": "jb-book", "root": f"{base}/intro", "parts": parts}
+
+
+def included_profiles(
+    profile: Profile, root: str | Path = ".", profiles_dir: str | Path | None = None
+) -> list[Profile]:
+    """The profiles of ``profile.book_includes`` whose executed chapters are in ``book/`` (committed
+    results of another profile, e.g. the real-data run); one not yet run is left out."""
+    return [
+        load_profile(name, profiles_dir)
+        for name in profile.book_includes
+        if (Path(root) / "book" / name / "intro.ipynb").exists()
+    ]
+
+
+def write_toc(profile: Profile, root: str | Path = ".", profiles_dir: str | Path | None = None) -> Path:
+    path = Path(root) / "_toc.yml"
+    header = (
+        f"# Generated by `python -m scfm_book toc --profile {profile.name}` from "
+        f"profiles/{profile.name}.yaml: edit the profile, not this file.\n"
+    )
+    with atomic_write(path) as fh:
+        fh.write(header + yaml.safe_dump(toc(profile, included_profiles(profile, root, profiles_dir)), sort_keys=False))
+    return path
