@@ -21,6 +21,7 @@ Layout follows scanpy/scvi-tools conventions:
 - ``pl``        the book's figures
 - ``config``    package: ``sections`` and ``profile`` (profiles and their loading), ``parameters``
                 (notebook parameter checks), ``checks`` (the shared type checks)
+- ``layout``    every path under ``results/<profile>/`` (:class:`~scfm_lib.layout.ResultsLayout`)
 - ``results``, ``io``, ``book``: metrics files, provenance, generated pages
 
 Submodules (and ``CellModel``) load on first use (``import scfm_lib as sl; sl.tl.embed(...)``,
@@ -48,6 +49,7 @@ _SUBMODULES = (
     "evaluate",
     "genes",
     "io",
+    "layout",
     "losses",
     "metrics",
     "model",

@@ -18,6 +18,7 @@ import yaml
 
 from scfm_lib.config import Profile, load_profile, run_id
 from scfm_lib.io import atomic_write
+from scfm_lib.layout import ResultsLayout
 from scfm_lib.results import load_runs
 
 #: Chapter notebooks, in book order: (template name in nbs/, caption).
@@ -252,7 +253,7 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
         "existed checked the whole tree, including the executed notebooks the workflow itself writes",
         "into `book/`, so they carry `-dirty` whenever an earlier job of the same run had finished.",
         "The page is generated from the provenance stored beside every metrics file in",
-        f"`results/{profile.name}/metrics/`.",
+        f"`{ResultsLayout.of_profile(profile.name).metrics_dir}/`.",
         "",
         "| job | run | commit | data sha256 | versions | parameters |",
         "|---|---|---|---|---|---|",
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "toc":
         print(write_toc(profile, args.root, args.profiles_dir))
     else:
-        print(write_runs_page(profile, Path(args.root) / "results" / profile.name, args.root))
+        print(write_runs_page(profile, ResultsLayout.of_profile(profile.name, args.root).results_dir, args.root))
 
 
 if __name__ == "__main__":
