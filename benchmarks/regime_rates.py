@@ -22,6 +22,7 @@ from common import write_result
 
 from scfm_lib import data, train
 from scfm_lib.config import load_profile, run_id
+from scfm_lib.layout import ResultsLayout
 
 # regime -> the FinetuneConfig field searched and its candidates (the profile's value among them)
 CANDIDATES = {
@@ -33,14 +34,14 @@ CANDIDATES = {
 
 def validation_losses(profile_name: str, results_dir: Path, family: str) -> list[dict]:
     P = load_profile(profile_name)
-    data_dir = results_dir / "data"
-    obs = ad.read_h5ad(data_dir / "downstream.h5ad", backed="r").obs
-    tokens = data.CellTokens.load(data_dir / "tokens" / family / "downstream.npz")
+    layout = ResultsLayout(results_dir)
+    obs = ad.read_h5ad(layout.dataset("downstream"), backed="r").obs
+    tokens = data.CellTokens.load(layout.tokens(family, "downstream"))
     split = {s: np.flatnonzero(obs["split"].values == s) for s in ("train", "val")}
     labels = obs[P.data.label_key].values
     classes, (y_train, y_val) = data.encode_labels(labels[split["train"]], labels[split["val"]])
     name = run_id(max(P.fractions), 0, family)
-    model = train.load_checkpoint(results_dir / "checkpoints" / name)
+    model = train.load_checkpoint(layout.checkpoint(name))
     rows = []
     for regime, (field, values) in CANDIDATES.items():
         for value in values:
@@ -75,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     P = load_profile(args.profile)
     torch.set_num_threads(P.workflow.threads_per_job)
-    results_dir = Path(args.results_dir or f"results/{args.profile}")
+    results_dir = Path(args.results_dir or ResultsLayout.of_profile(args.profile).results_dir)
     rows = [row for family in P.families for row in validation_losses(args.profile, results_dir, family)]
     chosen = {}
     for regime, (field, values) in CANDIDATES.items():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from scfm_book.notebooks import run_papermill, tidy_page
 from scfm_book.pages import BENCHMARK_RESULTS, performance_page, write_runs_page
@@ -16,6 +15,7 @@ from scfm_book.params import write_parameter_tables
 from scfm_book.toc import write_toc
 from scfm_lib.config import load_profile
 from scfm_lib.io import atomic_write
+from scfm_lib.layout import ResultsLayout
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "toc":
         print(write_toc(profile, args.root, args.profiles_dir))
     else:
-        print(write_runs_page(profile, Path(args.root) / "results" / profile.name, args.root))
+        print(write_runs_page(profile, ResultsLayout.of_profile(profile.name, args.root).results_dir, args.root))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from scfm_lib.config import Profile
 from scfm_lib.io import atomic_write
+from scfm_lib.layout import ResultsLayout
 from scfm_lib.results import load_runs
 
 BENCHMARK_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
@@ -28,7 +29,7 @@ def runs_page(profile: Profile, results_dir: str | Path) -> str:
         "existed checked the whole tree, including the executed notebooks the workflow itself writes",
         "into `book/`, so they carry `-dirty` whenever an earlier job of the same run had finished.",
         "The page is generated from the provenance stored beside every metrics file in",
-        f"`results/{profile.name}/metrics/`.",
+        f"`{ResultsLayout.of_profile(profile.name).metrics_dir}/`.",
         "",
         "| job | run | commit | data sha256 | versions | parameters |",
         "|---|---|---|---|---|---|",

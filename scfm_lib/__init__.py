@@ -24,6 +24,7 @@ Layout follows scanpy/scvi-tools conventions:
 - ``pl``        the book's figures
 - ``config``    package: ``sections`` and ``profile`` (profiles and their loading), ``parameters``
                 (notebook parameter checks), ``checks`` (the shared type checks)
+- ``layout``    every path under ``results/<profile>/`` (:class:`~scfm_lib.layout.ResultsLayout`)
 - ``results``, ``io``: metrics files, provenance
 
 The book's generated pages (table of contents, parameter tables, runs and performance pages) and the
@@ -53,6 +54,7 @@ _SUBMODULES = (
     "evaluate",
     "genes",
     "io",
+    "layout",
     "losses",
     "metrics",
     "model",

@@ -13,10 +13,12 @@ import pandas as pd
 from anndata import AnnData
 
 from scfm_lib import data, train
+from scfm_lib.layout import VOCAB, ResultsLayout
 from scfm_lib.model import ScFM
 
-VOCAB_FILE = "vocab.json"
-PATH_PATTERN = "results/<profile>/checkpoints/<family>_f<fraction>_s<seed>"  # scfm_lib.runner.checkpoint_dir
+VOCAB_FILE = VOCAB
+_LAYOUT = ResultsLayout.of_profile("<profile>")  # where the workflow puts checkpoints, for the messages below
+PATH_PATTERN = str(_LAYOUT.checkpoint("<family>_f<fraction>_s<seed>"))
 
 
 def _check_folder(checkpoint_dir: Path) -> None:
@@ -42,7 +44,7 @@ def _check_folder(checkpoint_dir: Path) -> None:
     if missing == [VOCAB_FILE]:
         raise FileNotFoundError(
             f"{checkpoint_dir / VOCAB_FILE} is missing: the checkpoint needs the gene vocabulary "
-            f"it was trained with; copy results/<profile>/data/{VOCAB_FILE} of its profile into "
+            f"it was trained with; copy {_LAYOUT.vocab} of its profile into "
             "the folder (the pretraining job puts it there)"
         )
     raise FileNotFoundError(

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from scfm_lib import metrics
 from scfm_lib.data import PAD_ID, CellTokens, log_normalize
+from scfm_lib.layout import ResultsLayout
 
 
 def labelled_ood_cells(data_dir, family: str, label_key: str, classes) -> tuple[CellTokens, np.ndarray, int] | None:
@@ -31,10 +32,8 @@ def labelled_ood_cells(data_dir, family: str, label_key: str, classes) -> tuple[
     one of ``classes`` (sorted, as :func:`scfm_lib.data.encode_labels` returns them), as
     ``(tokens, label codes, number of OOD cells)``. None where the profile has no labelled OOD set
     (no OOD tokens for ``family``, no ``ood.h5ad``, or no ``label_key`` column in it)."""
-    from pathlib import Path
-
-    data_dir = Path(data_dir)
-    tokens_path, obs_path = data_dir / "tokens" / family / "ood.npz", data_dir / "ood.h5ad"
+    layout = ResultsLayout.of_data_dir(data_dir)
+    tokens_path, obs_path = layout.tokens(family, "ood"), layout.dataset("ood")
     if not (tokens_path.exists() and obs_path.exists()):
         return None
     obs = ad.read_h5ad(obs_path, backed="r").obs

@@ -1,11 +1,8 @@
-"""The results layout of a profile and the tidy table every chapter reads.
+"""Metrics files of a profile and the tidy table every chapter reads.
 
-One folder per profile, ``results/<profile>/``::
-
-    data/                      corpus.h5ad, downstream.h5ad, ood.h5ad, vocab.json, tokens/*.npz
-    checkpoints/<run>/         model.safetensors + checkpoint.json (one per fraction x seed)
-    embeddings/<name>.npy      test-cell embeddings, for the integration metrics
-    metrics/<kind>/<name>.json one file per job: records + provenance
+Where each file of ``results/<profile>/`` lives (data, checkpoints, embeddings, metrics, summary) is
+:mod:`scfm_lib.layout`'s to say; this module writes and reads the metrics files,
+``metrics/<kind>/<name>.json``, one per job: records + provenance.
 
 Every metrics file has the same shape::
 
@@ -25,10 +22,27 @@ import numpy as np
 import pandas as pd
 
 from scfm_lib.io import provenance, read_json, write_json
+from scfm_lib.layout import ResultsLayout
 
 
 def metrics_path(results_dir: str | Path, kind: str, name: str) -> Path:
-    return Path(results_dir) / "metrics" / kind / f"{name}.json"
+    """The metrics file of one job (:meth:`scfm_lib.layout.ResultsLayout.metrics`).
+
+    Parameters
+    ----------
+    results_dir
+        The profile's results folder, ``results/<profile>``.
+    kind
+        The kind of job (``evaluate``, ``scib``, ...).
+    name
+        The job's name within its kind (a run id, a family, ``datasets``).
+
+    Returns
+    -------
+    Path
+        ``<results_dir>/metrics/<kind>/<name>.json``.
+    """
+    return ResultsLayout(results_dir).metrics(kind, name)
 
 
 def write_metrics(
@@ -66,7 +80,7 @@ def write_metrics(
 
 def load_payloads(results_dir: str | Path, kind: str) -> list[dict]:
     """The metrics files of one kind of job, as dicts, in name order."""
-    return [read_json(p) for p in sorted((Path(results_dir) / "metrics" / kind).glob("*.json"))]
+    return [read_json(p) for p in ResultsLayout(results_dir).metrics_files(kind)]
 
 
 def load_records(
@@ -80,7 +94,7 @@ def load_records(
     keys of the records.
     """
     rows = []
-    for path in sorted((Path(results_dir) / "metrics").glob("*/*.json")):
+    for path in ResultsLayout(results_dir).metrics_files():
         payload = read_json(path)
         if kinds and payload["kind"] not in kinds:
             continue
@@ -101,7 +115,7 @@ def load_records(
             )
     if not rows:
         raise FileNotFoundError(
-            f"no metrics under {Path(results_dir) / 'metrics'}: run the workflow "
+            f"no metrics under {ResultsLayout(results_dir).metrics_dir}: run the workflow "
             "first (make book, or snakemake --config profile=<name>)"
         )
     return pd.DataFrame(rows)
@@ -110,7 +124,7 @@ def load_records(
 def load_runs(results_dir: str | Path) -> pd.DataFrame:
     """One row per job with its provenance: the record of what was run, for the appendix."""
     rows = []
-    for path in sorted((Path(results_dir) / "metrics").glob("*/*.json")):
+    for path in ResultsLayout(results_dir).metrics_files():
         payload = read_json(path)
         prov = payload["provenance"]
         rows.append(

@@ -20,6 +20,7 @@ import torch
 
 from scfm_lib import data, train
 from scfm_lib.config import Profile, load_profile, run_id
+from scfm_lib.layout import VOCAB, ResultsLayout
 
 
 def init_distributed() -> tuple[int, int]:
@@ -36,7 +37,25 @@ def init_distributed() -> tuple[int, int]:
 
 
 def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: int) -> Path:
-    return Path(results_dir) / "checkpoints" / run_id(fraction, seed, family)
+    """The checkpoint folder of a grid point (:meth:`scfm_lib.layout.ResultsLayout.checkpoint`).
+
+    Parameters
+    ----------
+    results_dir
+        The profile's results folder, ``results/<profile>``.
+    family
+        The model family.
+    fraction
+        The corpus fraction, in [0, 1].
+    seed
+        The pretraining seed.
+
+    Returns
+    -------
+    Path
+        ``<results_dir>/checkpoints/<family>_f<fraction>_s<seed>``.
+    """
+    return ResultsLayout(results_dir).checkpoint(run_id(fraction, seed, family))
 
 
 def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int) -> tuple:
@@ -46,10 +65,10 @@ def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str
     checkpoint folder) and the command that makes it, when that grid point was never pretrained
     (a fraction or seed the profile does not list, or a run that has not reached it yet).
     """
-    from scfm_lib import io, results
+    from scfm_lib import io
 
     name = run_id(fraction, seed, family)
-    record_path = results.metrics_path(results_dir, "pretrain", name)
+    record_path = ResultsLayout(results_dir).metrics("pretrain", name)
     out_dir = checkpoint_dir(results_dir, family, fraction, seed)
     if not record_path.exists() or not (out_dir / train.META).exists():
         missing = record_path if not record_path.exists() else out_dir
@@ -85,11 +104,11 @@ def pretrain_grid_point(
     """Pretrain (or, for fraction 0, save the random-init control of) one grid point into
     ``results/<profile>/checkpoints/<run id>``. Returns the :func:`train.pretrain` outcome
     (for the control: an empty history and ``n_train`` 0) plus the configs used."""
-    data_dir = Path(results_dir) / "data"
-    corpus = data.CellTokens.load(data_dir / "tokens" / family / "corpus_train.npz", mmap=True)  # stays on disk
-    val = data.CellTokens.load(data_dir / "tokens" / family / "corpus_val.npz")
+    layout = ResultsLayout(results_dir)
+    corpus = data.CellTokens.load(layout.tokens(family, "corpus_train"), mmap=True)  # stays on disk
+    val = data.CellTokens.load(layout.tokens(family, "corpus_val"))
     subset = data.nested_subsets(len(corpus), [fraction], seed=seed)[fraction]
-    vocab = data.GeneVocab.load(data_dir / "vocab.json")
+    vocab = data.GeneVocab.load(layout.vocab)
     model_config = profile.model_config(vocab_size=len(vocab), family=family)
     pretrain_config = profile.pretrain_config(
         max_steps=max_steps, budget=budget, seed=seed, num_threads=profile.workflow.threads_per_job
@@ -103,7 +122,7 @@ def pretrain_grid_point(
     else:
         outcome = train.pretrain(model_config, corpus.subset(subset), val, pretrain_config, out_dir, progress=progress)
     if writer:
-        vocab.save(out_dir / "vocab.json")  # the checkpoint folder is self-contained for scfm_lib.tl.embed
+        vocab.save(out_dir / VOCAB)  # the checkpoint folder is self-contained for scfm_lib.tl.embed
     return {**outcome, "model_config": model_config, "pretrain_config": pretrain_config}
 
 

@@ -154,6 +154,14 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     } <= pairs
     assert "the tissue the corpus left out" in pages["pretraining"].read_text()
     assert not list((root / "results" / "tiny" / "executing").glob("*.ipynb"))
+    # One owner of the results layout: every file the run wrote under results/tiny/ is a path that
+    # scfm_lib.layout builds (and every kind a tiny run writes is among them).
+    from scfm_lib.layout import PATTERNS, ResultsLayout
+
+    written = ResultsLayout(root / "results" / "tiny")
+    assert written.stray_files() == [], f"files the layout does not know: {written.stray_files()}"
+    kinds = {written.kind_of(p) for p in written.results_dir.rglob("*") if p.is_file()}
+    assert kinds == set(PATTERNS) - {"task_tokens", "task_labels", "budgets", "executing"}  # no tasks, no sweep
 
     # Rerunning skips finished jobs.
     dry = _snakemake(repo, root, env, "-n")
@@ -190,6 +198,9 @@ def test_tiny_profile_builds_the_book(repo, tmp_path, venv_env):
     assert set(full) == set(shorter)
     changed = {key for key in full if not np.isclose(full[key], shorter[key], equal_nan=True)}
     assert changed and all(mode.startswith("finetune") for mode, _ in changed), sorted(changed)
+    # the rerun and the exercise wrote layout paths only, too
+    for name in ("tiny", "tiny_short"):
+        assert ResultsLayout(clone / "results" / name).stray_files() == [], name
 
 
 TINY_REAL = """
@@ -251,6 +262,9 @@ def test_real_data_profile_builds_the_book(repo, tmp_path, venv_env):
     assert {r["metric"] for r in scib["records"]} == {"bio_conservation"}
     data_record = json.loads((metrics / "data" / "datasets.json").read_text())
     assert data_record["extra"]["file_sha256"]["pbmc68k_reduced"].startswith("e71d41e7")
+    from scfm_lib.layout import ResultsLayout
+
+    assert ResultsLayout(root / "results" / "tinyreal").stray_files() == []  # the sweep's and LoRA's files too
 
     # The same corpus streamed from a TileDB-SOMA experiment (the Census code path) gives the
     # same vocabulary and the same tokens as reading it into memory.
@@ -495,3 +509,6 @@ def test_real_profile_on_shared_data_builds_the_book(repo, tmp_path, venv_env, s
         assert {"gate1", "D", "verdict", "margin"} <= set(tasks[task]), task
         assert 0 < tasks[task]["margin"]["margin"] < 0.1
     assert (root / "_build" / "html" / "book" / "realsmoke" / "data.html").exists()
+    from scfm_lib.layout import ResultsLayout
+
+    assert ResultsLayout(results).stray_files() == []  # the tasks' files too

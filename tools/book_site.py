@@ -28,6 +28,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from scfm_lib.layout import RESULTS_ROOT
+
 REPO = Path(__file__).resolve().parent.parent
 #: The profile whose run is the repository's own book: its table of contents is the root ``_toc.yml``.
 COMMITTED_PROFILE = "quick"
@@ -60,8 +62,8 @@ def prepare(profile: str, repo: str | Path = REPO, includes: list[str] | None = 
         includes = list(load_profile(profile, repo / "profiles").book_includes)
     site = site_root(profile, repo)
     (site / "book").mkdir(parents=True, exist_ok=True)
-    (repo / "results").mkdir(exist_ok=True)
-    _link(repo / "results", site / "results")
+    (repo / RESULTS_ROOT).mkdir(exist_ok=True)
+    _link(repo / RESULTS_ROOT, site / RESULTS_ROOT)
     shutil.copy2(repo / "_config.yml", site / "_config.yml")
     for page in sorted((repo / "book").glob("*.md")):
         if page.name not in GENERATED_PAGES:

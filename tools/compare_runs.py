@@ -17,6 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from scfm_lib.layout import META, ResultsLayout
+
+#: Names inside a ``results/<profile>/`` folder (scfm_lib.layout).
+_NAMES = ResultsLayout(Path())
+
 #: Fields that say when, where, how fast and from which commit a run was made, not what it found.
 RUN_FIELDS = {
     "provenance",
@@ -45,13 +50,13 @@ def _strip(obj):
 
 def _comparable(path: Path) -> object:
     doc = json.loads(path.read_text())
-    if path.parent.parent.name == "metrics":  # metrics/<kind>/<name>.json: what it found, and on which data
+    if path.parent.parent.name == _NAMES.metrics_dir.name:  # metrics/<kind>/<name>.json: what it found, on which data
         return {
             "records": doc.get("records"),
             "data_sha256": doc.get("provenance", {}).get("data_sha256"),
             "extra": _strip(doc.get("extra", {})),
         }
-    if path.name == "checkpoint.json":
+    if path.name == META:
         return {k: doc.get(k) for k in ("step", "weights_sha256", "train_sha256", "best_val_loss", "history")}
     return _strip(doc)
 
@@ -61,7 +66,8 @@ def compare(before: Path, after: Path) -> tuple[int, list[str]]:
     names = sorted(
         {p.relative_to(before) for p in before.rglob("*.json")} | {p.relative_to(after) for p in after.rglob("*.json")}
     )
-    names = [n for n in names if n.parts[0] in ("metrics", "checkpoints") or n.name == "summary.json"]
+    compared = (_NAMES.metrics_dir.name, _NAMES.checkpoints_dir.name)
+    names = [n for n in names if n.parts[0] in compared or n.name == _NAMES.summary.name]
     differences = []
     for name in names:
         a, b = before / name, after / name
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path, help="results/<profile>/ of the run after it")
     args = parser.parse_args(argv)
     for folder in (args.before, args.after):
-        if not (folder / "metrics").is_dir():
+        if not ResultsLayout(folder).metrics_dir.is_dir():
             parser.error(f"{folder} has no metrics/ folder: pass a run's results/<profile>/ folder")
     n, differences = compare(args.before, args.after)
     print(f"compared {n} files (metrics records and data hashes, checkpoint weights, summary)")

@@ -29,6 +29,7 @@ from sklearn.decomposition import PCA
 
 from scfm_lib import data, evaluate, io, metrics, results, train
 from scfm_lib.config import Profile, run_id
+from scfm_lib.layout import ResultsLayout
 
 NEGATIVE = "negative_control"
 POSITIVE = "positive_control"
@@ -80,14 +81,14 @@ def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ jobs
-def _layout(profile: Profile, results_dir: str | Path, family: str):
-    data_dir = Path(results_dir) / "data"
-    vocab = data.GeneVocab.load(data_dir / "vocab.json")
-    downstream = ad.read_h5ad(data_dir / "downstream.h5ad", backed="r")
+def _inputs(profile: Profile, results_dir: str | Path, family: str):
+    layout = ResultsLayout(results_dir)
+    vocab = data.GeneVocab.load(layout.vocab)
+    downstream = ad.read_h5ad(layout.dataset("downstream"), backed="r")
     obs = downstream.obs
     split = {s: np.flatnonzero(obs["split"].to_numpy() == s) for s in ("train", "val", "test")}
-    tokens = data.CellTokens.load(data_dir / "tokens" / family / "downstream.npz")
-    return data_dir, vocab, obs, split, tokens
+    tokens = data.CellTokens.load(layout.tokens(family, "downstream"))
+    return layout, vocab, obs, split, tokens
 
 
 def negative_control(profile: Profile, results_dir: str | Path, family: str, progress: bool = False) -> list[dict]:
@@ -97,21 +98,21 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
     each checkpoint's primary frozen readout (linear probe, macro-F1 on the test donors) and its
     validation loss on real corpus cells. Writes ``metrics/negative_control/<run>.json`` per run
     (resumable: finished checkpoints are kept); returns the payloads."""
-    data_dir, vocab, obs, split, tokens = _layout(profile, results_dir, family)
-    corpus = ad.read_h5ad(data_dir / "corpus.h5ad")
+    layout, vocab, obs, split, tokens = _inputs(profile, results_dir, family)
+    corpus = ad.read_h5ad(layout.dataset("corpus"))
     is_train = corpus.obs["pretrain_split"].astype(str).to_numpy() == "train"
     permuted = ad.AnnData(X=None, obs=corpus.obs.iloc[np.flatnonzero(is_train)].copy(), var=corpus.var.copy())
     permuted.layers["counts"] = permute_genes(corpus.layers["counts"][is_train], seed=profile.data.seed)
     medians = vocab.medians if family == "geneformer" else None
     corpus_tokens = data.tokenize(permuted, vocab, profile.data.context_genes, medians=medians)
-    val = data.CellTokens.load(data_dir / "tokens" / family / "corpus_val.npz")
+    val = data.CellTokens.load(layout.tokens(family, "corpus_val"))
     model_config = profile.model_config(vocab_size=len(vocab), family=family)
     pretrained = [f for f in profile.fractions if f > 0]
     ends = sorted({min(pretrained), max(pretrained)})
     classes, (y_train, y_test) = data.encode_labels(
         obs[profile.data.label_key].to_numpy()[split["train"]], obs[profile.data.label_key].to_numpy()[split["test"]]
     )
-    data_hashes = io.read_json(results.metrics_path(results_dir, "data", "datasets"))["provenance"]["data_sha256"]
+    data_hashes = io.read_json(layout.metrics("data", "datasets"))["provenance"]["data_sha256"]
     payloads = []
     for fraction in ends:
         seeds = profile.seeds_at(fraction)
@@ -119,7 +120,7 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
             started = time.perf_counter()
             name = f"{family}_f{fraction}_s{seed}"
             subset = data.nested_subsets(len(corpus_tokens), [fraction], seed=seed)[fraction]
-            out_dir = Path(results_dir) / "checkpoints" / f"{NEGATIVE}_{run_id(fraction, seed, family)}"
+            out_dir = layout.checkpoint(run_id(fraction, seed, family), control=NEGATIVE)
             cfg = profile.pretrain_config(seed=seed, num_threads=profile.workflow.threads_per_job)
             outcome = train.pretrain(model_config, corpus_tokens.subset(subset), val, cfg, out_dir, progress=progress)
             model = train.load_checkpoint(out_dir)
@@ -131,7 +132,7 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
             ]
             payloads.append(
                 results.write_metrics(
-                    results.metrics_path(results_dir, NEGATIVE, name),
+                    layout.metrics(NEGATIVE, name),
                     kind=NEGATIVE,
                     name=name,
                     run={
@@ -167,8 +168,8 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
     whole token bag (the corpus-blind "finetuned" counterpart), each trained on
     ``study.positive_labels_per_class`` training-donor cells per subtype and scored by macro-F1 over
     subtypes on the test donors. Writes ``metrics/positive_control/<family>_f<f>_s<s>.json``."""
-    data_dir, vocab, obs, split, tokens = _layout(profile, results_dir, family)
-    corpus_obs = ad.read_h5ad(data_dir / "corpus.h5ad", backed="r").obs
+    layout, vocab, obs, split, tokens = _inputs(profile, results_dir, family)
+    corpus_obs = ad.read_h5ad(layout.dataset("corpus"), backed="r").obs
     train_obs = corpus_obs[corpus_obs["pretrain_split"].astype(str) == "train"]
     if "cell_subtype" not in train_obs:
         raise ValueError(
@@ -176,11 +177,11 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
             "study.positive_control: false for a corpus without subtypes"
         )
     is_rare = train_obs["cell_subtype"].astype(str).str.endswith("b").to_numpy()
-    corpus_bag = evaluate.token_bag(data.CellTokens.load(data_dir / "tokens" / family / "corpus_train.npz"), len(vocab))
+    corpus_bag = evaluate.token_bag(data.CellTokens.load(layout.tokens(family, "corpus_train")), len(vocab))
     bag = evaluate.token_bag(tokens, len(vocab))
     subtypes = obs["cell_subtype"].astype(str).to_numpy()
     pretrained = sorted(f for f in profile.fractions if f > 0)
-    data_hashes = io.read_json(results.metrics_path(results_dir, "data", "datasets"))["provenance"]["data_sha256"]
+    data_hashes = io.read_json(layout.metrics("data", "datasets"))["provenance"]["data_sha256"]
     payloads = []
     for seed in profile.seeds:
         labelled = split["train"][few_labels(subtypes[split["train"]], profile.study.positive_labels_per_class, seed)]
@@ -199,7 +200,7 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
             name = f"{family}_f{fraction}_s{seed}"
             payloads.append(
                 results.write_metrics(
-                    results.metrics_path(results_dir, POSITIVE, name),
+                    layout.metrics(POSITIVE, name),
                     kind=POSITIVE,
                     name=name,
                     run={

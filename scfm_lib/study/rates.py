@@ -18,6 +18,7 @@ import numpy as np
 
 from scfm_lib import data, io, results, train
 from scfm_lib.config import Profile, run_id
+from scfm_lib.layout import ResultsLayout
 
 KIND = "rates"
 
@@ -30,9 +31,9 @@ def rate_field(regime: str) -> str:
 def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict:
     """Finetune the first checkpoint of every fraction at every candidate rate; write and return
     ``metrics/rates/<family>.json`` with ``extra["chosen"][regime][str(fraction)]`` = the rate."""
-    data_dir = Path(results_dir) / "data"
-    obs = ad.read_h5ad(data_dir / "downstream.h5ad", backed="r").obs
-    tokens = data.CellTokens.load(data_dir / "tokens" / family / "downstream.npz")
+    layout = ResultsLayout(results_dir)
+    obs = ad.read_h5ad(layout.dataset("downstream"), backed="r").obs
+    tokens = data.CellTokens.load(layout.tokens(family, "downstream"))
     split = {s: np.flatnonzero(obs["split"].to_numpy() == s) for s in ("train", "val")}
     labels = obs[profile.data.label_key].to_numpy()
     classes, (y_train, y_val) = data.encode_labels(labels[split["train"]], labels[split["val"]])
@@ -42,7 +43,7 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
         chosen[regime] = {}
         for fraction in profile.fractions:
             seed = profile.seeds_at(fraction)[0]
-            model = train.load_checkpoint(Path(results_dir) / "checkpoints" / run_id(fraction, seed, family))
+            model = train.load_checkpoint(layout.checkpoint(run_id(fraction, seed, family)))
             best = None
             for rate in profile.study.rate_candidates:
                 cfg = profile.finetune_config(
@@ -66,14 +67,14 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
                 if best is None or log["best_val_loss"] < best[1]:
                     best = (float(rate), log["best_val_loss"])
             chosen[regime][str(float(fraction))] = best[0]
-    data_hashes = io.read_json(results.metrics_path(results_dir, "data", "datasets"))["provenance"]["data_sha256"]
+    data_hashes = io.read_json(layout.metrics("data", "datasets"))["provenance"]["data_sha256"]
     records = [
         {"mode": "rate", "metric": f"{regime}_f{fraction}", "value": rate}
         for regime, by in chosen.items()
         for fraction, rate in by.items()
     ]
     return results.write_metrics(
-        results.metrics_path(results_dir, KIND, family),
+        layout.metrics(KIND, family),
         kind=KIND,
         name=family,
         run={"family": family},
@@ -87,7 +88,7 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
 def chosen_rate(results_dir: str | Path, family: str, regime: str, fraction: float) -> dict:
     """``{field: rate}`` the rates job chose for this regime and fraction, to pass to
     ``profile.finetune_config``; a clear error when the rates job has not run."""
-    path = results.metrics_path(results_dir, KIND, family)
+    path = ResultsLayout(results_dir).metrics(KIND, family)
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: the finetuning rates of {family} are chosen by the workflow's "

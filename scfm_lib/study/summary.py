@@ -20,6 +20,7 @@ import pandas as pd
 from scfm_lib import data, io, results
 from scfm_lib.analysis import endpoints, gates
 from scfm_lib.config import Profile, load_profile
+from scfm_lib.layout import ResultsLayout
 from scfm_lib.study import tasks
 from scfm_lib.study.controls import NEGATIVE, POSITIVE
 from scfm_lib.study.data_summary import data_summary
@@ -65,10 +66,10 @@ def _series(records: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
 
 
 def _context_free(results_dir: Path, family: str, mask_ratio: float) -> float:
-    tokens = Path(results_dir) / "data" / "tokens" / family
+    layout = ResultsLayout(results_dir)
     return gates.context_free_loss(
-        data.CellTokens.load(tokens / "corpus_train.npz"),
-        data.CellTokens.load(tokens / "corpus_val.npz"),
+        data.CellTokens.load(layout.tokens(family, "corpus_train")),
+        data.CellTokens.load(layout.tokens(family, "corpus_val")),
         family,
         mask_ratio,
     )
@@ -286,7 +287,7 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
     pretrained = [f for f in profile.fractions if f > 0]
     ends = [min(pretrained), max(pretrained)]
     model_config = profile.model_config(vocab_size=16)
-    data_record = io.read_json(results.metrics_path(results_dir, "data", "datasets"))
+    data_record = io.read_json(ResultsLayout(results_dir).metrics("data", "datasets"))
     families = {
         family: family_summary(profile, results_dir, family, baselines, data_record) for family in profile.families
     }
@@ -324,9 +325,10 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
 
 def write_summary(profile: Profile, results_dir: str | Path, book_dir: str | Path | None = None) -> dict:
     summary = build_summary(profile, results_dir)
-    io.write_json(Path(results_dir) / "summary.json", summary)
+    path = ResultsLayout(results_dir).summary
+    io.write_json(path, summary)
     if book_dir is not None:
-        io.write_json(Path(book_dir) / "summary.json", summary)
+        io.write_json(Path(book_dir) / path.name, summary)
     return summary
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 from scfm_lib import data, datasets, evaluate, genes, io, metrics
 from scfm_lib.config import Profile, TaskSpec
 from scfm_lib.data import CellTokens, GeneVocab
+from scfm_lib.layout import ResultsLayout
 
 SPLITS = ("train", "val", "test")
 
@@ -37,14 +38,6 @@ SPLITS = ("train", "val", "test")
 def metric(name: str, score: str = "macro_f1") -> str:
     """The record metric of task ``name``: ``macro_f1_<name>`` (or ``accuracy_<name>``)."""
     return f"{score}_{name}"
-
-
-def labels_path(data_dir: str | Path, name: str) -> Path:
-    return Path(data_dir) / "tasks" / f"{name}.npz"
-
-
-def tokens_path(data_dir: str | Path, name: str, family: str) -> Path:
-    return Path(data_dir) / "tokens" / family / f"task_{name}.npz"
 
 
 def read_task_dataset(spec: TaskSpec):
@@ -157,6 +150,7 @@ def prepare_task(
         ``context_ceiling`` per family (macro-F1 of a logistic regression on the context genes and on
         all genes, test cells) and ``sha256`` of the task's cells.
     """
+    layout = ResultsLayout.of_data_dir(data_dir)
     as_read, adata, id_map, orthologs = read_task_dataset(spec)
     harmonization = genes.harmonization_report(as_read, vocab, id_map=id_map, orthologs=orthologs)
     layer = data.validate(adata, label_key=spec.label_key)
@@ -175,11 +169,11 @@ def prepare_task(
             min_overlap=spec.min_vocab_overlap,
             medians=vocab.medians if family == "geneformer" else None,
         )
-        tokens.save(tokens_path(data_dir, name, family))
+        tokens.save(layout.task_tokens(family, name))
         ceilings[family] = evaluate.context_ceiling(
             adata, tokens, len(vocab), index["train"], index["test"], y_train, y_test, seed=seed
         )
-    path = labels_path(data_dir, name)
+    path = layout.task_labels(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -200,12 +194,13 @@ def load_task(
 ) -> tuple[CellTokens, list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A prepared task: its tokens for ``family``, its classes, and per split the cell indices and
     label codes. A clear error names the data job when the files are missing."""
-    labels_file, tokens_file = labels_path(data_dir, name), tokens_path(data_dir, name, family)
+    layout = ResultsLayout.of_data_dir(data_dir)
+    labels_file, tokens_file = layout.task_labels(name), layout.task_tokens(family, name)
     for path in (labels_file, tokens_file):
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} is missing: task {name!r} is prepared by the workflow's data job "
-                f"(snakemake ... {Path(data_dir).parent / 'metrics' / 'data' / 'datasets.json'})"
+                f"(snakemake ... {layout.metrics('data', 'datasets')})"
             )
     stored = np.load(labels_file)
     labels, split = stored["labels"], stored["split"]
@@ -278,7 +273,7 @@ def evaluate_task(
     from scfm_lib import train
     from scfm_lib.study import rates
 
-    tokens, classes, index, y = load_task(Path(results_dir) / "data", name, family)
+    tokens, classes, index, y = load_task(ResultsLayout(results_dir).data_dir, name, family)
     view = {s: tokens.subset(index[s]) for s in SPLITS}
     z = {s: train.embed(model, view[s]) for s in ("train", "test")}  # the primary frozen readout
     predictions = {

@@ -16,11 +16,11 @@ from safetensors.torch import load_file, save_file
 
 from scfm_lib.data import CellTokens
 from scfm_lib.io import atomic_path, file_sha256, read_json, write_json
+from scfm_lib.layout import META, WEIGHTS  # the file names of a checkpoint folder
+from scfm_lib.layout import TRAINER_STATE as TRAINER_STATE  # re-exported for scfm_lib.train
 from scfm_lib.model import ScFM, ScFMConfig
 from scfm_lib.train.batches import tokens_sha256
 from scfm_lib.train.config import PretrainConfig
-
-WEIGHTS, META, TRAINER_STATE = "model.safetensors", "checkpoint.json", "trainer_state.pt"
 
 
 def initial_model(model_config: ScFMConfig, seed: int) -> ScFM:
