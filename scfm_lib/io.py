@@ -23,9 +23,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 #: Packages whose versions are recorded beside every result.
 RECORDED_PACKAGES = (
@@ -68,6 +71,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temp file beside ``path``; on clean exit it replaces ``path`` in one rename.
 
     On an exception the temp file is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+    mode : str
+        The ``open`` mode, ``"w"`` (text) or ``"wb"`` (bytes).
+
+    Yields
+    ------
+    file object
+        The open temp file.
     """
     path = Path(path)
     fd, tmp = _temp_beside(path)
@@ -85,7 +100,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside ``path`` for writers that want a file name (h5ad, safetensors)."""
+    """Yield a temp path beside ``path`` for writers that want a file name (h5ad, safetensors).
+
+    On clean exit the temp file replaces ``path`` in one rename; on an exception it is removed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created if missing).
+
+    Yields
+    ------
+    pathlib.Path
+        The temp file's path (the file exists, empty).
+    """
     path = Path(path)
     fd, tmp = _temp_beside(path)
     os.close(fd)
@@ -115,7 +143,19 @@ def _to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write ``payload`` as indented JSON, atomically. NaN is written as ``null``."""
+    """Write ``payload`` as indented JSON, atomically. NaN is written as ``null``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file.
+    payload : dict
+        The content; numpy scalars and arrays, paths and dataclasses are converted.
+
+    Returns
+    -------
+    None
+    """
     text = json.dumps(_to_jsonable(payload), indent=2, sort_keys=False, allow_nan=True)
     text = text.replace("NaN", "null")
     with atomic_write(path) as fh:
@@ -123,11 +163,37 @@ def write_json(path: str | os.PathLike, payload: dict) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
+    """Read a JSON file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file.
+
+    Returns
+    -------
+    dict
+        Its content.
+    """
     with open(path) as fh:
         return json.load(fh)
 
 
 def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in chunks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    chunk_size : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(chunk_size), b""):
@@ -136,6 +202,18 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 
 def package_versions(names: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str | None]:
+    """The installed version of each package, None where it is not installed.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Distribution names (default :data:`RECORDED_PACKAGES`).
+
+    Returns
+    -------
+    dict of str to (str or None)
+        Name -> version.
+    """
     versions = {}
     for name in names:
         try:
@@ -168,8 +246,20 @@ def _git_on_code(args: list[str], cwd) -> bytes:
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
-    """The current commit, with ``-dirty`` appended when the code (:data:`CODE_PATHS`) has
-    uncommitted changes."""
+    """The current commit, with ``-dirty`` appended when the code has uncommitted changes.
+
+    The code is :data:`CODE_PATHS`.
+
+    Parameters
+    ----------
+    cwd : str or os.PathLike, optional
+        A folder of the repository (default: this package's).
+
+    Returns
+    -------
+    str or None
+        The commit's sha, perhaps with ``-dirty``; None outside a git checkout.
+    """
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
@@ -182,8 +272,20 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def git_diff_sha256(cwd: str | os.PathLike | None = None) -> str | None:
-    """The sha256 of ``git diff HEAD`` over the code (:data:`CODE_PATHS`) when it has uncommitted
-    changes, else None: with the commit it pins the code a result came from."""
+    """The sha256 of ``git diff HEAD`` over the code (:data:`CODE_PATHS`) when it has uncommitted changes.
+
+    With the commit it pins the code a result came from.
+
+    Parameters
+    ----------
+    cwd
+        As :func:`git_commit`.
+
+    Returns
+    -------
+    str or None
+        The hex digest; None on a clean tree or outside a git checkout.
+    """
     cwd = cwd or Path(__file__).resolve().parent
     try:
         diff = _git_on_code(["diff", "HEAD"], cwd)
@@ -193,7 +295,21 @@ def git_diff_sha256(cwd: str | os.PathLike | None = None) -> str | None:
 
 
 def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> dict:
-    """The record stored beside every result: parameters, data hashes, versions, commit, host."""
+    """The record stored beside every result: parameters, data hashes, versions, commit, host.
+
+    Parameters
+    ----------
+    parameters : dict
+        The parameters the result was computed with.
+    data_hashes : dict of str to str, optional
+        Name -> sha256 of the data it read.
+
+    Returns
+    -------
+    dict
+        ``parameters``, ``data_sha256``, ``versions``, ``git_commit``, ``git_diff_sha256`` (None on
+        a clean tree), ``python``, ``machine`` and ``created_utc``.
+    """
     return {
         "parameters": _to_jsonable(parameters),
         "data_sha256": data_hashes or {},
@@ -206,11 +322,23 @@ def provenance(parameters: dict, data_hashes: dict[str, str] | None = None) -> d
     }
 
 
-def anndata_sha256(adata, layer: str = "counts") -> str:
+def anndata_sha256(adata: AnnData, layer: str = "counts") -> str:
     """A content hash of an AnnData: counts, cell and gene names and ``obs``.
 
     Hashing the h5ad file would not do: HDF5 stores write times, so the same data written twice
     gives different bytes. This hash is the same whenever the content is.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The data.
+    layer : str
+        The layer hashed (``X`` when it is absent).
+
+    Returns
+    -------
+    str
+        The SHA-256 hex digest.
     """
     import scipy.sparse as sp
 

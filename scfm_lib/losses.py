@@ -57,8 +57,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
 def linear_cross_entropy(
     h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor, chunk_rows: int = 32
 ) -> torch.Tensor:
-    """``F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")`` -> [M] fp32,
-    differentiable in ``h``, ``weight`` and ``bias``, without the fp32 [M, V] logits.
+    """``F.cross_entropy((h @ weight.T).float() + bias, targets, reduction="none")``, without fp32 logits.
+
+    Differentiable in ``h``, ``weight`` and ``bias``, without the fp32 [M, V] logits.
 
     The loss over a 20k-gene vocabulary is memory-bound: the plain expression writes and rereads
     [M, V] fp32 logits, log-probabilities and their gradient (~100 MB each at M = 1200). Here
@@ -66,7 +67,30 @@ def linear_cross_entropy(
     is softmaxed in fp32 while in cache, and its gradient (softmax - one-hot, the only thing
     backward needs) overwrites it. The numbers are the plain expression's, up to the rounding of
     the gradient to the matmul dtype, which the plain expression's bf16 matmul backward does too.
-    h [M, D], weight [V, D] in one dtype; bias [V]; targets [M] long in [0, V)."""
+
+    Parameters
+    ----------
+    h : torch.Tensor
+        Hidden states, shape ``(M, D)``, in the matmul dtype.
+    weight : torch.Tensor
+        The decoder, shape ``(V, D)``, of ``h``'s dtype.
+    bias : torch.Tensor
+        Shape ``(V,)``.
+    targets : torch.Tensor
+        long, shape ``(M,)``, in ``[0, V)``.
+    chunk_rows : int
+        Rows softmaxed at a time.
+
+    Returns
+    -------
+    torch.Tensor
+        fp32, shape ``(M,)``: each row's cross-entropy, >= 0.
+
+    Raises
+    ------
+    ValueError
+        When ``h`` and ``weight`` are not 2-D of one dtype and width.
+    """
     if h.dtype != weight.dtype or h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1]:
         raise ValueError(
             f"h {tuple(h.shape)} {h.dtype} and weight {tuple(weight.shape)} {weight.dtype} must be "
@@ -77,9 +101,23 @@ def linear_cross_entropy(
 
 
 def masked_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mask [B, L] bool -> (rows [B, P] long, present [B, P] bool), P = the most masked positions
-    of any cell: each cell's masked positions in ascending order, then filler positions
-    (``present`` False) up to P."""
+    """Each cell's masked positions as a padded index.
+
+    P = the most masked positions of any cell: each cell's masked positions in ascending order,
+    then filler positions (``present`` False) up to P.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        bool, shape ``(B, L)``.
+
+    Returns
+    -------
+    rows : torch.Tensor
+        long, shape ``(B, P)``.
+    present : torch.Tensor
+        bool, shape ``(B, P)``: False at filler positions.
+    """
     P = int(mask.sum(1).max())
     rows = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :P]  # masked (0) sort first
     return rows, torch.gather(mask, 1, rows)

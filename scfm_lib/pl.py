@@ -47,7 +47,19 @@ CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left o
 
 
 def corpus_size_positions(n_cells: pd.Series) -> pd.Series:
-    """x positions: log10(cells) for pretrained runs; the 0-cell control sits left of the smallest."""
+    """x positions: log10(cells) for pretrained runs; the 0-cell control sits left of the smallest.
+
+    Parameters
+    ----------
+    n_cells : pandas.Series
+        Pretraining corpus sizes (cells, >= 0; 0 = the random-init control).
+
+    Returns
+    -------
+    pandas.Series
+        float x positions, same index as ``n_cells``: ``log10(n_cells)`` for ``n_cells > 0``, and
+        :data:`CONTROL_GAP` left of the smallest corpus for the control.
+    """
     n = n_cells.astype(float)
     smallest = np.log10(n[n > 0].min()) if (n > 0).any() else 0.0
     return pd.Series(np.where(n > 0, np.log10(np.where(n > 0, n, 1.0)), smallest - CONTROL_GAP), index=n.index)
@@ -72,9 +84,31 @@ def metric_vs_corpus_size(
 ) -> plt.Axes:
     """Mean metric per corpus size with its bootstrap CI over seeds, one line per mode.
 
-    ``table``: one row per (mode, metric, n_cells) with columns ``mean``, ``ci_low``, ``ci_high``
-    (as returned by :func:`scfm_lib.stats.size_table`). ``baselines``: rows (mode, metric, value)
-    drawn as horizontal lines, for methods with no pretraining.
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per (mode, metric, n_cells) with columns ``mean``, ``ci_low``, ``ci_high`` (as
+        returned by :func:`scfm_lib.stats.size_table`).
+    metric : str
+        The metric to draw (a value of ``table["metric"]``).
+    modes : list of str
+        The evaluation modes to draw, one line each (keys of :data:`MODE_LABELS` name them).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default the current Axes.
+    baselines : pandas.DataFrame, optional
+        Rows (mode, metric, value) drawn as horizontal lines, for methods with no pretraining.
+    ylabel : str, optional
+        The y-axis label; default ``metric``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        When ``table`` has no row for ``metric`` and ``modes``.
     """
     ax = ax or plt.gca()
     rows = table[(table["metric"] == metric) & table["mode"].isin(modes)].copy()
@@ -112,7 +146,23 @@ def metric_vs_corpus_size(
 
 
 def loss_curves(histories: pd.DataFrame, *, ax: plt.Axes | None = None, value: str = "val_loss") -> plt.Axes:
-    """Pretraining loss against steps, one line per corpus size (mean over seeds, band = range)."""
+    """Pretraining loss against steps, one line per corpus size (mean over seeds, band = range).
+
+    Parameters
+    ----------
+    histories : pandas.DataFrame
+        Pretraining histories, one row per (run, step) with columns ``n_cells``, ``step`` and
+        ``value``'s column.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default the current Axes.
+    value : str
+        The column drawn (default ``"val_loss"``, the validation masked-value MSE).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+    """
     ax = ax or plt.gca()
     data = histories.dropna(subset=[value]).copy()
     data["pretraining cells"] = data["n_cells"].map(lambda n: f"{int(n):,}")
@@ -141,7 +191,26 @@ def interval_plot(
     ax: plt.Axes | None = None,
     reference: tuple[float, ...] = (0.0,),
 ) -> plt.Axes:
-    """A forest plot: one row per line of ``summary`` (its index as label), estimate with its CI."""
+    """A forest plot: one row per line of ``summary`` (its index as label), estimate with its CI.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        One row per estimate, its index naming the rows of the plot (top to bottom).
+    estimate, low, high : str
+        Columns of ``summary``: the point estimate and its interval's bounds.
+    label : str
+        The x-axis label.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default the current Axes.
+    reference : tuple of float
+        x values marked by dashed vertical lines (default 0, no effect).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The Axes drawn on.
+    """
     ax = ax or plt.gca()
     y = np.arange(len(summary))[::-1]
     est, lo, hi = (summary[c].to_numpy(dtype=float) for c in (estimate, low, high))

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from scfm_lib.data import PAD_ID, SPECIAL_TOKENS, CellTokens, GeneVocab
 from scfm_lib.model import FAMILIES, ScFM
@@ -47,8 +48,31 @@ MODES = ("delete", "overexpress")
 
 # ------------------------------------------------------------------------------ gene embeddings
 def gene_embeddings(model: ScFM, vocab: GeneVocab, genes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-    """The input gene-token embeddings of ``genes`` (default: every vocabulary gene, in
-    vocabulary order): their names and a float32 [G, D] matrix, row i = gene i."""
+    """The input gene-token embeddings of ``genes``, with their names.
+
+    Default: every vocabulary gene, in vocabulary order; row i of the matrix = gene i.
+
+    Parameters
+    ----------
+    model : ScFM
+        The model whose ``gene_embedding`` table is read.
+    vocab : GeneVocab
+        The model's gene vocabulary.
+    genes : sequence of str, optional
+        The genes to read; default every vocabulary gene.
+
+    Returns
+    -------
+    names : list of str
+        The genes, in row order.
+    matrix : numpy.ndarray
+        float32, shape ``(n_genes, d_model)``.
+
+    Raises
+    ------
+    ValueError
+        When a gene is not in the vocabulary.
+    """
     names = list(vocab.genes) if genes is None else [str(g) for g in genes]
     ids = vocab.encode(names)
     missing = [n for n, i in zip(names, ids) if i < 0]
@@ -116,28 +140,45 @@ def _random_ap(n_pos: np.ndarray, n_candidates: int, k: int | None = None) -> np
 
 def program_retrieval(
     embeddings: np.ndarray, names: Sequence[str], programs: Mapping[str, Sequence[str]], k: int | None = None
-) -> dict:
-    """Do genes of the same program lie together? Mean average precision of retrieving program
-    mates by cosine similarity.
+) -> dict[str, float | int]:
+    """Do genes of the same program lie together? Mean average precision of retrieving program mates.
 
-    Queries: every gene of ``names`` that belongs to a program with >= 2 members among
-    ``names`` (members outside ``names`` are ignored). Each query ranks all *other* genes of
-    ``names`` (program genes and the rest) by cosine similarity of their rows in ``embeddings``
-    [G, D]; its positives are its mates, the union over all its programs. AP per query (see
-    :func:`_average_precision`; with ``k``, AP@k), averaged over queries.
+    Mates are retrieved by cosine similarity. Queries: every gene of ``names`` that belongs to a
+    program with >= 2 members among ``names`` (members outside ``names`` are ignored). Each query
+    ranks all *other* genes of ``names`` (program genes and the rest) by cosine similarity of their
+    rows in ``embeddings`` [G, D]; its positives are its mates, the union over all its programs. AP
+    per query (see :func:`_average_precision`; with ``k``, AP@k), averaged over queries.
 
-    Returns a dict:
+    Parameters
+    ----------
+    embeddings : numpy.ndarray
+        Gene embeddings, shape ``(n_genes, d)``, row i = ``names[i]``.
+    names : sequence of str
+        The genes of the rows (no duplicates).
+    programs : mapping of str to sequence of str
+        Program name -> its member genes.
+    k : int, optional
+        Score AP@k (only the top ``k`` positions count); default the full ranking.
 
-    - ``map``: mean average precision, in [0, 1]; 1 = every gene's nearest genes are its mates;
-    - ``chance``: mean over queries of n_positives / n_candidates, in (0, 1]: the precision of a
-      random ranking at any depth, and the AP of a random ranking when programs are large;
-    - ``map_over_chance``: ``map - chance_ap``, in [-1, 1]; ~0 for an embedding that ignores
-      programs (random rankings score ``chance_ap`` on average), > 0 when programs lie together;
-    - ``chance_ap``: the exact expected MAP (MAP@k with ``k``) of random rankings, in (0, 1];
-      above ``chance`` for small programs (a single mate among 1000 genes: 0.0075 vs 0.001;
-      9 mates among 599: 0.025 vs 0.015), so random embeddings score ``map`` ~ ``chance_ap``.
-      With ``k``, compare ``map`` with ``chance_ap`` only: ``chance`` is a full-ranking level;
-    - ``n_queries``, ``n_programs`` (programs with >= 2 members present), ``n_candidates``.
+    Returns
+    -------
+    dict
+        - ``map``: mean average precision, in [0, 1]; 1 = every gene's nearest genes are its mates;
+        - ``chance``: mean over queries of n_positives / n_candidates, in (0, 1]: the precision of a
+          random ranking at any depth, and the AP of a random ranking when programs are large;
+        - ``map_over_chance``: ``map - chance_ap``, in [-1, 1]; ~0 for an embedding that ignores
+          programs (random rankings score ``chance_ap`` on average), > 0 when programs lie together;
+        - ``chance_ap``: the exact expected MAP (MAP@k with ``k``) of random rankings, in (0, 1];
+          above ``chance`` for small programs (a single mate among 1000 genes: 0.0075 vs 0.001;
+          9 mates among 599: 0.025 vs 0.015), so random embeddings score ``map`` ~ ``chance_ap``.
+          With ``k``, compare ``map`` with ``chance_ap`` only: ``chance`` is a full-ranking level;
+        - ``n_queries``, ``n_programs`` (programs with >= 2 members present), ``n_candidates``.
+
+    Raises
+    ------
+    ValueError
+        When ``embeddings`` is not one row per name, ``names`` repeats a gene, or no program has
+        two members among ``names``.
     """
     embeddings = np.asarray(embeddings)
     names = [str(n) for n in names]
@@ -201,16 +242,44 @@ def _check_gene_id(gene_id: int) -> int:
 
 
 def holds_gene(tokens: CellTokens, gene_id: int) -> np.ndarray:
-    """Which cells have ``gene_id`` among their tokens: bool [N]."""
+    """Which cells have ``gene_id`` among their tokens.
+
+    Parameters
+    ----------
+    tokens : CellTokens
+        The cells, ``n_cells`` of them.
+    gene_id : int
+        A gene's token id (not a special token).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, shape ``(n_cells,)``.
+    """
     gene_ids, _ = tokens.take(slice(None))
     return (gene_ids == _check_gene_id(gene_id)).any(1)
 
 
 def delete_gene(tokens: CellTokens, gene_id: int) -> CellTokens:
-    """``tokens`` without ``gene_id``: each cell drops the gene and the genes after it move one
-    position left, with padding (PAD_ID, value 0) filling the end. The other genes keep their
-    order, so a geneformer cell keeps its ranking with the gene taken out. Cells without the
-    gene come back unchanged. Pure: returns new arrays."""
+    """``tokens`` without ``gene_id``.
+
+    Each cell drops the gene and the genes after it move one position left, with padding (PAD_ID,
+    value 0) filling the end. The other genes keep their order, so a geneformer cell keeps its
+    ranking with the gene taken out. Cells without the gene come back unchanged. Pure: returns new
+    arrays.
+
+    Parameters
+    ----------
+    tokens : CellTokens
+        The cells.
+    gene_id : int
+        A gene's token id (not a special token).
+
+    Returns
+    -------
+    CellTokens
+        New arrays of the same shape, int64 ids and float32 values.
+    """
     gene_id = _check_gene_id(gene_id)
     gene_ids, values = tokens.take(slice(None))
     keep = (gene_ids != gene_id) & (gene_ids != PAD_ID)  # [N, L]
@@ -223,8 +292,10 @@ def delete_gene(tokens: CellTokens, gene_id: int) -> CellTokens:
 
 
 def overexpress_gene(tokens: CellTokens, gene_id: int, family: str) -> CellTokens:
-    """``tokens`` with ``gene_id`` as each cell's top gene; its value becomes the cell's largest
-    value (0 for a cell without genes). Pure: returns new arrays.
+    """``tokens`` with ``gene_id`` as each cell's top gene.
+
+    Its value becomes the cell's largest value (0 for a cell without genes). Pure: returns new
+    arrays.
 
     - ``geneformer`` (the order is the expression): the gene moves to rank 0 (or is inserted
       there), the genes ranked above it move down one; a cell with a full context that lacked
@@ -232,6 +303,23 @@ def overexpress_gene(tokens: CellTokens, gene_id: int, family: str) -> CellToken
     - ``scgpt`` (a cell is a set of genes with values; positions carry nothing): a cell holding
       the gene only gets its value raised, in place; a cell lacking it gets it inserted at
       position 0 (tokens stay sorted by value), losing its last (lowest) gene if full.
+
+    Parameters
+    ----------
+    tokens, gene_id
+        As :func:`delete_gene`.
+    family : str
+        The model family, ``"geneformer"`` or ``"scgpt"``.
+
+    Returns
+    -------
+    CellTokens
+        New arrays of the same shape, int64 ids and float32 values.
+
+    Raises
+    ------
+    ValueError
+        When ``family`` is not a model family.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
@@ -269,13 +357,40 @@ def perturbation_shift(
     target_embedding: np.ndarray,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Per cell, how far perturbing ``gene`` moves the cell embedding toward ``target_embedding``:
-    ``cos(after, target) - cos(before, target)``, float64 [N] in [-2, 2]; > 0 = toward.
+    """Per cell, how far perturbing ``gene`` moves the cell embedding toward ``target_embedding``.
 
-    ``mode``: ``"delete"`` (:func:`delete_gene`) or ``"overexpress"`` (:func:`overexpress_gene`
-    for the model's family). ``gene``: a vocabulary gene name or token id. ``target_embedding``
-    [D]: e.g. the mean embedding (``train.embed``) of the cells of the state the gene drives.
-    Embeddings are in eval mode and fp32, so the shift is deterministic.
+    The shift is ``cos(after, target) - cos(before, target)``. Embeddings are in eval mode and fp32,
+    so the shift is deterministic.
+
+    Parameters
+    ----------
+    model : ScFM
+        The model embedding the cells.
+    tokens : CellTokens
+        The cells, ``n_cells`` of them.
+    vocab : GeneVocab
+        The model's own gene vocabulary.
+    gene : str or int
+        A vocabulary gene name or token id.
+    mode : str
+        ``"delete"`` (:func:`delete_gene`) or ``"overexpress"`` (:func:`overexpress_gene` for the
+        model's family).
+    target_embedding : numpy.ndarray
+        Shape ``(d_model,)``: e.g. the mean embedding (``train.embed``) of the cells of the state the
+        gene drives.
+    batch_size : int
+        Cells per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(n_cells,)``, in [-2, 2]; > 0 = toward the target.
+
+    Raises
+    ------
+    ValueError
+        When ``mode`` is unknown, ``target_embedding`` is not a ``d_model`` vector, or the gene lies
+        outside the model's vocabulary.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -308,8 +423,20 @@ def perturbation_score(
     target_embedding: np.ndarray,
     batch_size: int = 256,
 ) -> float:
-    """Mean :func:`perturbation_shift` over the cells, in [-2, 2]: > 0 = the perturbation moves
-    the cells toward the target, < 0 = away, ~0 = no effect (NaN for no cells)."""
+    """Mean :func:`perturbation_shift` over the cells, in [-2, 2].
+
+    > 0 = the perturbation moves the cells toward the target, < 0 = away, ~0 = no effect.
+
+    Parameters
+    ----------
+    model, tokens, vocab, gene, mode, target_embedding, batch_size
+        As :func:`perturbation_shift`.
+
+    Returns
+    -------
+    float
+        The mean shift in [-2, 2] (NaN for no cells).
+    """
     shift = perturbation_shift(model, tokens, vocab, gene, mode, target_embedding, batch_size)
     return float(shift.mean()) if len(shift) else float("nan")
 
@@ -317,7 +444,7 @@ def perturbation_score(
 def perturbation_probe(
     model: ScFM,
     tokens: CellTokens,
-    cell_types,
+    cell_types: ArrayLike,
     vocab: GeneVocab,
     drivers: Mapping[str, str],
     n_cells: int = 100,
@@ -334,8 +461,36 @@ def perturbation_probe(
       it: > 0 = they move away from A (NaN when none holds it).
 
     Both in [-2, 2], ~0 for a model that did not learn what g does (the random-init control).
-    ``cell_types`` [N] labels the cells of ``tokens``. Cell types with fewer than 2 cells, no other
-    types, or a driver outside the vocabulary are skipped.
+    Cell types with fewer than 2 cells, no other types, or a driver outside the vocabulary are
+    skipped.
+
+    Parameters
+    ----------
+    model : ScFM
+        The checkpoint's model.
+    tokens : CellTokens
+        The cells, ``n_cells`` of them.
+    cell_types : array_like
+        The label of each cell of ``tokens``, shape ``(n_cells,)``.
+    vocab : GeneVocab
+        The model's gene vocabulary.
+    drivers : mapping of str to str
+        Cell type -> its driver gene (``adata.uns["program_drivers"]`` of the atlas).
+    n_cells : int
+        At most this many cells perturbed per cell type and direction.
+    seed : int
+        Seed of the draw of cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``cell_type``, ``driver``, ``overexpress_toward``, ``delete_away`` (both in
+        [-2, 2]), ``n_overexpressed``, ``n_deleted``.
+
+    Raises
+    ------
+    ValueError
+        When ``cell_types`` does not label every cell of ``tokens``.
     """
     import pandas as pd
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from scfm_lib.data import ScfmDataError, validate, validate_counts
 
@@ -31,11 +33,23 @@ from scfm_lib.data import ScfmDataError, validate, validate_counts
 STANDARD_OBS = ("cell_type", "batch", "donor", "tissue", "dataset")
 
 
-def round_near_integers(matrix, tol: float = 1e-6):
+def round_near_integers(matrix: ArrayLike | sp.spmatrix, tol: float = 1e-6) -> sp.csr_matrix:
     """Round values that are integers up to float error (``0.999999999999999``); CSR in, CSR out.
 
     Count tables written through floating point (CSV exports) carry such values. A value further
     than ``tol`` from an integer is left alone, so normalized data still fails validation.
+
+    Parameters
+    ----------
+    matrix : array_like or scipy.sparse matrix
+        Counts, shape ``(n_cells, n_genes)``.
+    tol : float
+        The largest distance to an integer that is rounded.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        float64, the same shape, explicit zeros removed.
     """
     matrix = sp.csr_matrix(matrix, dtype=np.float64)
     rounded = np.round(matrix.data)
@@ -66,7 +80,7 @@ def _standard_obs(obs: pd.DataFrame, dataset: str, obs_map: Mapping[str, str] | 
 def standardize(
     adata: ad.AnnData,
     dataset: str,
-    counts,
+    counts: ArrayLike | sp.spmatrix,
     obs_map: Mapping[str, str] | None = None,
     reader: str = "",
     path: str | Path = "",
@@ -74,9 +88,32 @@ def standardize(
 ) -> ad.AnnData:
     """The common layout: counts as CSR in ``layers["counts"]`` and ``X``, standard obs columns.
 
-    ``obs_map`` maps a standard column (``"cell_type"``) to the source's column (``"bulk_labels"``).
-    ``extra_layers`` are further count matrices kept next to ``counts`` (e.g. ``unspliced``).
-    Raises :class:`ScfmDataError` when a mapped column is absent or the counts are not counts.
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The source, whose ``obs``, ``var`` and names are kept.
+    dataset : str
+        The dataset's name, stored in ``obs["dataset"]`` and ``uns["scfm"]``.
+    counts : array_like or scipy.sparse matrix
+        The raw counts, shape ``(n_cells, n_genes)``.
+    obs_map : mapping of str to str, optional
+        A standard column (``"cell_type"``) -> the source's column (``"bulk_labels"``).
+    reader : str
+        The reader's name, recorded in ``uns["scfm"]``.
+    path : str or pathlib.Path
+        The source file, recorded in ``uns["scfm"]``.
+    extra_layers : mapping of str to matrix, optional
+        Further count matrices kept next to ``counts`` (e.g. ``unspliced``).
+
+    Returns
+    -------
+    anndata.AnnData
+        Counts (float32 CSR) in ``layers["counts"]`` and ``X``, standard obs columns, ``uns["scfm"]``.
+
+    Raises
+    ------
+    ScfmDataError
+        When a mapped column is absent or the counts are not counts.
     """
     obs = _standard_obs(adata.obs, dataset, obs_map)
     counts = round_near_integers(counts).astype(np.float32)
@@ -105,6 +142,31 @@ def read_h5ad(
     counts: its ``raw.X`` (or ``X``) is kept as log-normalized values in ``layers["log1p_norm"]``
     and ``no_counts_reason`` is recorded, so any step that needs counts refuses it.
     ``keep_layers`` names further count layers of the file to keep (e.g. ``("spliced", "unspliced")``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The ``.h5ad`` file.
+    dataset : str
+        The dataset's name.
+    counts : str or None
+        Where the raw counts are: ``"X"``, ``"raw.X"``, ``"layers/<name>"``, or None (no counts).
+    obs_map : mapping of str to str, optional
+        A standard column -> the file's column.
+    no_counts_reason : str
+        Why the file holds no counts (with ``counts=None``).
+    keep_layers : sequence of str
+        Further count layers to keep.
+
+    Returns
+    -------
+    anndata.AnnData
+        As :func:`read_anndata`.
+
+    Raises
+    ------
+    ScfmDataError
+        As :func:`read_anndata`.
     """
     with warnings.catch_warnings():  # old files keep graphs in uns; anndata moves them and says so
         warnings.filterwarnings("ignore", message="Moving element from .uns", category=FutureWarning)
@@ -128,17 +190,23 @@ def read_anndata(
 
     Parameters
     ----------
-    source
+    source : anndata.AnnData
         The AnnData as the ``.h5ad`` file would hold it.
     dataset, counts, obs_map, no_counts_reason, keep_layers
         As for :func:`read_h5ad`.
-    path
+    path : str or pathlib.Path
         Recorded in ``uns["scfm"]["file"]`` and error messages only.
 
     Returns
     -------
     anndata.AnnData
         Counts in ``layers["counts"]`` and ``X`` (or ``log1p_norm`` with ``counts=None``), standard obs.
+
+    Raises
+    ------
+    ScfmDataError
+        When a named layer or ``.raw`` is missing, ``counts`` is not a known location, the values
+        without counts are scaled, or the data fails validation.
     """
     missing = [name for name in keep_layers if name not in source.layers]
     if missing:
@@ -188,7 +256,27 @@ def read_anndata(
 
 
 def read_10x(path: str | Path, dataset: str, var_names: str = "gene_symbols") -> ad.AnnData:
-    """Cell Ranger output: a ``filtered_feature_bc_matrix/`` folder (mtx) or an ``.h5`` file."""
+    """Cell Ranger output: a ``filtered_feature_bc_matrix/`` folder (mtx) or an ``.h5`` file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The matrix folder or the ``.h5`` file.
+    dataset : str
+        The dataset's name.
+    var_names : str
+        ``"gene_symbols"`` or ``"gene_ids"`` (Ensembl IDs) as gene names.
+
+    Returns
+    -------
+    anndata.AnnData
+        The study's layout (:func:`standardize`).
+
+    Raises
+    ------
+    ScfmDataError
+        When ``path`` is neither a folder nor an ``.h5`` file, or the counts fail validation.
+    """
     import scanpy as sc
 
     path = Path(path)
@@ -241,6 +329,31 @@ def read_hdf5_counts(
     A cells x genes count matrix under ``matrix_key`` (dense, or a CSR/CSC group), a label vector
     under ``label_key`` (stored as ``obs["cell_type"]``) and optional gene and cell names.
     ``genes_x_cells`` transposes a matrix stored the other way round.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The HDF5 file.
+    dataset : str
+        The dataset's name.
+    matrix_key : str
+        The count matrix's key.
+    label_key : str or None
+        The labels' key; None for none.
+    genes_key, cells_key : str or None
+        The gene and cell names' keys; None numbers them (``gene_0``, ``cell_0``, ...).
+    genes_x_cells : bool
+        The matrix is stored genes x cells.
+
+    Returns
+    -------
+    anndata.AnnData
+        The study's layout (:func:`standardize`).
+
+    Raises
+    ------
+    ScfmDataError
+        When a key is missing, or the names and labels do not fit the matrix's shape.
     """
     import h5py
 
@@ -279,9 +392,36 @@ def read_count_table(
     obs: pd.DataFrame | None = None,
     obs_map: Mapping[str, str] | None = None,
 ) -> ad.AnnData:
-    """A CSV/TSV count table (``.csv``, ``.tsv``, ``.txt``, optionally gzipped) with names in the
-    first row and column; cells are rows unless ``genes_x_cells``. ``obs``, if given, is a
-    per-cell table (indexed by cell name) to join, e.g. a separate label file."""
+    """A CSV/TSV count table (``.csv``, ``.tsv``, ``.txt``, optionally gzipped).
+
+    Names are in the first row and column; cells are rows unless ``genes_x_cells``. ``obs``, if
+    given, is a per-cell table (indexed by cell name) to join, e.g. a separate label file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The table.
+    dataset : str
+        The dataset's name.
+    genes_x_cells : bool
+        Cells are columns.
+    sep : str, optional
+        The separator; default tab for ``.tsv``/``.txt``, comma otherwise.
+    obs : pandas.DataFrame, optional
+        Per-cell annotations indexed by cell name (every cell must have a row).
+    obs_map : mapping of str to str, optional
+        A standard column -> a column of ``obs``.
+
+    Returns
+    -------
+    anndata.AnnData
+        The study's layout (:func:`standardize`).
+
+    Raises
+    ------
+    ScfmDataError
+        When the table holds non-numeric columns, or a cell has no row in ``obs``.
+    """
     path = Path(path)
     if sep is None:
         sep = "\t" if any(s in path.suffixes for s in (".tsv", ".txt")) else ","
@@ -311,8 +451,30 @@ def read_count_table(
 READERS = {"h5ad": read_h5ad, "10x": read_10x, "hdf5_counts": read_hdf5_counts, "count_table": read_count_table}
 
 
-def read(path: str | Path, reader: str, dataset: str, **kwargs) -> ad.AnnData:
-    """Dispatch to a reader by name (``h5ad``, ``10x``, ``hdf5_counts``, ``count_table``)."""
+def read(path: str | Path, reader: str, dataset: str, **kwargs: Any) -> ad.AnnData:
+    """Dispatch to a reader by name (``h5ad``, ``10x``, ``hdf5_counts``, ``count_table``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file or folder.
+    reader : str
+        A key of :data:`READERS`.
+    dataset : str
+        The dataset's name.
+    **kwargs
+        The reader's options (a registry entry's ``reader_kwargs``).
+
+    Returns
+    -------
+    anndata.AnnData
+        The study's layout.
+
+    Raises
+    ------
+    ScfmDataError
+        When the reader is unknown or ``path`` does not exist (and as the reader raises).
+    """
     if reader not in READERS:
         raise ScfmDataError(f"unknown reader {reader!r}; readers: {sorted(READERS)}")
     if not Path(path).exists():
@@ -321,8 +483,28 @@ def read(path: str | Path, reader: str, dataset: str, **kwargs) -> ad.AnnData:
 
 
 def concat(datasets: Sequence[ad.AnnData], genes: Sequence[str] | None = None) -> ad.AnnData:
-    """Stack datasets over a shared gene list (the given ``genes``, else the union); a gene a
-    dataset lacks counts 0 there. Only count datasets can be stacked."""
+    """Stack datasets over a shared gene list (the given ``genes``, else the union).
+
+    A gene a dataset lacks counts 0 there. Only count datasets can be stacked.
+
+    Parameters
+    ----------
+    datasets : sequence of anndata.AnnData
+        Datasets with raw counts.
+    genes : sequence of str, optional
+        The genes of the result; default the union, in order of appearance.
+
+    Returns
+    -------
+    anndata.AnnData
+        Counts in ``X`` and ``layers["counts"]``, shape ``(sum of cells, n_genes)``; the standard
+        obs columns; cell names made unique with a ``-<i>`` suffix.
+
+    Raises
+    ------
+    ScfmDataError
+        When a dataset fails :func:`scfm_lib.data.validate_counts`.
+    """
     for a in datasets:
         validate_counts(a)
     genes = list(genes) if genes is not None else list(dict.fromkeys(g for a in datasets for g in a.var_names))

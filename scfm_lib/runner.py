@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,10 +23,20 @@ from scfm_lib import data, train
 from scfm_lib.config import Profile, load_profile, run_id
 from scfm_lib.layout import VOCAB, ResultsLayout
 
+if TYPE_CHECKING:
+    from scfm_lib.model import ScFM
+
 
 def init_distributed() -> tuple[int, int]:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on CPU.
-    Returns (rank, world size); (0, 1) without torchrun."""
+
+    Returns
+    -------
+    rank : int
+        This process's rank (0 without torchrun).
+    world_size : int
+        The number of processes (1 without torchrun).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
@@ -37,33 +48,50 @@ def init_distributed() -> tuple[int, int]:
 
 
 def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: int) -> Path:
-    """The checkpoint folder of a grid point (:meth:`scfm_lib.layout.ResultsLayout.checkpoint`).
+    """The checkpoint folder of a grid point: ``<results_dir>/checkpoints/<run id>``.
 
     Parameters
     ----------
-    results_dir
-        The profile's results folder, ``results/<profile>``.
-    family
+    results_dir : str or pathlib.Path
+        The profile's results folder.
+    family : str
         The model family.
-    fraction
-        The corpus fraction, in [0, 1].
-    seed
-        The pretraining seed.
+    fraction : float
+        The corpus fraction.
+    seed : int
+        The seed.
 
     Returns
     -------
-    Path
-        ``<results_dir>/checkpoints/<family>_f<fraction>_s<seed>``.
+    pathlib.Path
+        The folder (:func:`scfm_lib.config.run_id` names it).
     """
     return ResultsLayout(results_dir).checkpoint(run_id(fraction, seed, family))
 
 
-def pretrained_checkpoint(profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int) -> tuple:
+def pretrained_checkpoint(
+    profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int
+) -> tuple[ScFM, dict]:
     """The finished pretraining run of a grid point: ``(model, pretrain record)``.
 
-    Raises :class:`FileNotFoundError` naming what is missing (the pretraining record or the
-    checkpoint folder) and the command that makes it, when that grid point was never pretrained
-    (a fraction or seed the profile does not list, or a run that has not reached it yet).
+    Parameters
+    ----------
+    profile : Profile
+        The study's profile (its grid names the command that makes a missing run).
+    results_dir, family, fraction, seed
+        As :func:`checkpoint_dir`.
+
+    Returns
+    -------
+    tuple of (ScFM, dict)
+        The checkpoint's model (eval mode) and its ``metrics/pretrain/<run id>.json`` record.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming what is missing (the pretraining record or the checkpoint folder) and the command
+        that makes it, when that grid point was never pretrained (a fraction or seed the profile
+        does not list, or a run that has not reached it yet).
     """
     from scfm_lib import io
 
@@ -101,9 +129,29 @@ def pretrain_grid_point(
     budget: str | None = None,
     progress: bool = False,
 ) -> dict:
-    """Pretrain (or, for fraction 0, save the random-init control of) one grid point into
-    ``results/<profile>/checkpoints/<run id>``. Returns the :func:`train.pretrain` outcome
-    (for the control: an empty history and ``n_train`` 0) plus the configs used."""
+    """Pretrain (or, for fraction 0, save the random-init control of) one grid point.
+
+    The checkpoint goes to ``results/<profile>/checkpoints/<run id>``, with the vocabulary beside it.
+
+    Parameters
+    ----------
+    profile : Profile
+        The study's profile (model and pretraining settings).
+    results_dir, family, fraction, seed
+        As :func:`checkpoint_dir` (the data job has run; fraction 0 = the random-init control).
+    max_steps : int, optional
+        Overrides the profile's pretraining steps.
+    budget : str, optional
+        Overrides the profile's pretraining budget (``steps``, ``epochs``, ``converge``).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        The :func:`train.pretrain` outcome (for the control: an empty history and ``n_train`` 0)
+        plus the configs used (``model_config``, ``pretrain_config``).
+    """
     layout = ResultsLayout(results_dir)
     corpus = data.CellTokens.load(layout.tokens(family, "corpus_train"), mmap=True)  # stays on disk
     val = data.CellTokens.load(layout.tokens(family, "corpus_val"))
@@ -127,6 +175,17 @@ def pretrain_grid_point(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: ``python -m scfm_lib.runner --profile P --results-dir R --family F ...``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    None
+    """
     parser = argparse.ArgumentParser(
         prog="python -m scfm_lib.runner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -28,6 +28,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -35,6 +36,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scfm_lib.data import CellTokens, GeneVocab, ScfmDataError, nested_subsets, tokenize
+
+if TYPE_CHECKING:  # imported where a SOMA experiment is opened
+    import tiledbsoma
 
 
 @dataclass
@@ -61,10 +65,28 @@ def _literal(value) -> str:
     return repr(value)
 
 
-def soma_filter(**filters) -> str | None:
-    """An obs ``value_filter`` from column=value pairs joined by ``and``; lists become ``in [...]``,
-    ``None`` values are skipped. ``soma_filter(tissue_general="blood", is_primary_data=True)`` gives
-    ``"tissue_general == 'blood' and is_primary_data == True"``."""
+def soma_filter(**filters: Any) -> str | None:
+    """An obs ``value_filter`` from column=value pairs joined by ``and``.
+
+    Lists become ``in [...]``, ``None`` values are skipped.
+    ``soma_filter(tissue_general="blood", is_primary_data=True)`` gives
+    ``"tissue_general == 'blood' and is_primary_data == True"``.
+
+    Parameters
+    ----------
+    **filters
+        obs column -> a value (str, bool or number) or a list of them.
+
+    Returns
+    -------
+    str or None
+        The filter; None when every value is None.
+
+    Raises
+    ------
+    ScfmDataError
+        When a value is not a str, bool or number.
+    """
     terms = []
     for column, value in filters.items():
         if value is None:
@@ -77,8 +99,25 @@ def soma_filter(**filters) -> str | None:
 
 
 @contextlib.contextmanager
-def open_experiment(source: SomaSource):
-    """The opened ``tiledbsoma.Experiment``; checks the measurement, X layer and var column exist."""
+def open_experiment(source: SomaSource) -> Iterator[tiledbsoma.Experiment]:
+    """The opened ``tiledbsoma.Experiment``; checks the measurement, X layer and var column exist.
+
+    Parameters
+    ----------
+    source : SomaSource
+        The experiment (a local path, or the Census) and what to read of it.
+
+    Yields
+    ------
+    tiledbsoma.Experiment
+        The open experiment (closed on exit).
+
+    Raises
+    ------
+    ScfmDataError
+        When the Census cannot be opened (offline), the organism or path is not an experiment, or
+        the measurement, layer or var column is missing.
+    """
     import tiledbsoma
 
     if source.uri == "census":
@@ -138,8 +177,29 @@ def _check_experiment(exp, source: SomaSource) -> None:
 
 
 def select_cells(source: SomaSource, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
-    """Sorted ``soma_joinid`` per fraction of the cells matching ``obs_filter``; seeded and nested
-    (a smaller fraction lies inside a larger one), as :func:`data.nested_subsets`."""
+    """Sorted ``soma_joinid`` per fraction of the cells matching ``obs_filter``; seeded and nested.
+
+    A smaller fraction lies inside a larger one, as :func:`data.nested_subsets`.
+
+    Parameters
+    ----------
+    source : SomaSource
+        The experiment and its ``obs_filter``.
+    fractions : sequence of float
+        Shares of the matching cells, each in [0, 1].
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    dict of float to numpy.ndarray
+        Fraction -> sorted int64 soma_joinids.
+
+    Raises
+    ------
+    ScfmDataError
+        When the filter cannot be applied or matches no cell.
+    """
     import tiledbsoma
 
     with open_experiment(source) as exp:
@@ -169,6 +229,28 @@ def iter_anndata(
     ``soma_joinid`` plus ``obs_columns``. ``genes`` restricts the columns read (by symbol); note
     that :func:`data.tokenize` normalizes by the total over the genes present, so keep all genes
     for tokenizing.
+
+    Parameters
+    ----------
+    source : SomaSource
+        The experiment, its layer and ``chunk_cells``.
+    joinids : sequence of int
+        The cells, each once (:func:`select_cells`).
+    obs_columns : sequence of str
+        Further obs columns to read.
+    genes : sequence of str, optional
+        Read only these genes (by symbol).
+
+    Yields
+    ------
+    anndata.AnnData
+        One chunk, shape ``(<= chunk_cells, n_genes)``.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``joinids`` repeats a cell or holds one outside the experiment, ``chunk_cells < 1``, an
+        obs column is missing, or no requested gene is in var.
     """
     import tiledbsoma
 
@@ -242,8 +324,30 @@ def tokenize_soma(
     min_overlap: float = 0.5,
     medians: np.ndarray | None = None,
 ) -> CellTokens:
-    """:func:`data.tokenize` over the cells ``joinids`` (same order), streamed chunk by chunk: only
-    the tokens (n x context) are ever whole in memory, never the count matrix."""
+    """:func:`data.tokenize` over the cells ``joinids`` (same order), streamed chunk by chunk.
+
+    Only the tokens (n x context) are ever whole in memory, never the count matrix.
+
+    Parameters
+    ----------
+    source : SomaSource
+        The experiment.
+    joinids : sequence of int
+        The cells, each once.
+    vocab : GeneVocab
+        The gene vocabulary.
+    context_genes : int
+        Tokens per cell.
+    min_overlap : float
+        The smallest share of each chunk's detected genes in the vocabulary.
+    medians : numpy.ndarray, optional
+        Per-token gene medians for the rank-value encoding (:func:`scfm_lib.data.tokenize`).
+
+    Returns
+    -------
+    CellTokens
+        Shape ``(len(joinids), context_genes)``.
+    """
     gene_ids, values = [], []
     for chunk in iter_anndata(source, joinids):
         tokens = tokenize(chunk, vocab, context_genes, layer="counts", min_overlap=min_overlap, medians=medians)
@@ -255,9 +359,28 @@ def tokenize_soma(
 
 
 def detected_cells(source: SomaSource, joinids: Sequence[int]) -> pd.Series:
-    """Per gene (symbol), in how many of the cells ``joinids`` it has a nonzero count; streamed,
-    so a vocabulary (:func:`scfm_lib.genes.build_vocab` semantics) can be built without loading
-    the corpus."""
+    """Per gene (symbol), in how many of the cells ``joinids`` it has a nonzero count; streamed.
+
+    So a vocabulary (:func:`scfm_lib.genes.build_vocab` semantics) can be built without loading the
+    corpus.
+
+    Parameters
+    ----------
+    source : SomaSource
+        The experiment.
+    joinids : sequence of int
+        The cells.
+
+    Returns
+    -------
+    pandas.Series
+        int64 counts indexed by gene symbol, in [0, len(joinids)].
+
+    Raises
+    ------
+    ScfmDataError
+        When no cell is given.
+    """
     total: pd.Series | None = None
     for chunk in iter_anndata(source, joinids):
         counts = pd.Series(np.asarray((chunk.layers["counts"] > 0).sum(0)).ravel(), index=chunk.var_names)

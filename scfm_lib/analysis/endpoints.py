@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import optimize
 from scipy import stats as sps
 
@@ -50,6 +51,13 @@ class PairedEstimate:
     ci: float
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (for JSON and tables).
+
+        Returns
+        -------
+        dict
+            ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``p_t``, ``p_sign_flip``, ``n``, ``ci``.
+        """
         return asdict(self)
 
     @property
@@ -58,16 +66,29 @@ class PairedEstimate:
         return bool(self.ci_low > 0 or self.ci_high < 0)
 
 
-def t_interval(differences, ci: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean of ``differences`` (one per seed) and its two-sided ``ci``
-    t-interval, ``mean +- t_{(1+ci)/2, n-1} * sd / sqrt(n)``. NaN bounds for fewer than 2 values.
+def t_interval(differences: ArrayLike, ci: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of ``differences`` (one per seed) and its two-sided ``ci`` t-interval.
+
+    The interval is ``mean +- t_{(1+ci)/2, n-1} * sd / sqrt(n)``. NaN bounds for fewer than 2 values.
 
     Parameters
     ----------
     differences : array_like of float, shape (n,)
-        One paired difference per seed.
+        One paired difference per seed (non-finite values are dropped).
     ci : float
         Confidence level in (0, 1).
+
+    Returns
+    -------
+    mean : float
+        The mean difference (NaN for no finite value).
+    low, high : float
+        The interval's bounds, in metric units (NaN for fewer than 2 values).
+
+    Raises
+    ------
+    ValueError
+        When ``ci`` lies outside (0, 1).
     """
     d = _finite(differences)
     if not 0 < ci < 1:
@@ -81,13 +102,28 @@ def t_interval(differences, ci: float = 0.95) -> tuple[float, float, float]:
     return mean, float(mean - half), float(mean + half)
 
 
-def sign_flip_pvalue(differences) -> float:
+def sign_flip_pvalue(differences: ArrayLike) -> float:
     """Exact two-sided sign-flip (permutation) p-value for "the mean difference is 0", in (0, 1].
 
     Under the null each seed's difference is as likely positive as negative; the p-value is the
     share of the ``2**n`` sign assignments whose ``|mean|`` is at least the observed one (the
     observed assignment included). The smallest attainable value is ``2 / 2**n`` (1/128 for 8
-    seeds): state it beside the result. NaN for no finite difference.
+    seeds): state it beside the result.
+
+    Parameters
+    ----------
+    differences : array_like of float, shape (n,)
+        One paired difference per seed (non-finite values are dropped), n <= 20.
+
+    Returns
+    -------
+    float
+        The p-value in [2 / 2**n, 1]; NaN for no finite difference.
+
+    Raises
+    ------
+    ValueError
+        When there are more than 20 differences (2**n assignments would be too many).
     """
     d = _finite(differences)
     if len(d) == 0:
@@ -103,8 +139,21 @@ def sign_flip_pvalue(differences) -> float:
     return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
 
 
-def paired_estimate(differences, ci: float = 0.95) -> PairedEstimate:
-    """The :class:`PairedEstimate` of per-seed differences (NaNs dropped)."""
+def paired_estimate(differences: ArrayLike, ci: float = 0.95) -> PairedEstimate:
+    """The :class:`PairedEstimate` of per-seed differences (NaNs dropped).
+
+    Parameters
+    ----------
+    differences : array_like of float, shape (n,)
+        One paired difference per seed.
+    ci : float
+        Confidence level of the t-interval, in (0, 1).
+
+    Returns
+    -------
+    PairedEstimate
+        Mean, sd, t-interval, paired t and sign-flip p-values (each in [0, 1] or NaN), n and ci.
+    """
     d = _finite(differences)
     mean, low, high = t_interval(d, ci)
     if len(d) >= 2 and d.std(ddof=1) > 0:
@@ -132,7 +181,7 @@ def seed_gains(
 
     Parameters
     ----------
-    series : DataFrame
+    series : pandas.DataFrame
         Rows of one series (one mode and metric of one family and task) with columns ``fraction``,
         ``seed`` and ``value``; several rows per (fraction, seed) (e.g. finetuning seeds) are
         averaged first.
@@ -141,7 +190,14 @@ def seed_gains(
 
     Returns
     -------
-    Series indexed by seed: the gain of each seed present at both fractions.
+    pandas.Series
+        Indexed by seed, named ``gain``: the gain of each seed present at both fractions, in metric
+        units.
+
+    Raises
+    ------
+    ValueError
+        When there is no pretrained row, the fractions are not distinct, or a fraction has no rows.
     """
     pretrained = series[series["fraction"] > 0]
     if pretrained.empty:
@@ -160,8 +216,24 @@ def seed_gains(
 def masking_contrast(frozen: pd.DataFrame, finetuned: pd.DataFrame, ci: float = 0.95) -> dict:
     """D = gain_frozen - gain_finetuned, paired over seeds, with both gains.
 
-    Returns a dict with ``gain_frozen``, ``gain_finetuned`` and ``D``, each a
-    :meth:`PairedEstimate.to_dict`, over the seeds present in both series; ``seeds`` lists them.
+    Parameters
+    ----------
+    frozen, finetuned : pandas.DataFrame
+        The frozen and the finetuned series of one family, task and metric (as :func:`seed_gains`
+        takes them).
+    ci : float
+        Confidence level of the t-intervals, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``gain_frozen``, ``gain_finetuned`` and ``D``, each a :meth:`PairedEstimate.to_dict`, over
+        the seeds present in both series; ``seeds`` lists them.
+
+    Raises
+    ------
+    ValueError
+        When no seed is scored both frozen and finetuned at both endpoint fractions.
     """
     g_frozen, g_ft = seed_gains(frozen), seed_gains(finetuned)
     seeds = sorted(set(g_frozen.index) & set(g_ft.index))
@@ -178,8 +250,31 @@ def masking_contrast(frozen: pd.DataFrame, finetuned: pd.DataFrame, ci: float = 
 
 # ------------------------------------------------------------------------------ power
 def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided paired t-test at level ``alpha`` to detect a true mean difference
-    ``effect`` with between-seed standard deviation ``sd`` and ``n`` seeds (noncentral t), in [0, 1]."""
+    """Power of the two-sided paired t-test to detect a true mean difference ``effect``, in [0, 1].
+
+    At level ``alpha``, with between-seed standard deviation ``sd`` and ``n`` seeds (noncentral t).
+
+    Parameters
+    ----------
+    effect : float
+        The true mean difference, in metric units.
+    sd : float
+        Between-seed standard deviation of the differences, > 0.
+    n : int
+        Seeds, >= 2.
+    alpha : float
+        The test's level.
+
+    Returns
+    -------
+    float
+        The power in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        When ``n < 2`` or ``sd <= 0``.
+    """
     if n < 2 or not sd > 0:
         raise ValueError(f"power needs n >= 2 seeds and sd > 0, got n={n}, sd={sd}")
     df, nc = n - 1, abs(effect) * np.sqrt(n) / sd
@@ -191,8 +286,31 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> flo
 
 
 def detectable_effect(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
-    """The smallest true mean difference the paired t-test detects with probability ``power``
-    (two-sided, level ``alpha``), for ``n`` seeds of between-seed SD ``sd``: metric units, > 0."""
+    """The smallest true mean difference the paired t-test detects with probability ``power``.
+
+    Two-sided, level ``alpha``, for ``n`` seeds of between-seed SD ``sd``: metric units, > 0.
+
+    Parameters
+    ----------
+    sd : float
+        Between-seed standard deviation, > 0.
+    n : int
+        Seeds, >= 2.
+    power : float
+        The required power, in (0, 1).
+    alpha : float
+        The test's level.
+
+    Returns
+    -------
+    float
+        The detectable effect in metric units, >= 0 (``inf`` when none below ``1e6 * sd`` is).
+
+    Raises
+    ------
+    ValueError
+        When ``power`` lies outside (0, 1), ``n < 2`` or ``sd <= 0``.
+    """
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1), got {power}")
     if paired_t_power(0.0, sd, n, alpha) >= power:
@@ -206,8 +324,31 @@ def detectable_effect(sd: float, n: int, power: float = 0.8, alpha: float = 0.05
 
 
 def seeds_for_power(effect: float, sd: float, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 1000) -> int:
-    """The fewest seeds (>= 2) at which the paired t-test reaches ``power`` for ``effect``; ``max_seeds``
-    + 1 when even ``max_seeds`` do not."""
+    """The fewest seeds (>= 2) at which the paired t-test reaches ``power`` for ``effect``.
+
+    Parameters
+    ----------
+    effect : float
+        The true mean difference, nonzero.
+    sd : float
+        Between-seed standard deviation, > 0.
+    power : float
+        The required power, in (0, 1).
+    alpha : float
+        The test's level.
+    max_seeds : int
+        The most seeds considered.
+
+    Returns
+    -------
+    int
+        Seeds in ``[2, max_seeds]``; ``max_seeds + 1`` when even ``max_seeds`` do not reach ``power``.
+
+    Raises
+    ------
+    ValueError
+        When ``effect`` is 0 or ``sd <= 0``.
+    """
     if not effect or not sd > 0:
         raise ValueError(f"seeds_for_power needs effect != 0 and sd > 0, got {effect}, {sd}")
     for n in range(2, max_seeds + 1):
@@ -226,8 +367,17 @@ def lack_of_fit(series: pd.DataFrame) -> dict:
     ``F = ((SSE_line - SSE_means) / (k - 2)) / (SSE_means / (N - S - k + 1))``. A small p-value
     rejects the line: a slope against log10(cells) then misdescribes the series and is not quoted.
 
-    Returns ``{"F", "df1", "df2", "p", "slope"}`` (``slope``: the line's ``b``, change per tenfold
-    more cells); NaN F and p with fewer than 3 fractions or no residual degrees of freedom.
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one series (columns ``n_cells``, ``seed``, ``value``).
+
+    Returns
+    -------
+    dict
+        ``{"F", "df1", "df2", "p", "slope"}``: ``F`` >= 0, ``p`` in [0, 1], ``slope`` the line's
+        ``b`` (change per tenfold more cells); NaN F and p with fewer than 3 fractions or no
+        residual degrees of freedom.
     """
     rows = series[series["n_cells"] > 0]
     rows = rows.groupby(["n_cells", "seed"], as_index=False)["value"].mean()
@@ -284,6 +434,16 @@ def equivalence_margin(
         The two ends of the range; ``ceiling`` defaults to 0 (a loss) when only ``chance`` is given.
     share : float
         Share of the range, in (0, 1]; the book uses :data:`MARGIN_SHARE` (a tenth).
+
+    Returns
+    -------
+    float
+        The margin, > 0, in the metric's units.
+
+    Raises
+    ------
+    ValueError
+        When ``chance`` is missing, ``share`` lies outside (0, 1], or the range is empty or undefined.
     """
     if chance is None:
         raise ValueError(f"equivalence_margin({metric!r}) needs the chance end of the range")
@@ -296,10 +456,32 @@ def equivalence_margin(
     return float(share * width)
 
 
-def equivalence(estimate: PairedEstimate | dict, margin: float, differences=None) -> dict:
-    """TOST for a paired mean: equivalent to 0 when the ``1 - 2 * 0.05`` (90%) t-interval lies
-    inside ``[-margin, margin]``. Returns ``{"margin", "ci90_low", "ci90_high", "equivalent"}``;
-    pass ``differences`` (the per-seed values) or an estimate whose interval is already 90%."""
+def equivalence(estimate: PairedEstimate | dict, margin: float, differences: ArrayLike | None = None) -> dict:
+    """TOST for a paired mean: equivalent to 0 when the 90% t-interval lies inside ``[-margin, margin]``.
+
+    The interval is the ``1 - 2 * 0.05`` (90%) t-interval. Pass ``differences`` (the per-seed values)
+    or an estimate whose interval is already 90%.
+
+    Parameters
+    ----------
+    estimate : PairedEstimate or dict
+        The paired estimate (or its :meth:`PairedEstimate.to_dict`); its interval is used when
+        ``differences`` is not given.
+    margin : float
+        The equivalence margin, > 0 (:func:`equivalence_margin`).
+    differences : array_like of float, optional
+        The per-seed differences, from which the 90% interval is computed.
+
+    Returns
+    -------
+    dict
+        ``{"margin", "ci90_low", "ci90_high", "equivalent"}``.
+
+    Raises
+    ------
+    ValueError
+        When ``margin <= 0``, or ``estimate``'s interval is not 90% and no ``differences`` are given.
+    """
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin}")
     if differences is not None:

@@ -45,6 +45,27 @@ def context_free_loss(
     vocabulary; special tokens excluded), scored by cross-entropy in nats. The masks are the ones
     :func:`scfm_lib.train.reconstruction_loss` draws for ``val`` with the same ``seed``,
     ``mask_ratio`` and ``batch_size``, so the two losses score the same positions.
+
+    Parameters
+    ----------
+    train : CellTokens
+        The training cells the predictor is fitted on.
+    val : CellTokens
+        The validation cells scored.
+    family : str
+        ``"scgpt"`` or ``"geneformer"``.
+    mask_ratio, seed, batch_size
+        As :func:`scfm_lib.train.reconstruction_loss` (they decide the masks).
+
+    Returns
+    -------
+    float
+        Mean loss per masked position, >= 0 (MSE or nats); NaN when nothing is masked.
+
+    Raises
+    ------
+    ValueError
+        When ``family`` is not a model family.
     """
     from scfm_lib.train import _tensors  # the batch trimming that decides the masks' shape
 
@@ -83,23 +104,31 @@ def _paired_drop(series: pd.DataFrame, low: float, high: float, sign: float, ci:
 
 
 def pretraining_gate(val_loss: pd.DataFrame, context_free: float, margin: float, ci: float = 0.95) -> dict:
-    """Gate 0 for one family.
+    """Gate 0 for one family: the pretraining loss beats the context-free predictor and falls with size.
 
     Parameters
     ----------
-    val_loss : DataFrame
+    val_loss : pandas.DataFrame
         One row per pretrained run: ``fraction`` (> 0), ``seed``, ``value`` (held-out loss at the
         end of pretraining; lower is better).
     context_free : float
         :func:`context_free_loss` on the same validation cells.
     margin : float
         Relative margin in [0, 1): the largest corpus must reach ``(1 - margin) * context_free``.
+    ci : float
+        Confidence level of the paired drop's t-interval, in (0, 1).
 
     Returns
     -------
-    dict with ``beats_context_free`` and ``falls_with_corpus_size`` (bools), ``passed`` (both),
-    the mean loss per fraction, the context-free loss, the threshold and the paired drop
-    (smallest minus largest corpus; > 0 = the loss falls).
+    dict
+        ``beats_context_free`` and ``falls_with_corpus_size`` (bools), ``passed`` (both), the mean
+        loss per fraction, the context-free loss, the threshold and the paired drop (smallest minus
+        largest corpus; > 0 = the loss falls).
+
+    Raises
+    ------
+    ValueError
+        When ``margin`` lies outside [0, 1).
     """
     if not 0 <= margin < 1:
         raise ValueError(f"margin must lie in [0, 1), got {margin}")
@@ -124,12 +153,29 @@ def pretraining_gate(val_loss: pd.DataFrame, context_free: float, margin: float,
 
 
 def representation_gate(frozen: pd.DataFrame, ci: float = 0.95) -> dict:
-    """Gate 1 for one family and task: the frozen readout at the largest corpus against the
-    random-init control (fraction 0) and against the smallest pretrained corpus, seed-paired.
+    """Gate 1 for one family and task: the frozen readout at the largest corpus beats the controls.
 
-    ``frozen``: rows ``fraction``, ``seed``, ``value`` (higher is better) including fraction 0.
-    Returns ``passed``, ``beats_random_init``, ``beats_smallest``, ``worse_than_random_init``
-    (the interval lies below 0: pretraining removed what random weights give) and both estimates.
+    It is compared with the random-init control (fraction 0) and with the smallest pretrained
+    corpus, seed-paired.
+
+    Parameters
+    ----------
+    frozen : pandas.DataFrame
+        Rows ``fraction``, ``seed``, ``value`` (higher is better) including fraction 0.
+    ci : float
+        Confidence level of the paired t-intervals, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``passed``, ``beats_random_init``, ``beats_smallest``, ``worse_than_random_init`` (the
+        interval lies below 0: pretraining removed what random weights give) and both estimates
+        (``largest_minus_random_init``, ``largest_minus_smallest``).
+
+    Raises
+    ------
+    ValueError
+        When ``frozen`` lacks the random-init control (fraction 0).
     """
     pretrained = frozen[frozen["fraction"] > 0]
     if not (frozen["fraction"] == 0).any():
@@ -159,9 +205,28 @@ def verdict(
 ) -> dict:
     """The verdict for one family and task, and the smallest D the design could have seen.
 
-    ``contrast``: :func:`scfm_lib.analysis.endpoints.masking_contrast`; ``margin``: the metric's
-    equivalence margin (:func:`scfm_lib.analysis.endpoints.equivalence_margin`). Returns
-    ``{"verdict", "reason", "equivalence", "detectable_D"}``; ``verdict`` is one of :data:`VERDICTS`.
+    Parameters
+    ----------
+    gate0 : dict
+        :func:`pretraining_gate` of the family.
+    gate1 : dict
+        :func:`representation_gate` of the family and task.
+    contrast : dict
+        :func:`scfm_lib.analysis.endpoints.masking_contrast`.
+    margin : float
+        The metric's equivalence margin (:func:`scfm_lib.analysis.endpoints.equivalence_margin`).
+    positive_detected : bool
+        Whether the positive control's built-in effect was detected.
+    negative_equivalent : bool
+        Whether the negative control was shown equivalent to 0.
+    power : float
+        The power at which ``detectable_D`` is computed, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``{"verdict", "reason", "equivalence", "detectable_D"}``; ``verdict`` is one of
+        :data:`VERDICTS`, ``detectable_D`` in metric units (NaN with fewer than 2 seeds).
     """
     D = contrast["D"]
     eq = {"margin": margin, "ci90_low": float("nan"), "ci90_high": float("nan"), "equivalent": False}

@@ -11,16 +11,40 @@ import dataclasses
 import numbers
 import types
 import typing
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
     """A profile or a notebook parameter is unknown, mistyped or out of range."""
 
 
-def build_dataclass(cls, values: dict, where: str):
-    """``cls(**values)``, but an unknown key names the section and the keys that exist, and a
-    value of the wrong type (``max_steps: "ten"``) names the key and the type it needs."""
+def build_dataclass(cls: type[_T], values: dict, where: str) -> _T:
+    """``cls(**values)``, with errors that name the section, the keys that exist and the types needed.
+
+    An unknown key names the section and the keys that exist, and a value of the wrong type
+    (``max_steps: "ten"``) names the key and the type it needs.
+
+    Parameters
+    ----------
+    cls : type
+        A dataclass (a profile section or a library config).
+    values : dict
+        Field name -> value, as read from the profile.
+    where : str
+        The section's name in the profile, for the messages.
+
+    Returns
+    -------
+    object
+        The ``cls`` instance.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key, a value of the wrong type, or a value the dataclass's own checks refuse.
+    """
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

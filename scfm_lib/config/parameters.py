@@ -20,11 +20,26 @@ def check_notebook_parameters(namespace: dict, ranges: dict[str, tuple] | None =
     Call it in the cell right after the ``parameters`` cell, with ``globals()``. The parameters
     cell must be the notebook's first code cell and declare each parameter with a type
     annotation (``seed: int = 0  # comment``), and this check must run before the notebook
-    defines any other variable. Returns the parameters as a dict.
+    defines any other variable.
 
-    Raises :class:`ConfigError` for a name papermill injected that the notebook does not declare
-    (a typo such as ``-p sed 1``), a value of the wrong type, or a value outside ``ranges``
-    (``{"fraction": (0.0, 1.0)}``, bounds inclusive).
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``.
+    ranges : dict of str to tuple, optional
+        Parameter -> ``(low, high)``, bounds inclusive (``{"fraction": (0.0, 1.0)}``); None values
+        pass.
+
+    Returns
+    -------
+    dict
+        The parameters: name -> value.
+
+    Raises
+    ------
+    ConfigError
+        For a name papermill injected that the notebook does not declare (a typo such as
+        ``-p sed 1``), a value of the wrong type, or a value outside ``ranges``.
     """
     annotations = namespace.get("__annotations__", {})
     if isinstance(annotations, dict):

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from scfm_lib.config.checks import ConfigError, build_dataclass
 from scfm_lib.config.sections import DataSection, EvaluateSection, StatsSection, StudySection, WorkflowSection
+
+if TYPE_CHECKING:  # the library configs, imported lazily where they are built
+    from scfm_lib.atlas import AtlasConfig
+    from scfm_lib.model import ScFMConfig
+    from scfm_lib.train import FinetuneConfig, PretrainConfig
 
 #: Where the repository's profiles live, relative to the repository root.
 PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
@@ -21,6 +27,13 @@ PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
 
 @dataclass
 class Profile:
+    """A study's profile (``profiles/<name>.yaml``): the grid of runs, the data, the library configs.
+
+    Each field's comment says what it sets; the sections are the dataclasses of
+    :mod:`scfm_lib.config.sections`. A bad value raises :class:`ConfigError` when built
+    (:func:`load_profile` builds every library config as well).
+    """
+
     name: str
     title: str = ""
     description: str = ""
@@ -84,7 +97,26 @@ class Profile:
         self.seeds_by_fraction = by
 
     # The typed configs of the library, built here so a bad key fails when the profile loads.
-    def model_config(self, vocab_size: int, family: str | None = None):
+    def model_config(self, vocab_size: int, family: str | None = None) -> ScFMConfig:
+        """The model's config: the profile's ``model`` section with the vocabulary size and the family.
+
+        Parameters
+        ----------
+        vocab_size : int
+            Tokens of the vocabulary (special tokens included).
+        family : str, optional
+            The model family; default the profile's first.
+
+        Returns
+        -------
+        ScFMConfig
+            The model config, ``context_genes`` from ``data.context_genes``.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown or mistyped key of the ``model`` section.
+        """
         from scfm_lib.model import ScFMConfig
 
         return build_dataclass(
@@ -98,14 +130,49 @@ class Profile:
             "model",
         )
 
-    def pretrain_config(self, **overrides):
+    def pretrain_config(self, **overrides: Any) -> PretrainConfig:
+        """The pretraining config: the ``pretrain`` section under ``overrides`` (None values ignored).
+
+        Parameters
+        ----------
+        **overrides
+            :class:`~scfm_lib.train.PretrainConfig` fields (e.g. ``seed``, ``max_steps``).
+
+        Returns
+        -------
+        PretrainConfig
+            The config.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown or mistyped key, or a value PretrainConfig refuses.
+        """
         from scfm_lib.train import PretrainConfig
 
         return build_dataclass(PretrainConfig, {**self.pretrain, **_not_none(overrides)}, "pretrain")
 
-    def finetune_config(self, **overrides):
-        """The finetune section, under ``evaluate.regime_settings`` of ``overrides["regime"]`` (if
-        given), under ``overrides``."""
+    def finetune_config(self, **overrides: Any) -> FinetuneConfig:
+        """The finetuning config for ``overrides["regime"]``, built from three layers of settings.
+
+        The finetune section, under ``evaluate.regime_settings`` of ``overrides["regime"]`` (if
+        given), under ``overrides``.
+
+        Parameters
+        ----------
+        **overrides
+            :class:`~scfm_lib.train.FinetuneConfig` fields (None values ignored).
+
+        Returns
+        -------
+        FinetuneConfig
+            The config.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown or mistyped key, or a value FinetuneConfig refuses.
+        """
         from scfm_lib.train import FinetuneConfig
 
         regime = overrides.get("regime")
@@ -113,13 +180,35 @@ class Profile:
         where = f"finetune + evaluate.regime_settings.{regime}" if settings else "finetune"
         return build_dataclass(FinetuneConfig, {**self.finetune, **settings, **_not_none(overrides)}, where)
 
-    def atlas_config(self):
+    def atlas_config(self) -> AtlasConfig:
+        """The synthetic atlas's config: ``data.atlas`` over :class:`~scfm_lib.atlas.AtlasConfig`'s defaults.
+
+        Returns
+        -------
+        AtlasConfig
+            The config.
+
+        Raises
+        ------
+        ConfigError
+            For an unknown or mistyped key, or a value AtlasConfig refuses.
+        """
         from scfm_lib.atlas import AtlasConfig
 
         return build_dataclass(AtlasConfig, self.data.atlas, "data.atlas")
 
     def check_heldout_tissues(self) -> None:
-        """``data.heldout_tissues`` names atlas tissues and leaves at least one in the corpus."""
+        """``data.heldout_tissues`` names atlas tissues and leaves at least one in the corpus.
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ConfigError
+            When it does not.
+        """
         from scfm_lib.atlas import corpus_tissues_without
 
         try:
@@ -128,7 +217,17 @@ class Profile:
             raise ConfigError(f"profile {self.name!r}: {err}") from err
 
     def check_datasets(self) -> None:
-        """Every dataset the profile names is registered (a typo fails at load time)."""
+        """Every dataset the profile names is registered (a typo fails at load time).
+
+        Returns
+        -------
+        None
+
+        Raises
+        ------
+        ConfigError
+            For an unregistered dataset, or a bad ``data.soma`` section.
+        """
         if self.data.source == "synthetic":
             return
         from scfm_lib import datasets
@@ -150,19 +249,58 @@ class Profile:
             build_dataclass(SomaSource, self.data.soma, "data.soma")
 
     def seeds_at(self, fraction: float) -> list[int]:
-        """The seeds run at ``fraction``: ``seeds``, or the subset ``seeds_by_fraction`` gives."""
+        """The seeds run at ``fraction``: ``seeds``, or the subset ``seeds_by_fraction`` gives.
+
+        Parameters
+        ----------
+        fraction : float
+            A corpus fraction of the profile.
+
+        Returns
+        -------
+        list of int
+            The seeds.
+        """
         return self.seeds_by_fraction.get(float(fraction), self.seeds)
 
     def runs(self) -> list[tuple[str, float, int]]:
-        """Every (family, fraction, seed) pretraining run of the grid."""
+        """Every (family, fraction, seed) pretraining run of the grid.
+
+        Returns
+        -------
+        list of (str, float, int)
+            The runs, by family, then fraction, then seed.
+        """
         return [(m, f, s) for m in self.families for f in self.fractions for s in self.seeds_at(f)]
 
     def run_ids(self) -> list[str]:
-        """Every run of the grid, as ``<family>_f<fraction>_s<seed>``."""
+        """Every run of the grid, as ``<family>_f<fraction>_s<seed>``.
+
+        Returns
+        -------
+        list of str
+            The run ids (:func:`run_id`), in the order of :meth:`runs`.
+        """
         return [run_id(f, s, m) for m, f, s in self.runs()]
 
 
 def run_id(fraction: float, seed: int, family: str) -> str:
+    """The name of a pretraining run: ``<family>_f<fraction>_s<seed>``.
+
+    Parameters
+    ----------
+    fraction : float
+        The corpus fraction (written as a float: ``1.0``, ``0.1``).
+    seed : int
+        The seed.
+    family : str
+        The model family.
+
+    Returns
+    -------
+    str
+        E.g. ``scgpt_f0.1_s0``: the checkpoint folder's and the metrics files' name.
+    """
     return f"{family}_f{float(fraction)}_s{int(seed)}"
 
 
@@ -171,7 +309,29 @@ def _not_none(mapping: dict) -> dict:
 
 
 def load_profile(name_or_path: str | Path, profiles_dir: str | Path | None = None) -> Profile:
-    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`."""
+    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`.
+
+    Every library config the profile names is built once, so a misspelled key fails here, not an
+    hour into the run.
+
+    Parameters
+    ----------
+    name_or_path : str or pathlib.Path
+        A profile's name, or the path of a ``.yaml``/``.yml`` file.
+    profiles_dir : str or pathlib.Path, optional
+        Where named profiles live; default :data:`PROFILES_DIR`.
+
+    Returns
+    -------
+    Profile
+        The validated profile.
+
+    Raises
+    ------
+    ConfigError
+        When the file does not exist, is not a mapping with a ``name``, or any section or library
+        config is invalid.
+    """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = Path(profiles_dir or PROFILES_DIR) / f"{name_or_path}.yaml"

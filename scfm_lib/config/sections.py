@@ -22,8 +22,11 @@ TASK_WORDS = {
 
 @dataclass
 class TaskSpec:
-    """A narrow task on a labelled dataset of its own (``data.tasks``): its cells are never in the
-    corpus, its classifiers are trained and tested on its own cells (scfm_lib.study.tasks)."""
+    """A narrow task on a labelled dataset of its own (``data.tasks``).
+
+    Its cells are never in the corpus; its classifiers are trained and tested on its own cells
+    (scfm_lib.study.tasks). Each field's comment says what it sets.
+    """
 
     dataset: str  # registry dataset (python -m scfm_lib.datasets lists them)
     words: str  # the task in words, for the verdicts and chapters
@@ -190,11 +193,17 @@ class DataSection:
 
     @property
     def data_template(self) -> str:
+        """The data-job notebook of this source (``nbs/<template>.ipynb``), from :data:`DATA_SOURCES`."""
         return DATA_SOURCES[self.source]
 
 
 @dataclass
 class EvaluateSection:
+    """How every checkpoint is evaluated: frozen readouts, baselines, finetuning regimes, the budget sweep.
+
+    Each field's comment says what it sets; a bad value raises :class:`ConfigError` when built.
+    """
+
     knn_k: int = 15  # neighbours of the frozen kNN classifier
     leiden_resolution: float = 1.0  # resolution of zero-shot Leiden clustering
     n_top_genes: int = 1000  # highly variable genes of the baselines
@@ -263,12 +272,25 @@ class EvaluateSection:
         return bool(self.label_budgets)
 
     def regime_mode(self, regime: str) -> str:
-        """The record mode of a finetuning regime: "finetune" for the first (main) one, else "finetune_<regime>"."""
+        """The record mode of a finetuning regime: "finetune" for the first (main) one, else "finetune_<regime>".
+
+        Parameters
+        ----------
+        regime : str
+            One of ``regimes``.
+
+        Returns
+        -------
+        str
+            The mode.
+        """
         return "finetune" if regime == self.regimes[0] else f"finetune_{regime}"
 
 
 @dataclass
 class StatsSection:
+    """The statistics' settings: bootstrap resamples and confidence level."""
+
     n_boot: int = 2000  # bootstrap resamples for every confidence interval
     ci: float = 0.95  # confidence level
 
@@ -298,8 +320,21 @@ class StudySection:
     power: float = 0.8  # the power at which the book names the smallest detectable D
 
     def finetune_seeds_of(self, seed: int) -> list[int]:
-        """The finetuning seeds of checkpoint seed ``seed``: the same at every fraction (so a seed's
-        checkpoints are paired), different between checkpoint seeds."""
+        """The finetuning seeds of checkpoint seed ``seed``, the same at every fraction.
+
+        The same at every fraction (so a seed's checkpoints are paired), different between checkpoint
+        seeds.
+
+        Parameters
+        ----------
+        seed : int
+            The checkpoint's seed.
+
+        Returns
+        -------
+        list of int
+            ``1000 * seed + k`` for each ``k`` of ``finetune_seeds``.
+        """
         return [1000 * seed + k for k in self.finetune_seeds]
 
     def __post_init__(self) -> None:
@@ -320,6 +355,8 @@ class StudySection:
 
 @dataclass
 class WorkflowSection:
+    """How the workflow runs: cores, threads per job, and the pretraining launcher."""
+
     cores: int = 2  # cores snakemake may use
     threads_per_job: int = 1  # torch threads per notebook job
     pretrain_launch: str = ""  # launcher of pretraining ("" = in the notebook's process); it is run as

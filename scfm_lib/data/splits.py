@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from scfm_lib.data.validation import ScfmDataError
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
 def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
@@ -15,6 +20,25 @@ def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[
 
     One seeded permutation; fraction ``f`` takes its first ``round(f * n_cells)`` cells (at
     least one for ``f > 0``, none for ``f == 0``).
+
+    Parameters
+    ----------
+    n_cells : int
+        Cells of the full corpus.
+    fractions : sequence of float
+        Shares of the corpus, each in [0, 1].
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    dict of float to numpy.ndarray
+        Fraction -> sorted cell indices into the corpus.
+
+    Raises
+    ------
+    ScfmDataError
+        When a fraction lies outside [0, 1].
     """
     bad = [f for f in fractions if not 0.0 <= float(f) <= 1.0]
     if bad:
@@ -27,7 +51,7 @@ def nested_subsets(n_cells: int, fractions: Sequence[float], seed: int) -> dict[
     return out
 
 
-def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[float, np.ndarray]:
+def label_budget_subsets(labels: ArrayLike, budgets: Sequence[float], seed: int) -> dict[float, np.ndarray]:
     """Sorted indices into ``labels`` of the labelled training cells kept at each label budget.
 
     A budget is a share in (0, 1] of each class's cells. Per class (in sorted class order) one
@@ -35,6 +59,25 @@ def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[fl
     subsets are stratified (every class keeps at least one labelled cell, and its share),
     nested (a smaller budget's cells lie inside a larger one's) and deterministic for a
     ``seed``. Keys are the budgets as floats; budget 1.0 returns every cell.
+
+    Parameters
+    ----------
+    labels : array_like
+        The training cells' labels, shape ``(n_cells,)``.
+    budgets : sequence of float
+        Label budgets, each in (0, 1].
+    seed : int
+        Seed of the per-class permutations.
+
+    Returns
+    -------
+    dict of float to numpy.ndarray
+        Budget -> sorted int64 indices into ``labels``.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``labels`` is empty or not 1-D, or a budget lies outside (0, 1].
     """
     labels = np.asarray(labels).astype(str)
     if labels.ndim != 1 or labels.size == 0:
@@ -58,7 +101,7 @@ def label_budget_subsets(labels, budgets: Sequence[float], seed: int) -> dict[fl
 
 
 def split_cells(
-    adata_or_obs,
+    adata_or_obs: ad.AnnData | pd.DataFrame,
     by: str | None = None,
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     seed: int = 0,
@@ -73,6 +116,32 @@ def split_cells(
     With ``by`` and ``test_groups`` (a condition shift: train on ``ctrl``, test on ``stim``) the
     cells of those groups are the test split, and the other cells are split into train and
     validation at random in the ratio ``fractions[0] : fractions[1]``, per ``stratify`` class.
+
+    Parameters
+    ----------
+    adata_or_obs : anndata.AnnData or pandas.DataFrame
+        The cells, or their ``obs`` table.
+    by : str, optional
+        An ``obs`` column whose groups (>= 3 of them) go whole to one split.
+    fractions : tuple of float
+        Shares of train, val and test, summing to 1 (of groups when ``by`` is given).
+    seed : int
+        Seed of the split.
+    stratify : str, optional
+        An ``obs`` column whose classes keep their share in each split (random splits only).
+    test_groups : sequence of str, optional
+        Groups of ``by`` that form the test split.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"train"``, ``"val"``, ``"test"`` -> sorted positional cell indices.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``fractions`` are not three shares summing to 1, a named column or test group is
+        missing, every cell would be a test cell, or ``by`` has too few groups.
     """
     obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
     if abs(sum(fractions) - 1.0) > 1e-9 or len(fractions) != 3:
@@ -140,8 +209,29 @@ def split_cells(
     return {k: np.sort(v) for k, v in parts.items()}
 
 
-def encode_labels(train_labels, *others) -> tuple[list[str], list[np.ndarray]]:
-    """Classes (sorted, from the training labels) and integer codes of each label array."""
+def encode_labels(train_labels: ArrayLike, *others: ArrayLike) -> tuple[list[str], list[np.ndarray]]:
+    """Classes (sorted, from the training labels) and integer codes of each label array.
+
+    Parameters
+    ----------
+    train_labels : array_like
+        The training cells' labels, shape ``(n_train,)``; at least two classes.
+    *others : array_like
+        Further label arrays (validation, test) coded with the training classes.
+
+    Returns
+    -------
+    classes : list of str
+        The training classes, sorted; code i = ``classes[i]``.
+    codes : list of numpy.ndarray
+        int64 codes of ``train_labels`` then of each of ``others``, in order.
+
+    Raises
+    ------
+    ScfmDataError
+        When a label is missing (NaN), the training labels hold a single class, or another array
+        holds a class the training labels lack.
+    """
     for labels in (train_labels, *others):
         missing = pd.isna(np.asarray(labels, dtype=object))
         if missing.any():

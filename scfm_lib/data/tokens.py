@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,26 +40,77 @@ class CellTokens:
 
     @property
     def context(self) -> int:
+        """Context length: token positions per cell (``gene_ids.shape[1]``)."""
         return self.gene_ids.shape[1]
 
-    def take(self, idx) -> tuple[np.ndarray, np.ndarray]:
-        """gene_ids and values (in memory) of cells ``idx`` (an index array or a slice)."""
+    def take(self, idx: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """gene_ids and values (in memory) of cells ``idx`` (an index array or a slice).
+
+        Parameters
+        ----------
+        idx : numpy.ndarray or slice
+            Cells, as positions among this object's cells (int array, bool mask or slice).
+
+        Returns
+        -------
+        gene_ids : numpy.ndarray
+            int64, shape ``(n_selected, context)``, ``PAD_ID`` at padding.
+        values : numpy.ndarray
+            float32, shape ``(n_selected, context)``, 0 at padding.
+        """
         rows = idx if self.rows is None else self.rows[idx]
         return np.asarray(self.gene_ids[rows]), np.asarray(self.values[rows])
 
-    def chunks(self, size: int = 8192):
-        """(gene_ids, values) blocks of at most ``size`` cells, in order: a pass over the cells
-        that holds one block in memory."""
+    def chunks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(gene_ids, values) blocks of at most ``size`` cells, in order.
+
+        A pass over the cells that holds one block in memory.
+
+        Parameters
+        ----------
+        size : int
+            Cells per block.
+
+        Yields
+        ------
+        gene_ids, values : numpy.ndarray
+            One block, as :meth:`take` returns it.
+        """
         for start in range(0, len(self), size):
             yield self.take(slice(start, start + size))
 
-    def subset(self, idx) -> CellTokens:
+    def subset(self, idx: np.ndarray | slice) -> CellTokens:
+        """The cells ``idx`` as new tokens: a lazy view of a memory-mapped file, in memory otherwise.
+
+        Parameters
+        ----------
+        idx : numpy.ndarray or slice
+            Cells, as positions among this object's cells.
+
+        Returns
+        -------
+        CellTokens
+            The selected cells (sharing the memory map, with ``rows`` set, when this one is mapped).
+        """
         if isinstance(self.gene_ids, np.memmap):  # stay on disk: a view of the chosen rows
             rows = np.arange(len(self)) if self.rows is None else self.rows
             return CellTokens(self.gene_ids, self.values, rows=rows[idx])
         return CellTokens(*self.take(idx))
 
     def save(self, path: str | Path) -> None:
+        """Write the cells to an uncompressed ``.npz`` (``gene_ids``, ``values``), atomically.
+
+        Uncompressed, so :meth:`load` can memory-map it.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file.
+
+        Returns
+        -------
+        None
+        """
         gene_ids, values = self.take(slice(None))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -66,6 +118,27 @@ class CellTokens:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> CellTokens:
+        """Read tokens written by :meth:`save`, into memory or memory-mapped.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The ``.npz`` file.
+        mmap : bool
+            Leave the arrays on disk (read-only memory maps).
+
+        Returns
+        -------
+        CellTokens
+            The cells.
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` does not exist.
+        ScfmDataError
+            When the file is corrupt or truncated (the message says to rerun the data job).
+        """
         try:
             if mmap:
                 return cls(_npz_memmap(path, "gene_ids"), _npz_memmap(path, "values"))
@@ -107,9 +180,24 @@ def _npz_memmap(path: str | Path, name: str) -> np.memmap:
 
 
 def gene_medians(adata: ad.AnnData, vocab: GeneVocab, layer: str = "counts") -> np.ndarray:
-    """Per vocabulary token, the median over cells of the gene's nonzero CP10k-normalized
-    expression (Geneformer's normalization factor); 1.0 for special tokens and genes never seen.
-    float64 [len(vocab)]."""
+    """Per vocabulary token, the median over cells of the gene's nonzero CP10k-normalized expression.
+
+    Geneformer's normalization factor; 1.0 for special tokens and genes never seen.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The corpus, shape ``(n_cells, n_genes)``.
+    vocab : GeneVocab
+        The vocabulary the medians are indexed by.
+    layer : str
+        ``"counts"``, or ``"log1p_norm"`` for a dataset shipped with log-normalized values only.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(len(vocab),)``, > 0.
+    """
     matrix = sp.csc_matrix(_matrix(adata, layer), dtype=np.float64)  # [n_cells, G]
     if layer == "log1p_norm":
         matrix.data = np.expm1(matrix.data)
@@ -132,8 +220,10 @@ def tokenize(
     chunk_size: int = 4096,
     medians: np.ndarray | None = None,
 ) -> CellTokens:
-    """Each cell's top-``context_genes`` expressed vocabulary genes by count (descending, ties by
-    gene order) with ``log1p(count / total * 1e4)`` values; the total counts all genes of the cell.
+    """Each cell's top-``context_genes`` expressed vocabulary genes by count, with normalized values.
+
+    Genes are ranked descending, ties by gene order, with ``log1p(count / total * 1e4)`` values; the
+    total counts all genes of the cell.
 
     With ``medians`` (:func:`gene_medians` of the corpus, per token) the genes are ranked instead
     by expression divided by the gene's corpus median: Geneformer's rank-value encoding, which
@@ -143,6 +233,34 @@ def tokenize(
     :mod:`scfm_lib.readers`): the ranking is the same (log1p is monotone and the normalization
     is per cell), and the values are used as given, so their normalization target is the
     dataset's, which the data chapter reports.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The cells, shape ``(n_cells, n_genes)``.
+    vocab : GeneVocab
+        The gene vocabulary.
+    context_genes : int
+        Tokens per cell (>= 1); cells with fewer expressed genes are padded.
+    layer : str
+        ``"counts"`` (raw counts) or ``"log1p_norm"``.
+    min_overlap : float
+        The smallest share of the data's detected genes that must be in the vocabulary.
+    chunk_size : int
+        Cells densified at a time.
+    medians : numpy.ndarray, optional
+        Per-token gene medians, shape ``(len(vocab),)``, for the rank-value encoding.
+
+    Returns
+    -------
+    CellTokens
+        ``gene_ids`` int64 and ``values`` float32, shape ``(n_cells, context_genes)``.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``context_genes < 1``, the layer fails validation, or the vocabulary overlap is below
+        ``min_overlap``.
     """
     if context_genes < 1:
         raise ScfmDataError(f"context_genes must be >= 1, got {context_genes}")

@@ -8,10 +8,14 @@ raises :class:`ScfmDataError` with a message that names the problem and the fix.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ScfmDataError(ValueError):
@@ -48,16 +52,33 @@ def validate_counts(
 ) -> None:
     """Check that ``adata.layers[layer]`` holds raw counts and that ``obs`` has the needed columns.
 
-    Raises :class:`ScfmDataError` for: a missing layer, an empty matrix, NaN/Inf, negative
-    values, non-integer values (normalized, log or scaled data), duplicated gene or cell names,
-    empty cells, missing ``obs`` columns and, with ``label_key``, an unusable label column (see
-    :func:`check_labels`).
-
     Empty cells (no count at all) are an error, not dropped: dropping would change the cells
     the splits and content hashes are computed on behind the user's back; the message gives the
     one-line filter. Empty genes (never detected) are accepted: count tables list every annotated
     gene, they never become tokens (:func:`tokenize` keeps expressed genes only), the vocabulary
     leaves them out (``min_cells``) and :func:`check_vocab_overlap` counts detected genes only.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The dataset, shape ``(n_cells, n_genes)``.
+    layer : str
+        The layer that must hold raw integer counts.
+    required_obs : sequence of str
+        ``obs`` columns that must exist.
+    label_key : str, optional
+        An ``obs`` column that must hold usable labels (see :func:`check_labels`).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ScfmDataError
+        For: a missing layer, an empty matrix, NaN/Inf, negative values, non-integer values
+        (normalized, log or scaled data), duplicated gene or cell names, empty cells, missing ``obs``
+        columns and, with ``label_key``, an unusable label column (see :func:`check_labels`).
     """
     _check_not_empty(adata)
     matrix = _matrix(adata, layer)
@@ -116,9 +137,29 @@ def _check_names_and_cells(adata: ad.AnnData, matrix, layer: str) -> None:
         )
 
 
-def check_labels(adata_or_obs, label_key: str) -> list[str]:
-    """The classes of ``obs[label_key]``, sorted; an error when the column is missing, holds
-    missing labels (NaN) or fewer than two classes: no classifier can be trained on it."""
+def check_labels(adata_or_obs: ad.AnnData | pd.DataFrame, label_key: str) -> list[str]:
+    """The classes of ``obs[label_key]``, sorted.
+
+    An error when the column is missing, holds missing labels (NaN) or fewer than two classes: no
+    classifier can be trained on it.
+
+    Parameters
+    ----------
+    adata_or_obs : anndata.AnnData or pandas.DataFrame
+        The dataset, or its ``obs`` table.
+    label_key : str
+        The column holding the cell labels.
+
+    Returns
+    -------
+    list of str
+        The distinct labels (as strings), sorted; at least two.
+
+    Raises
+    ------
+    ScfmDataError
+        When the column is missing, holds NaN, or holds a single class.
+    """
     obs = adata_or_obs.obs if hasattr(adata_or_obs, "obs") else adata_or_obs
     if label_key not in obs.columns:
         raise ScfmDataError(
@@ -152,9 +193,28 @@ def _check_obs(adata: ad.AnnData, required_obs: Sequence[str], label_key: str | 
 
 
 def validate(adata: ad.AnnData, required_obs: Sequence[str] = (), label_key: str | None = None) -> str:
-    """Validate whichever values the dataset holds: raw counts (``layers["counts"]``) or, for a
-    dataset shipped without them, log-normalized values (``layers["log1p_norm"]``), with the same
-    checks (see :func:`validate_counts`). Returns the layer name, for :func:`tokenize`."""
+    """Validate whichever values the dataset holds: raw counts or log-normalized values.
+
+    Raw counts live in ``layers["counts"]``; a dataset shipped without them holds log-normalized
+    values in ``layers["log1p_norm"]``, checked the same way (see :func:`validate_counts`).
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The dataset, shape ``(n_cells, n_genes)``.
+    required_obs, label_key
+        As :func:`validate_counts`.
+
+    Returns
+    -------
+    str
+        The layer validated, ``"counts"`` or ``"log1p_norm"``, for :func:`tokenize`.
+
+    Raises
+    ------
+    ScfmDataError
+        As :func:`validate_counts`; for ``log1p_norm``, also negative or non-finite values.
+    """
     if "counts" in adata.layers or "log1p_norm" not in adata.layers:
         validate_counts(adata, "counts", required_obs, label_key)
         return "counts"
@@ -168,6 +228,25 @@ def log_normalize(adata: ad.AnnData, layer: str = "counts", target_sum: float = 
 
     A dataset that ships only log-normalized values (``layers["log1p_norm"]``, no counts; see
     :mod:`scfm_lib.readers`) gets those values as they are: its own normalization target applies.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The dataset (in memory or backed), shape ``(n_cells, n_genes)``.
+    layer : str
+        The layer holding the counts.
+    target_sum : float
+        Counts per cell after normalization (1e4: CP10k).
+
+    Returns
+    -------
+    anndata.AnnData
+        An in-memory copy with float32 log-normalized ``X`` of shape ``(n_cells, n_genes)``.
+
+    Raises
+    ------
+    ScfmDataError
+        When the layer is missing (or the dataset holds no raw counts).
     """
     import scanpy as sc
 

@@ -23,6 +23,18 @@ class GeneVocab:
     ``medians`` (float [len(vocab)], per token; see :func:`gene_medians`) are the corpus medians
     the geneformer family's rank-value encoding divides by; they travel with the vocabulary so a
     checkpoint folder tokenizes new data exactly as its training data was tokenized.
+
+    Parameters
+    ----------
+    genes : sequence of str
+        The genes, in token order (gene i gets id ``i + 3``); no duplicates.
+    medians : sequence of float, optional
+        One positive median per token (special tokens included), shape ``(len(vocab),)``.
+
+    Raises
+    ------
+    ScfmDataError
+        When ``genes`` repeats a gene, or ``medians`` is not one positive number per token.
     """
 
     def __init__(self, genes: Sequence[str], medians: Sequence[float] | None = None):
@@ -41,20 +53,65 @@ class GeneVocab:
         return len(SPECIAL_TOKENS) + len(self.genes)
 
     def encode(self, names: Sequence[str]) -> np.ndarray:
-        """Token ids of ``names`` (int64), -1 for genes outside the vocabulary."""
+        """Token ids of ``names`` (int64), -1 for genes outside the vocabulary.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Gene names.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, shape ``(len(names),)``: ids >= 3, or -1 for an unknown gene.
+        """
         return np.array([self._index.get(str(n), -1) for n in names], dtype=np.int64)
 
     def overlap(self, names: Sequence[str]) -> float:
-        """Share of ``names`` found in the vocabulary, in [0, 1]."""
+        """Share of ``names`` found in the vocabulary, in [0, 1].
+
+        Parameters
+        ----------
+        names : sequence of str
+            Gene names.
+
+        Returns
+        -------
+        float
+            The share in [0, 1] (0 for no names).
+        """
         return float((self.encode(names) >= 0).mean()) if len(names) else 0.0
 
     def save(self, path: str | Path) -> None:
+        """Write the vocabulary (special tokens, genes, medians) as JSON, atomically.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The JSON file (``vocab.json`` of a checkpoint folder).
+
+        Returns
+        -------
+        None
+        """
         medians = None if self.medians is None else self.medians.tolist()
         with atomic_write(path) as fh:
             json.dump({"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes, "medians": medians}, fh)
 
     @classmethod
     def load(cls, path: str | Path) -> GeneVocab:
+        """Read a vocabulary written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The JSON file.
+
+        Returns
+        -------
+        GeneVocab
+            The vocabulary, with its medians when they were saved.
+        """
         with open(path) as fh:
             stored = json.load(fh)
         return cls(stored["genes"], stored.get("medians"))
@@ -67,6 +124,28 @@ def check_vocab_overlap(
 
     With ``layer``, only genes detected in at least one cell count: a count table listing every
     annotated gene (most never expressed) is not penalized for genes that carry no signal.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        The dataset.
+    vocab : GeneVocab
+        The model's vocabulary.
+    min_overlap : float
+        The smallest acceptable share, in [0, 1].
+    layer : str, optional
+        Count only the genes detected in this layer (all genes if none is).
+
+    Returns
+    -------
+    float
+        The share of the (detected) genes in the vocabulary, in [min_overlap, 1].
+
+    Raises
+    ------
+    ScfmDataError
+        When the share is below ``min_overlap``; the message names the likely cause (Ensembl IDs
+        against symbols, case, version suffixes, species) and the fix.
     """
     names = list(adata.var_names)
     if layer is not None:
@@ -118,5 +197,16 @@ def _case_matched(names: Sequence[str], vocab: GeneVocab) -> list[str]:
 
 
 def strip_ensembl_version(name: str) -> str:
-    """``ENSG00000010610.10`` -> ``ENSG00000010610``; any other name unchanged."""
+    """``ENSG00000010610.10`` -> ``ENSG00000010610``; any other name unchanged.
+
+    Parameters
+    ----------
+    name : str
+        A gene name or ID.
+
+    Returns
+    -------
+    str
+        The name without an Ensembl version suffix.
+    """
     return re.sub(r"^(ENS[A-Z]*G\d+)\.\d+$", r"\1", str(name))

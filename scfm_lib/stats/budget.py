@@ -12,9 +12,30 @@ from scfm_lib.stats.masking import bootstrap_over_seeds, paired_masking_index, s
 def budget_cells(
     records: pd.DataFrame, *, finetuned_mode: str = "finetune", metric: str = "macro_f1"
 ) -> list[tuple[float, int]]:
-    """The ``(label_budget, step_budget)`` cells of a budget sweep, sorted: every pair that has
-    finetuned rows. The frozen mode has no step budget; its rows at a label budget serve every
-    step budget of that label budget."""
+    """The ``(label_budget, step_budget)`` cells of a budget sweep, sorted.
+
+    Every pair that has finetuned rows. The frozen mode has no step budget; its rows at a label
+    budget serve every step budget of that label budget.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The sweep rows (columns ``mode``, ``metric``, ``label_budget``, ``step_budget``).
+    finetuned_mode : str
+        The finetuned mode whose rows define the cells.
+    metric : str
+        The metric.
+
+    Returns
+    -------
+    list of (float, int)
+        The sorted ``(label_budget, step_budget)`` pairs.
+
+    Raises
+    ------
+    ValueError
+        When ``records`` lacks the budget columns (not the rows of a budget sweep).
+    """
     if "label_budget" not in records or "step_budget" not in records:
         raise ValueError(
             "records lack label_budget / step_budget: pass the rows of the budget sweep "
@@ -34,8 +55,29 @@ def budget_cell_records(
     frozen_mode: str = "linear_probe",
     metric: str = "macro_f1",
 ) -> pd.DataFrame:
-    """The rows of one grid cell: finetuned rows at ``(label_budget, step_budget)`` and frozen rows at
-    ``label_budget`` (any step budget). ``step_budget=None`` keeps the frozen rows only."""
+    """The rows of one grid cell.
+
+    Finetuned rows at ``(label_budget, step_budget)`` and frozen rows at ``label_budget`` (any step
+    budget). ``step_budget=None`` keeps the frozen rows only.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The sweep rows (columns ``mode``, ``metric``, ``label_budget``, ``step_budget``).
+    label_budget : float
+        The cell's label budget.
+    step_budget : int or None
+        The cell's step budget; None for the frozen rows only.
+    finetuned_mode, frozen_mode : str
+        The two modes.
+    metric : str
+        The metric.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The cell's rows of ``records``.
+    """
     at_budget = np.isclose(records["label_budget"].astype(float), float(label_budget))
     rows = records[at_budget & (records["metric"] == metric)]
     keep = rows["mode"] == frozen_mode
@@ -58,22 +100,43 @@ def budget_grid(
 
     ``records``: the sweep rows of one family (:func:`scfm_lib.results.load_records` with
     ``kinds=("sweep",)``; columns ``label_budget`` and ``step_budget``, NaN step budget for the
-    frozen mode). One row per ``(label_budget, step_budget)`` (see :func:`budget_cells`), sorted,
-    with:
+    frozen mode). Every bootstrap uses the same ``seed``, so the grid is deterministic for a given
+    ``seed``.
 
-    - ``finetuned_slope`` / ``probe_slope`` and their ``_ci_low`` / ``_ci_high``: size slopes of the
-      finetuned rows of the cell and of the frozen rows at its label budget (the frozen ones repeat
-      along a row of the grid), bootstrap CI over seeds (:func:`bootstrap_over_seeds`);
-    - ``masking_index`` and its CI: :func:`paired_masking_index` of the cell's rows (NaN when the
-      frozen slope is not positive);
-    - ``finetuned_mean_largest`` / ``finetuned_mean_control`` and ``probe_mean_largest`` /
-      ``probe_mean_control``: mean over seeds at the largest corpus and at the random-init control
-      (NaN without a control);
-    - ``finetuned_slope_p``: :func:`bootstrap_pvalue_slope` of the finetuned slope, and
-      ``finetuned_slope_p_holm``: the same, Holm-adjusted over the cells of this grid;
-    - ``n_runs``: finetuned runs in the cell; ``n_seeds``: distinct seeds among them.
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The sweep rows of one model family.
+    finetuned_mode, frozen_mode : str
+        The finetuned mode and the frozen mode it is compared with.
+    metric : str
+        The metric.
+    n_boot, seed, ci
+        As :func:`~scfm_lib.stats.bootstrap_over_seeds`.
 
-    Every bootstrap uses the same ``seed``, so the grid is deterministic for a given ``seed``.
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``(label_budget, step_budget)`` (see :func:`budget_cells`), sorted, with:
+
+        - ``finetuned_slope`` / ``probe_slope`` and their ``_ci_low`` / ``_ci_high``: size slopes of the
+          finetuned rows of the cell and of the frozen rows at its label budget (the frozen ones repeat
+          along a row of the grid), bootstrap CI over seeds (:func:`bootstrap_over_seeds`);
+        - ``masking_index`` and its CI: :func:`paired_masking_index` of the cell's rows (in [-1, 1];
+          NaN when the frozen slope is not positive);
+        - ``finetuned_mean_largest`` / ``finetuned_mean_control`` and ``probe_mean_largest`` /
+          ``probe_mean_control``: mean over seeds at the largest corpus and at the random-init control
+          (NaN without a control);
+        - ``finetuned_slope_p``: :func:`bootstrap_pvalue_slope` of the finetuned slope, and
+          ``finetuned_slope_p_holm``: the same, Holm-adjusted over the cells of this grid (both in
+          (0, 1]);
+        - ``n_runs``: finetuned runs in the cell; ``n_seeds``: distinct seeds among them.
+
+    Raises
+    ------
+    ValueError
+        When ``records`` holds several families, no finetuned row has both budgets, or a label
+        budget has no frozen rows.
     """
     families = records["family"].dropna().unique() if "family" in records else []
     if len(families) > 1:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from scfm_lib.stats.masking import _resample_seeds, _seed_blocks, size_slope
 
@@ -48,15 +49,36 @@ def slope_equivalence(
       whole ``ci`` interval does;
     - **trend**: the slope is shown to differ from 0 when a separate 95% interval excludes 0.
 
-    Returns a dict: ``slope`` (:func:`size_slope`), ``ci_low``/``ci_high`` (the ``ci`` interval),
-    ``bound``, ``equivalent`` (bool), ``zero_in_ci95`` (bool; True also when the interval is
-    undefined, since then nothing excludes 0) and ``verdict``:
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one series (columns ``n_cells``, ``seed``, ``value``).
+    bound : float
+        The smallest slope that matters, > 0.
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling.
+    ci : float
+        Coverage of the equivalence interval, in (0, 1).
 
-    - ``"equivalent to no trend"`` when ``equivalent``. This takes precedence: a tiny slope
-      measured precisely can both exclude 0 and lie inside the bound; it is then real but
-      smaller than anything that matters, and ``zero_in_ci95`` still shows that it is nonzero;
-    - ``"trend"`` when not equivalent and the 95% interval excludes 0;
-    - ``"inconclusive"`` otherwise (too few seeds or too much noise to say either).
+    Returns
+    -------
+    dict
+        ``slope`` (:func:`size_slope`), ``ci_low``/``ci_high`` (the ``ci`` interval), ``bound``,
+        ``equivalent`` (bool), ``zero_in_ci95`` (bool; True also when the interval is undefined,
+        since then nothing excludes 0) and ``verdict``:
+
+        - ``"equivalent to no trend"`` when ``equivalent``. This takes precedence: a tiny slope
+          measured precisely can both exclude 0 and lie inside the bound; it is then real but
+          smaller than anything that matters, and ``zero_in_ci95`` still shows that it is nonzero;
+        - ``"trend"`` when not equivalent and the 95% interval excludes 0;
+        - ``"inconclusive"`` otherwise (too few seeds or too much noise to say either).
+
+    Raises
+    ------
+    ValueError
+        When ``bound <= 0`` or ``ci`` is outside (0, 1).
     """
     if not bound > 0:
         raise ValueError(f"bound must be > 0 (the smallest slope that matters), got {bound}")
@@ -89,6 +111,20 @@ def bootstrap_pvalue_slope(series: pd.DataFrame, *, n_boot: int = 2000, seed: in
     ``p < 1 - ci`` roughly when the ``ci`` interval excludes 0. The +1 counts the observed data
     as one of the resamples, so p is never exactly 0 and the smallest attainable value is
     ``2 / (n + 1)``: use more draws, not this p-value, to resolve very strong trends.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one series (columns ``n_cells``, ``seed``, ``value``).
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    float
+        The p-value in (0, 1]; NaN when the slope is undefined.
     """
     if not np.isfinite(size_slope(series)):
         return float("nan")
@@ -98,13 +134,30 @@ def bootstrap_pvalue_slope(series: pd.DataFrame, *, n_boot: int = 2000, seed: in
     return float(min(1.0, 2 * min(k_le + 1, k_ge + 1) / (len(draws) + 1)))
 
 
-def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvalues: ArrayLike, method: str = "holm") -> np.ndarray:
     """Multiplicity-adjusted p-values, same shape as the input, in [0, 1].
 
     ``method="holm"``: Holm's step-down adjustment, controlling the family-wise error rate.
     ``method="bh"``: Benjamini-Hochberg step-up adjustment, controlling the false discovery rate.
     NaN entries (tests that could not be run) stay NaN and do not count towards the number of
     tests. Adjusted values are monotone in the raw ones and never below them.
+
+    Parameters
+    ----------
+    pvalues : array_like
+        Raw p-values in [0, 1] or NaN, any shape.
+    method : str
+        ``"holm"`` or ``"bh"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float, the shape of ``pvalues``: the adjusted p-values in [0, 1], NaN where the input is.
+
+    Raises
+    ------
+    ValueError
+        When a p-value lies outside [0, 1] or ``method`` is unknown.
     """
     p = np.asarray(pvalues, dtype=float)
     flat = p.ravel()
@@ -136,8 +189,8 @@ def _benjamini_hochberg(sorted_p: np.ndarray) -> np.ndarray:
 
 
 def cell_bootstrap_ci(
-    y_true,
-    y_pred,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     metric: Callable[[np.ndarray, np.ndarray], float],
     *,
     n_boot: int = 1000,
@@ -150,6 +203,27 @@ def cell_bootstrap_ci(
     is the uncertainty from the finite test set of one run, not the spread over seeds. Resamples
     where the metric is not finite are dropped; the interval is NaN if most of them are.
     Deterministic for a given ``seed``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        True and predicted labels of the test cells, shape ``(n_cells,)``.
+    metric : callable
+        ``(y_true, y_pred) -> float``, e.g. :func:`scfm_lib.metrics.macro_f1`.
+    n_boot, seed, ci
+        As :func:`~scfm_lib.stats.bootstrap_over_seeds` (here the cells are resampled).
+
+    Returns
+    -------
+    point : float
+        The metric on all test cells (in the metric's range).
+    low, high : float
+        The percentile interval; NaN when the metric is undefined in most resamples.
+
+    Raises
+    ------
+    ValueError
+        When the label arrays are empty or differ in length.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0 or len(y_true) != len(y_pred):

@@ -14,6 +14,17 @@ def size_slope(series: pd.DataFrame) -> float:
     """OLS slope of ``value`` on ``log10(n_cells)`` over rows with ``n_cells > 0``.
 
     NaN when fewer than two distinct corpus sizes are present (no slope can be fitted).
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one series (one mode, one metric), with columns ``n_cells`` and ``value``.
+
+    Returns
+    -------
+    float
+        Change of the value per tenfold more pretraining cells, in metric units (unbounded); NaN
+        without two distinct pretrained corpus sizes.
     """
     pretrained = series[series["n_cells"] > 0]
     x = np.log10(pretrained["n_cells"].to_numpy(dtype=float))
@@ -25,7 +36,18 @@ def size_slope(series: pd.DataFrame) -> float:
 
 
 def spread(series: pd.DataFrame) -> float:
-    """Best minus worst fraction of the per-fraction mean over seeds (control included), >= 0."""
+    """Best minus worst fraction of the per-fraction mean over seeds (control included), >= 0.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one series, with columns ``n_cells`` and ``value``.
+
+    Returns
+    -------
+    float
+        The spread, >= 0, in metric units.
+    """
     means = series.groupby("n_cells")["value"].mean()
     return float(means.max() - means.min())
 
@@ -39,6 +61,18 @@ def masking_index(slope_finetuned: float, slope_frozen: float) -> float:
     gains nothing (or loses) from scale, 0 = it gains as much as the frozen representation,
     negative = it gains more. Preferred to ``1 - S_ft / S_frozen``, which explodes as
     ``S_frozen -> 0``.
+
+    Parameters
+    ----------
+    slope_finetuned : float
+        The finetuned series' size slope ``S_ft`` (:func:`size_slope`).
+    slope_frozen : float
+        The frozen representation's size slope ``S_frozen``.
+
+    Returns
+    -------
+    float
+        The masking index in [-1, 1]; NaN when ``S_frozen <= 0`` or a slope is not finite.
     """
     if not (np.isfinite(slope_frozen) and np.isfinite(slope_finetuned)) or slope_frozen <= 0:
         return float("nan")
@@ -67,6 +101,27 @@ def bootstrap_over_seeds(
 
     Whole seeds are resampled with replacement (each seed's rows at every fraction together), so
     the pairing of a seed's checkpoints across fractions is kept. Deterministic for a given ``seed``.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows the statistic takes, with a ``seed`` column (the bootstrap's blocks).
+    statistic : callable
+        Rows -> float, e.g. :func:`size_slope` or :func:`spread`.
+    n_boot : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling.
+    ci : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    estimate : float
+        ``statistic(series)``.
+    ci_low, ci_high : float
+        The percentile interval; NaN when the statistic is undefined in more than half the
+        resamples.
     """
     series = series.reset_index(drop=True)
     estimate = statistic(series)
@@ -82,7 +137,28 @@ def bootstrap_over_seeds(
 
 
 def series_summary(series: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.Series:
-    """Slope and spread of one series, each with its bootstrap CI, plus the control's mean."""
+    """Slope and spread of one series, each with its bootstrap CI, plus the control's mean.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame
+        The rows of one mode and one metric (columns ``mode``, ``metric``, ``n_cells``, ``seed``,
+        ``value``).
+    n_boot, seed, ci
+        As :func:`bootstrap_over_seeds`.
+
+    Returns
+    -------
+    pandas.Series
+        ``slope``, ``slope_ci_low``, ``slope_ci_high``, ``spread`` (>= 0), ``spread_ci_low``,
+        ``spread_ci_high``, ``mean_largest`` (mean over seeds at the largest corpus),
+        ``mean_control`` (at 0 cells; NaN without a control) and ``n_runs``.
+
+    Raises
+    ------
+    ValueError
+        When ``series`` is empty or holds more than one mode or metric.
+    """
     if series.empty:
         raise ValueError("empty series: no runs recorded for this mode and metric")
     if series[["mode", "metric"]].drop_duplicates().shape[0] != 1:
@@ -124,7 +200,25 @@ def paired_masking_index(
     seed: int = 0,
     ci: float = 0.95,
 ) -> tuple[float, float, float]:
-    """Masking index of ``frozen_mode`` against ``finetuned_mode`` with its paired bootstrap CI."""
+    """Masking index of ``frozen_mode`` against ``finetuned_mode`` with its paired bootstrap CI.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The tidy table of :func:`scfm_lib.results.load_records`.
+    finetuned_mode, frozen_mode : str
+        The two modes compared; each checkpoint (n_cells, seed) scored in both enters, and its two
+        scores are resampled together.
+    metric : str
+        The metric both are scored on.
+    n_boot, seed, ci
+        As :func:`bootstrap_over_seeds`.
+
+    Returns
+    -------
+    estimate, ci_low, ci_high : float
+        The masking index (:func:`masking_index`, in [-1, 1] or NaN) and its percentile interval.
+    """
     paired = _paired(records, finetuned_mode, frozen_mode, metric)
 
     def statistic(rows: pd.DataFrame) -> float:
@@ -145,7 +239,28 @@ def summarize_masking(
     seed: int = 0,
     ci: float = 0.95,
 ) -> pd.DataFrame:
-    """One row per frozen mode: its series summary, the finetuned one's, and the masking index."""
+    """One row per frozen mode: its series summary, the finetuned one's, and the masking index.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The tidy table of :func:`scfm_lib.results.load_records`.
+    finetuned_mode : str
+        The finetuned mode.
+    frozen_modes : tuple of str
+        The frozen modes, one row each.
+    metric : str
+        The metric summarized.
+    n_boot, seed, ci
+        As :func:`bootstrap_over_seeds`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``frozen_mode``, ``metric``, ``frozen_<k>`` and ``finetuned_<k>`` for every entry
+        ``k`` of :func:`series_summary`, ``masking_index`` (in [-1, 1] or NaN),
+        ``masking_index_ci_low`` and ``masking_index_ci_high``.
+    """
 
     def one(mode: str) -> pd.Series:
         return series_summary(
@@ -179,7 +294,21 @@ def summarize_masking(
 
 
 def size_table(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
-    """Mean and bootstrap CI over seeds per (mode, metric, n_cells): the points of every figure."""
+    """Mean and bootstrap CI over seeds per (mode, metric, n_cells): the points of every figure.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        The tidy table of :func:`scfm_lib.results.load_records`.
+    n_boot, seed, ci
+        As :func:`bootstrap_over_seeds` (here each point's values over seeds are resampled).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (mode, metric, n_cells): ``mode``, ``metric``, ``n_cells``, ``fraction``,
+        ``mean``, ``ci_low``, ``ci_high``, ``n_seeds``.
+    """
     rows = []
     rng = np.random.default_rng(seed)
     alpha = (1 - ci) / 2

@@ -20,6 +20,7 @@ run), and :mod:`scfm_lib.study.summary` puts them through the same endpoint code
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -37,11 +38,23 @@ POSITIVE = "positive_control"
 
 # ------------------------------------------------------------------------------ constructions
 def permute_genes(counts: sp.spmatrix | np.ndarray, seed: int) -> sp.csr_matrix:
-    """Each gene's column of ``counts`` [cells, genes] permuted across cells, independently per gene.
+    """Each gene's column of ``counts`` permuted across cells, independently per gene.
 
     Keeps every gene's marginal (the multiset of its counts) and destroys co-expression. Cell
-    library sizes change (a cell's counts now come from other cells). Returns CSR int64-valued
-    float32 counts; deterministic for ``seed``."""
+    library sizes change (a cell's counts now come from other cells). Deterministic for ``seed``.
+
+    Parameters
+    ----------
+    counts : scipy.sparse matrix or numpy.ndarray
+        Counts, shape ``(n_cells, n_genes)``.
+    seed : int
+        Seed of the permutations.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The permuted counts, the same shape and dtype (integer values).
+    """
     rng = np.random.default_rng(seed)
     csc = sp.csc_matrix(counts)
     n_cells = csc.shape[0]
@@ -59,22 +72,67 @@ def permute_genes(counts: sp.spmatrix | np.ndarray, seed: int) -> sp.csr_matrix:
 
 
 def rare_last_order(is_rare: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded order of cells with every rare cell after every common one (each part shuffled):
-    nested prefixes of it (:func:`nested_prefixes`) hold no rare cell until they pass the commons."""
+    """A seeded order of cells with every rare cell after every common one (each part shuffled).
+
+    Nested prefixes of it (:func:`nested_prefixes`) hold no rare cell until they pass the commons.
+
+    Parameters
+    ----------
+    is_rare : numpy.ndarray
+        bool, shape ``(n_cells,)``.
+    seed : int
+        Seed of the shuffles.
+
+    Returns
+    -------
+    numpy.ndarray
+        A permutation of ``0 .. n_cells - 1``, shape ``(n_cells,)``.
+    """
     rng = np.random.default_rng(seed)
     is_rare = np.asarray(is_rare, dtype=bool)
     common, rare = np.flatnonzero(~is_rare), np.flatnonzero(is_rare)
     return np.concatenate([rng.permutation(common), rng.permutation(rare)])
 
 
-def nested_prefixes(order: np.ndarray, fractions, n_cells: int) -> dict[float, np.ndarray]:
-    """Sorted cell indices per fraction: the first ``round(f * n_cells)`` cells of ``order``
-    (at least one for ``f > 0``), as :func:`scfm_lib.data.nested_subsets` cuts its permutation."""
+def nested_prefixes(order: np.ndarray, fractions: Sequence[float], n_cells: int) -> dict[float, np.ndarray]:
+    """Sorted cell indices per fraction: the first ``round(f * n_cells)`` cells of ``order``.
+
+    At least one cell for ``f > 0``, as :func:`scfm_lib.data.nested_subsets` cuts its permutation.
+
+    Parameters
+    ----------
+    order : numpy.ndarray
+        An order of the cells (:func:`rare_last_order`).
+    fractions : sequence of float
+        Shares of the cells, each in [0, 1].
+    n_cells : int
+        Cells the fractions are shares of.
+
+    Returns
+    -------
+    dict of float to numpy.ndarray
+        Fraction -> sorted cell indices.
+    """
     return {float(f): np.sort(order[: 0 if f == 0 else max(1, int(round(float(f) * n_cells)))]) for f in fractions}
 
 
 def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of at most ``per_class`` cells of each label, seeded."""
+    """Sorted indices of at most ``per_class`` cells of each label, seeded.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Cell labels, shape ``(n_cells,)``.
+    per_class : int
+        Cells kept per label.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted indices into ``labels``.
+    """
     rng = np.random.default_rng(seed)
     picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
     return np.sort(np.concatenate(picks))
@@ -92,12 +150,31 @@ def _inputs(profile: Profile, results_dir: str | Path, family: str):
 
 
 def negative_control(profile: Profile, results_dir: str | Path, family: str, progress: bool = False) -> list[dict]:
-    """Pretrain ``family`` on the gene-permuted corpus at the smallest and the largest pretrained
-    fraction x the first ``study.negative_seeds`` seeds of those fractions (all with 0), with the
-    profile's pretraining budget, and score
-    each checkpoint's primary frozen readout (linear probe, macro-F1 on the test donors) and its
-    validation loss on real corpus cells. Writes ``metrics/negative_control/<run>.json`` per run
-    (resumable: finished checkpoints are kept); returns the payloads."""
+    """Pretrain ``family`` on the gene-permuted corpus and score each checkpoint's frozen readout.
+
+    Pretraining runs at the smallest and the largest pretrained fraction x the first
+    ``study.negative_seeds`` seeds of those fractions (all with 0), with the profile's pretraining
+    budget; each checkpoint's primary frozen readout (linear probe, macro-F1 on the test donors) and
+    its validation loss on real corpus cells are scored. Writes
+    ``metrics/negative_control/<run>.json`` per run (resumable: finished checkpoints are kept).
+
+    Parameters
+    ----------
+    profile : Profile
+        The study's profile.
+    results_dir : str or pathlib.Path
+        The profile's results folder (its ``data/`` job has run).
+    family : str
+        The model family.
+    progress : bool
+        Show pretraining's progress bars.
+
+    Returns
+    -------
+    list of dict
+        The metrics payloads written, one per run; records ``linear_probe``/``macro_f1`` (in
+        [0, 1]) and ``pretrain``/``val_loss`` (>= 0).
+    """
     layout, vocab, obs, split, tokens = _inputs(profile, results_dir, family)
     corpus = ad.read_h5ad(layout.dataset("corpus"))
     is_train = corpus.obs["pretrain_split"].astype(str).to_numpy() == "train"
@@ -162,12 +239,33 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
 
 
 def positive_control(profile: Profile, results_dir: str | Path, family: str) -> list[dict]:
-    """The positive control for ``family``'s tokens: PCA (``study.positive_n_pcs``) on the token bag of
-    nested corpora whose rare subtypes (``cell_subtype`` ending in "b") come last, at every pretrained
-    fraction x seed of the profile; a linear probe on it (frozen) and a logistic regression on the
-    whole token bag (the corpus-blind "finetuned" counterpart), each trained on
-    ``study.positive_labels_per_class`` training-donor cells per subtype and scored by macro-F1 over
-    subtypes on the test donors. Writes ``metrics/positive_control/<family>_f<f>_s<s>.json``."""
+    """The positive control for ``family``'s tokens, at every pretrained fraction x seed of the profile.
+
+    PCA (``study.positive_n_pcs``) on the token bag of nested corpora whose rare subtypes
+    (``cell_subtype`` ending in "b") come last, at every pretrained fraction x seed of the profile;
+    a linear probe on it (frozen) and a logistic regression on the whole token bag (the
+    corpus-blind "finetuned" counterpart), each trained on ``study.positive_labels_per_class``
+    training-donor cells per subtype and scored by macro-F1 over subtypes on the test donors.
+    Writes ``metrics/positive_control/<family>_f<f>_s<s>.json``.
+
+    Parameters
+    ----------
+    profile, results_dir
+        As :func:`negative_control`.
+    family : str
+        The model family whose tokens are read.
+
+    Returns
+    -------
+    list of dict
+        The metrics payloads written, one per run; records ``linear_probe`` and ``finetune`` of
+        ``macro_f1_subtype``, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        When the corpus has no ``cell_subtype`` column (not the synthetic atlas).
+    """
     layout, vocab, obs, split, tokens = _inputs(profile, results_dir, family)
     corpus_obs = ad.read_h5ad(layout.dataset("corpus"), backed="r").obs
     train_obs = corpus_obs[corpus_obs["pretrain_split"].astype(str) == "train"]

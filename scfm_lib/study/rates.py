@@ -24,13 +24,42 @@ KIND = "rates"
 
 
 def rate_field(regime: str) -> str:
-    """The FinetuneConfig field a regime's rate is: the head's for "head_only", the encoder's otherwise."""
+    """The FinetuneConfig field a regime's rate is: the head's for "head_only", the encoder's otherwise.
+
+    Parameters
+    ----------
+    regime : str
+        A finetuning regime.
+
+    Returns
+    -------
+    str
+        ``"head_lr"`` or ``"lr"``.
+    """
     return "head_lr" if regime == "head_only" else "lr"
 
 
 def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict:
-    """Finetune the first checkpoint of every fraction at every candidate rate; write and return
-    ``metrics/rates/<family>.json`` with ``extra["chosen"][regime][str(fraction)]`` = the rate."""
+    """Finetune the first checkpoint of every fraction at every candidate rate; keep the best per fraction.
+
+    Writes and returns ``metrics/rates/<family>.json`` with ``extra["chosen"][regime][str(fraction)]``
+    = the rate.
+
+    Parameters
+    ----------
+    profile : Profile
+        The study's profile (regimes, fractions, ``study.rate_candidates``).
+    results_dir : str or pathlib.Path
+        The profile's results folder (data and checkpoints present).
+    family : str
+        The model family.
+
+    Returns
+    -------
+    dict
+        The metrics payload written: one ``rate`` record per regime and fraction, and in ``extra``
+        the chosen rates and every trial's best validation loss.
+    """
     layout = ResultsLayout(results_dir)
     obs = ad.read_h5ad(layout.dataset("downstream"), backed="r").obs
     tokens = data.CellTokens.load(layout.tokens(family, "downstream"))
@@ -86,8 +115,31 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
 
 
 def chosen_rate(results_dir: str | Path, family: str, regime: str, fraction: float) -> dict:
-    """``{field: rate}`` the rates job chose for this regime and fraction, to pass to
-    ``profile.finetune_config``; a clear error when the rates job has not run."""
+    """``{field: rate}`` the rates job chose for this regime and fraction.
+
+    To pass to ``profile.finetune_config``; a clear error when the rates job has not run.
+
+    Parameters
+    ----------
+    results_dir : str or pathlib.Path
+        The profile's results folder.
+    family : str
+        The model family.
+    regime : str
+        The finetuning regime.
+    fraction : float
+        The corpus fraction.
+
+    Returns
+    -------
+    dict
+        ``{"lr": rate}`` or ``{"head_lr": rate}`` (:func:`rate_field`).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the rates job has not written ``metrics/rates/<family>.json``.
+    """
     path = ResultsLayout(results_dir).metrics(KIND, family)
     if not path.exists():
         raise FileNotFoundError(

@@ -22,7 +22,9 @@ gains, D and a verdict like the annotation task's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,17 +34,55 @@ from scfm_lib.config import Profile, TaskSpec
 from scfm_lib.data import CellTokens, GeneVocab
 from scfm_lib.layout import ResultsLayout
 
+if TYPE_CHECKING:  # torch and anndata types, for annotations only
+    import anndata as ad
+
+    from scfm_lib.model import ScFM
+
 SPLITS = ("train", "val", "test")
 
 
 def metric(name: str, score: str = "macro_f1") -> str:
-    """The record metric of task ``name``: ``macro_f1_<name>`` (or ``accuracy_<name>``)."""
+    """The record metric of task ``name``: ``macro_f1_<name>`` (or ``accuracy_<name>``).
+
+    Parameters
+    ----------
+    name : str
+        The task's name.
+    score : str
+        ``"macro_f1"`` or ``"accuracy"``.
+
+    Returns
+    -------
+    str
+        ``<score>_<name>``.
+    """
     return f"{score}_{name}"
 
 
-def read_task_dataset(spec: TaskSpec):
-    """The task's registered dataset, its genes mapped to human symbols, and the harmonization
-    inputs (``id_map``, ``orthologs``) used, for :func:`scfm_lib.genes.harmonization_report`."""
+def read_task_dataset(
+    spec: TaskSpec,
+) -> tuple[ad.AnnData, ad.AnnData, dict[str, str] | None, dict[str, str] | None]:
+    """The task's registered dataset, its genes mapped to human symbols, and the harmonization inputs.
+
+    The inputs (``id_map``, ``orthologs``) are returned for :func:`scfm_lib.genes.harmonization_report`.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+        The task (its ``dataset`` and ``orthologs``).
+
+    Returns
+    -------
+    as_read : anndata.AnnData
+        The dataset as registered.
+    harmonized : anndata.AnnData
+        The same cells with genes mapped to human symbols.
+    id_map : dict of str to str or None
+        The Ensembl ID -> symbol table used (None for a dataset with symbols).
+    orthologs : dict of str to str or None
+        The ortholog table used (None without ``spec.orthologs``).
+    """
     as_read = datasets.load(spec.dataset)
     id_map = (
         datasets.load_mapping("gencode_v44_id2name") if genes.identifier_kind(as_read.var_names) == "ensembl" else None
@@ -60,14 +100,29 @@ def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.n
     training cells, so every scored class has been trained on; the cells of other classes leave all
     three splits.
 
+    Parameters
+    ----------
+    obs : pandas.DataFrame
+        The task dataset's cells.
+    spec : TaskSpec
+        The task (label column, split, ``min_class_cells``).
+    seed : int
+        Seed of the split.
+
     Returns
     -------
-    keep : ndarray of int
+    keep : numpy.ndarray of int
         Indices (into ``obs``) of the cells the task keeps, sorted.
-    split : ndarray of str
+    split : numpy.ndarray of str
         ``"train"``, ``"val"`` or ``"test"`` for each kept cell.
     report : dict
         ``cells``, ``classes`` (kept), ``dropped_classes`` ({class: training cells}), ``split_cells``.
+
+    Raises
+    ------
+    ScfmDataError
+        When the label column is missing, fewer than two classes have enough training cells, or the
+        train or test split ends up empty.
     """
     if spec.label_key not in obs:
         raise data.ScfmDataError(
@@ -107,8 +162,23 @@ def split_task_cells(obs: pd.DataFrame, spec: TaskSpec, seed: int) -> tuple[np.n
     return labelled[kept], split, report
 
 
-def group_split_words(split_by: str, test_groups, label_key: str) -> str:
-    """A split whose test cells are whole groups, in words (a task's, or the downstream dataset's)."""
+def group_split_words(split_by: str, test_groups: Sequence[str], label_key: str) -> str:
+    """A split whose test cells are whole groups, in words (a task's, or the downstream dataset's).
+
+    Parameters
+    ----------
+    split_by : str
+        The ``obs`` column of the groups.
+    test_groups : sequence of str
+        The groups that form the test split.
+    label_key : str
+        The label column the other cells are stratified by.
+
+    Returns
+    -------
+    str
+        One sentence.
+    """
     return (
         f"whole {split_by} groups: test = {', '.join(map(str, test_groups))}; train and validation "
         f"from the other groups, stratified by {label_key}"
@@ -116,30 +186,49 @@ def group_split_words(split_by: str, test_groups, label_key: str) -> str:
 
 
 def split_words(spec: TaskSpec) -> str:
-    """How a task's cells are split, in words (the summary and the data chapter say it)."""
+    """How a task's cells are split, in words (the summary and the data chapter say it).
+
+    Parameters
+    ----------
+    spec : TaskSpec
+        The task.
+
+    Returns
+    -------
+    str
+        One sentence.
+    """
     if spec.split_by:
         return group_split_words(spec.split_by, spec.test_groups, spec.label_key)
     return f"random cells, stratified by {spec.label_key} (60/20/20)"
 
 
 def prepare_task(
-    name: str, spec: TaskSpec, vocab: GeneVocab, families, context_genes: int, data_dir: str | Path, seed: int = 0
+    name: str,
+    spec: TaskSpec,
+    vocab: GeneVocab,
+    families: Sequence[str],
+    context_genes: int,
+    data_dir: str | Path,
+    seed: int = 0,
 ) -> dict:
     """The data job's part of a task: read, harmonize, split, tokenize, write (see the module docstring).
 
     Parameters
     ----------
-    name, spec
-        The task's name and its :class:`~scfm_lib.config.TaskSpec`.
-    vocab
+    name : str
+        The task's name.
+    spec : TaskSpec
+        The task's :class:`~scfm_lib.config.TaskSpec`.
+    vocab : GeneVocab
         The corpus vocabulary (with gene medians where a family ranks genes by them).
-    families
+    families : sequence of str
         Model families to tokenize for.
-    context_genes
+    context_genes : int
         Genes per cell given to the model.
-    data_dir
+    data_dir : str or pathlib.Path
         The profile's ``results/<profile>/data``.
-    seed
+    seed : int
         Seed of the split (the profile's ``data.seed``).
 
     Returns
@@ -192,8 +281,35 @@ def prepare_task(
 def load_task(
     data_dir: str | Path, name: str, family: str
 ) -> tuple[CellTokens, list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """A prepared task: its tokens for ``family``, its classes, and per split the cell indices and
-    label codes. A clear error names the data job when the files are missing."""
+    """A prepared task: its tokens for ``family``, its classes, and per split the cell indices and codes.
+
+    A clear error names the data job when the files are missing.
+
+    Parameters
+    ----------
+    data_dir : str or pathlib.Path
+        The profile's data folder (:meth:`scfm_lib.layout.ResultsLayout.of_data_dir`).
+    name : str
+        The task's name.
+    family : str
+        The model family whose tokens are read.
+
+    Returns
+    -------
+    tokens : CellTokens
+        All the task's cells.
+    classes : list of str
+        The classes, sorted.
+    index : dict of str to numpy.ndarray
+        Split -> positions of its cells in ``tokens``.
+    codes : dict of str to numpy.ndarray
+        Split -> int64 label codes of its cells.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data job has not written the task's files.
+    """
     layout = ResultsLayout.of_data_dir(data_dir)
     labels_file, tokens_file = layout.task_labels(name), layout.task_tokens(family, name)
     for path in (labels_file, tokens_file):
@@ -216,17 +332,23 @@ def annotation_records(
 
     Parameters
     ----------
-    y_true
-        Label codes of the scored cells.
-    predictions
+    y_true : numpy.ndarray
+        Label codes of the scored cells, shape ``(n_cells,)``.
+    predictions : dict
         mode -> predicted codes, or a list of them (one per finetuning seed: the record holds the
         mean of their scores and of their bounds).
-    scores
+    scores : dict
         metric name -> ``fn(y_true, y_pred) -> float``.
-    suffix
+    suffix : str
         Appended to each metric name (``"_ood"``, ``"_<task>"``).
-    seed, n_boot
+    seed, n_boot : int
         Of the cell bootstrap (:func:`scfm_lib.stats.cell_bootstrap_ci`).
+
+    Returns
+    -------
+    list of dict
+        One record per mode and score: ``mode``, ``metric``, ``value``, ``cell_ci_low``,
+        ``cell_ci_high`` (in the score's range) and ``n_finetune_seeds``.
     """
     from scfm_lib import stats
 
@@ -251,7 +373,7 @@ def annotation_records(
 
 
 def evaluate_task(
-    model,
+    model: ScFM,
     profile: Profile,
     results_dir: str | Path,
     name: str,
@@ -262,11 +384,28 @@ def evaluate_task(
 ) -> tuple[list[dict], dict]:
     """One checkpoint scored on task ``name``: frozen and finetuned (see the module docstring).
 
+    Parameters
+    ----------
+    model : ScFM
+        The checkpoint's model.
+    profile : Profile
+        The study's profile (evaluation and finetuning settings).
+    results_dir : str or pathlib.Path
+        The profile's results folder.
+    name : str
+        The task's name.
+    family : str
+        The model family.
+    fraction, seed
+        The checkpoint's corpus fraction and seed (the finetuning rate and seeds follow from them).
+    finetune_max_steps : int, optional
+        Overrides the profile's finetuning step budget.
+
     Returns
     -------
     records : list of dict
         Modes ``finetune``, ``linear_probe`` and ``knn``; metrics ``macro_f1_<name>`` and
-        ``accuracy_<name>`` with their cell-bootstrap intervals.
+        ``accuracy_<name>`` (in [0, 1]) with their cell-bootstrap intervals.
     log : dict
         Per finetuning seed the best step, steps run and best validation loss; the classes.
     """

@@ -32,6 +32,24 @@ class EpochSampler:
     ``bucket_size`` cells, each run is sorted by cell length, cut into batches of ``batch_size``
     and those batches are shuffled, so a batch holds cells of similar length and the padding
     that :func:`_tensors` trims away is short. Epochs stay random; only batch composition changes.
+
+    Parameters
+    ----------
+    n : int
+        Cells to draw from (indices ``0 .. n - 1``), >= 1.
+    seed : int
+        Seed of the shuffles.
+    lengths : numpy.ndarray, optional
+        Genes per cell, shape ``(n,)`` (:func:`cell_lengths`), for length bucketing.
+    bucket_size : int
+        Cells per sorted run; bucketing is off unless it exceeds ``batch_size``.
+    batch_size : int
+        The batch size the buckets are cut into.
+
+    Raises
+    ------
+    ValueError
+        When ``n < 1``.
     """
 
     def __init__(self, n: int, seed: int, lengths: np.ndarray | None = None, bucket_size: int = 0, batch_size: int = 1):
@@ -54,6 +72,18 @@ class EpochSampler:
         return np.concatenate(runs)
 
     def next_batch(self, batch_size: int) -> np.ndarray:
+        """The next ``batch_size`` cell indices, continuing into a new shuffled epoch when one ends.
+
+        Parameters
+        ----------
+        batch_size : int
+            Cells in the batch.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64, shape ``(batch_size,)``, indices in ``[0, n)``.
+        """
         picks = []
         while batch_size > 0:
             if self.position == self.n:
@@ -65,6 +95,13 @@ class EpochSampler:
         return np.concatenate(picks)  # [batch_size] int64
 
     def state_dict(self) -> dict:
+        """The sampler's state (generator, current epoch order, position) for a checkpoint.
+
+        Returns
+        -------
+        dict
+            ``rng`` (the bit generator's state), ``order`` (an int64 tensor) and ``position``.
+        """
         return {
             "rng": self.rng.bit_generator.state,
             "order": torch.from_numpy(self.order.astype(np.int64)),
@@ -72,6 +109,17 @@ class EpochSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state from :meth:`state_dict`: the next batches are those the saved sampler would draw.
+
+        Parameters
+        ----------
+        state : dict
+            A :meth:`state_dict`.
+
+        Returns
+        -------
+        None
+        """
         self.rng.bit_generator.state = state["rng"]
         self.order, self.position = state["order"].numpy().copy(), int(state["position"])
 
@@ -88,7 +136,18 @@ def _tensors(tokens: CellTokens, idx=slice(None)) -> tuple[torch.Tensor, torch.T
 
 
 def cell_lengths(tokens: CellTokens) -> np.ndarray:
-    """Genes per cell (non-padding positions), int64 [N]: what length bucketing sorts by."""
+    """Genes per cell (non-padding positions): what length bucketing sorts by.
+
+    Parameters
+    ----------
+    tokens : CellTokens
+        The cells, ``n_cells`` of them (read block by block).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape ``(n_cells,)``.
+    """
     return np.concatenate([(g != PAD_ID).sum(1) for g, _ in tokens.chunks()] or [np.zeros(0)]).astype(np.int64)
 
 
@@ -97,8 +156,16 @@ ALLOW_EMULATED_BF16 = "SCFM_ALLOW_EMULATED_BF16"
 
 
 def native_bf16() -> bool:
-    """Whether bf16 matrix products run in hardware here: a CUDA device, or a CPU with the AVX-512
-    instructions oneDNN uses for bf16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported``)."""
+    """Whether bf16 matrix products run in hardware here.
+
+    A CUDA device, or a CPU with the AVX-512 instructions oneDNN uses for bf16
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``).
+
+    Returns
+    -------
+    bool
+        True where bf16 is native.
+    """
     if DEVICE.type == "cuda":
         return True
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -110,7 +177,23 @@ def check_bf16(enabled: bool) -> None:
     On an AVX2-only CPU, bf16 autocast gives the same kind of numbers but runs several times slower
     than fp32 (benchmarks/bf16_cpu.py: a pretraining step of the real profile's model 7.8x the time of fp32),
     so a profile chosen for bf16 on an AVX-512 machine would take most of a day. ``SCFM_ALLOW_EMULATED_BF16=1``
-    runs it anyway (same settings, so the same study as the committed book)."""
+    runs it anyway (same settings, so the same study as the committed book).
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the run asks for bf16 autocast.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    RuntimeError
+        When ``enabled``, bf16 is emulated here and ``SCFM_ALLOW_EMULATED_BF16`` is not ``1``; the
+        message names the three ways out.
+    """
     if not enabled or native_bf16() or os.environ.get(ALLOW_EMULATED_BF16) == "1":
         return
     raise RuntimeError(
@@ -139,7 +222,18 @@ def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def tokens_sha256(tokens: CellTokens) -> str:
-    """A content hash of tokens (shapes, dtypes and bytes): identifies a run's training cells."""
+    """A content hash of tokens (shapes, dtypes and bytes): identifies a run's training cells.
+
+    Parameters
+    ----------
+    tokens : CellTokens
+        The cells (streamed block by block, so a memory-mapped corpus stays on disk).
+
+    Returns
+    -------
+    str
+        The SHA-256 hex digest.
+    """
     h = hashlib.sha256()
     for which in (0, 1):  # all gene ids, then all values; streamed, so a memory-mapped corpus stays on disk
         dtype = (tokens.gene_ids, tokens.values)[which].dtype

@@ -24,13 +24,40 @@ from scfm_lib.train.config import PretrainConfig
 
 
 def initial_model(model_config: ScFMConfig, seed: int) -> ScFM:
-    """The seeded initialization every run of ``seed`` starts from (and the 0% control keeps)."""
+    """The seeded initialization every run of ``seed`` starts from (and the 0% control keeps).
+
+    Parameters
+    ----------
+    model_config : ScFMConfig
+        The architecture.
+    seed : int
+        Seed of the initialization.
+
+    Returns
+    -------
+    ScFM
+        The freshly initialized model (train mode).
+    """
     return ScFM(model_config, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------------------- checkpoints
 def save_checkpoint(model: ScFM, out_dir: str | Path, meta: dict) -> None:
-    """Write ``model.safetensors``, then ``checkpoint.json`` (``meta`` + model config + weights hash)."""
+    """Write ``model.safetensors``, then ``checkpoint.json`` (``meta`` + model config + weights hash).
+
+    Parameters
+    ----------
+    model : ScFM
+        The model whose weights are saved.
+    out_dir : str or pathlib.Path
+        The checkpoint folder.
+    meta : dict
+        The run's record (step, history, configs, ...), stored in ``checkpoint.json``.
+
+    Returns
+    -------
+    None
+    """
     out_dir = Path(out_dir)
     with atomic_path(out_dir / WEIGHTS) as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
@@ -60,8 +87,28 @@ def _read_meta(out_dir: Path) -> dict:
 
 
 def load_checkpoint(out_dir: str | Path) -> ScFM:
-    """The model of a checkpoint folder (eval mode), after checking its weights against the
-    sha256 recorded in ``checkpoint.json``."""
+    """The model of a checkpoint folder (eval mode), after checking its weights' sha256.
+
+    The weights are checked against the sha256 recorded in ``checkpoint.json``.
+
+    Parameters
+    ----------
+    out_dir : str or pathlib.Path
+        The checkpoint folder.
+
+    Returns
+    -------
+    ScFM
+        The model, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``checkpoint.json`` or the weights are missing (an incomplete checkpoint).
+    ValueError
+        When the weights do not match the recorded sha256 (corrupt, truncated or from another run)
+        or ``checkpoint.json`` cannot be read.
+    """
     out_dir = Path(out_dir)
     meta_path, weights = out_dir / META, out_dir / WEIGHTS
     for path in (meta_path, weights):
@@ -79,9 +126,28 @@ def load_checkpoint(out_dir: str | Path) -> ScFM:
 
 
 def init_checkpoint(model_config: ScFMConfig, seed: int, out_dir: str | Path) -> ScFM:
-    """The random-init (0%) control: the initialization of seed ``seed`` saved as a step-0
-    checkpoint (``n_train`` 0). Its weights equal those every pretraining run of that seed
-    starts from."""
+    """The random-init (0%) control: the initialization of seed ``seed`` saved as a step-0 checkpoint.
+
+    The checkpoint has ``n_train`` 0. Its weights equal those every pretraining run of that seed
+    starts from.
+
+    Parameters
+    ----------
+    model_config, seed
+        As :func:`initial_model`.
+    out_dir : str or pathlib.Path
+        The checkpoint folder to write.
+
+    Returns
+    -------
+    ScFM
+        The control's model, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        When ``out_dir`` already holds a pretrained checkpoint.
+    """
     out_dir = Path(out_dir)
     if (out_dir / META).exists() and _read_meta(out_dir).get("step", 0) > 0:
         raise ValueError(

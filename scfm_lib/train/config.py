@@ -20,6 +20,11 @@ PRETRAIN_BUDGETS = ("steps", "epochs", "converge")
 
 @dataclass
 class PretrainConfig:
+    """The pretraining arm: budget, masking, learning-rate schedule, checkpointing; checked when built.
+
+    Each field's comment says what it sets; a bad value raises ``ValueError`` before any work.
+    """
+
     max_steps: int = 500  # optimizer steps with budget="steps" (the same for every corpus size);
     # with budget="converge", the cap
     batch_size: int = 64
@@ -78,7 +83,19 @@ class PretrainConfig:
         _check_threads(self.num_threads)
 
     def total_steps(self, n_train: int) -> int:
-        """Optimizer steps of a run on ``n_train`` cells."""
+        """Optimizer steps of a run on ``n_train`` cells.
+
+        Parameters
+        ----------
+        n_train : int
+            Training cells of the run.
+
+        Returns
+        -------
+        int
+            ``ceil(epochs * n_train / batch_size)`` (>= 1) with budget ``"epochs"``, else ``max_steps``
+            (the cap, for ``"converge"``).
+        """
         if self.budget == "epochs":
             return max(1, math.ceil(self.epochs * n_train / self.batch_size))
         return self.max_steps
@@ -159,8 +176,25 @@ def _check_threads(num_threads: int | None) -> None:
 
 # ---------------------------------------------------------------------------- schedule and optimizer
 def cosine_lr(step: int, total: int, cfg: PretrainConfig) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup to ``cfg.lr`` over
-    ``cfg.warmup_steps``, then cosine decay to ``cfg.min_lr_ratio * cfg.lr`` at ``total``."""
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine decay.
+
+    Linear warmup to ``cfg.lr`` over ``cfg.warmup_steps``, then cosine decay to
+    ``cfg.min_lr_ratio * cfg.lr`` at ``total``.
+
+    Parameters
+    ----------
+    step : int
+        The optimizer step, 0-based.
+    total : int
+        Steps of the schedule (:meth:`PretrainConfig.total_steps`).
+    cfg : PretrainConfig
+        Supplies ``lr``, ``warmup_steps`` and ``min_lr_ratio``.
+
+    Returns
+    -------
+    float
+        The learning rate, in ``[cfg.min_lr_ratio * cfg.lr, cfg.lr]`` after warmup.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
@@ -168,8 +202,25 @@ def cosine_lr(step: int, total: int, cfg: PretrainConfig) -> float:
 
 
 def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on the matrices of linear layers only; not on norms, biases or
-    embeddings (gene, bin, CLS, mask, and the 1 -> D layer that embeds a scalar value)."""
+    """AdamW groups: weight decay on the matrices of linear layers only.
+
+    Not on norms, biases or embeddings (gene, bin, CLS, mask, and the 1 -> D layer that embeds a
+    scalar value).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model whose parameters are grouped.
+    lr : float
+        The groups' learning rate.
+    weight_decay : float
+        The decay of the decayed group.
+
+    Returns
+    -------
+    list of dict
+        Two optimizer parameter groups (``params``, ``weight_decay``, ``lr``): decayed, then not.
+    """
     decayed = {id(m.weight) for m in module.modules() if isinstance(m, nn.Linear) and m.in_features > 1}
     params = list(module.parameters())
     return [
@@ -178,8 +229,23 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict
     ]
 
 
-def adamw(groups: list[dict], **kwargs) -> torch.optim.AdamW:
-    """The optimizer of pretraining and finetuning: AdamW over ``groups`` (see :func:`param_groups`),
-    fused into one kernel over all parameters instead of the default loop of kernels per tensor;
-    ``transformers``' Trainer makes the same choice on torch >= 2.8."""
+def adamw(groups: list[dict], **kwargs: object) -> torch.optim.AdamW:
+    """The optimizer of pretraining and finetuning: fused AdamW over ``groups``.
+
+    AdamW over ``groups`` (see :func:`param_groups`), fused into one kernel over all parameters
+    instead of the default loop of kernels per tensor; ``transformers``' Trainer makes the same
+    choice on torch >= 2.8.
+
+    Parameters
+    ----------
+    groups : list of dict
+        Parameter groups (:func:`param_groups`).
+    **kwargs
+        Passed to :class:`torch.optim.AdamW` (e.g. ``betas``).
+
+    Returns
+    -------
+    torch.optim.AdamW
+        The optimizer.
+    """
     return torch.optim.AdamW(groups, fused=True, **kwargs)

@@ -113,8 +113,9 @@ def finetune_classifier(
     cfg: FinetuneConfig,
     progress: bool = False,
 ) -> tuple[CellClassifier, dict]:
-    """Finetune a linear head on the cell embedding, and the part of the encoder ``cfg.regime`` names
-    (see :class:`FinetuneConfig`), with cross-entropy and early stopping on validation loss.
+    """Finetune a linear head on the cell embedding, and the part of the encoder ``cfg.regime`` names.
+
+    Training uses cross-entropy and early stopping on validation loss (see :class:`FinetuneConfig`).
 
     Regimes: ``"full"`` (default) trains every weight; ``"last_k"`` the last ``cfg.last_k`` blocks,
     ``ln_f`` and the head; ``"head_only"`` the head alone on the frozen encoder, i.e. a linear probe
@@ -154,6 +155,14 @@ def finetune_classifier(
         "history": [{step, train_loss, val_loss, val_accuracy}]}``; ``trainable_parameters`` counts
         the parameters given to the optimizer (for "full" this includes the pretraining heads, which
         get no gradient from the classification loss).
+
+    Raises
+    ------
+    ValueError
+        When the label codes are not one integer in ``[0, n_classes)`` per cell, or ``cfg.last_k``
+        exceeds the encoder's layers.
+    RuntimeError
+        When ``cfg.bf16`` asks for bf16 where the CPU only emulates it (:func:`check_bf16`).
     """
     y_train = _check_labels(y_train, train, n_classes, "y_train")
     y_val = _check_labels(y_val, val, n_classes, "y_val")
@@ -238,7 +247,22 @@ def finetune_classifier(
 
 
 def predict(classifier: CellClassifier, tokens: CellTokens, batch_size: int = 256) -> np.ndarray:
-    """Predicted class code per cell (int64 [N]), eval mode, fp32."""
+    """Predicted class code per cell, eval mode, fp32.
+
+    Parameters
+    ----------
+    classifier : CellClassifier
+        The finetuned classifier.
+    tokens : CellTokens
+        The cells, ``n_cells`` of them.
+    batch_size : int
+        Cells per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64, shape ``(n_cells,)``: class codes in ``[0, n_classes)``.
+    """
     out = []
     with _eval_mode(classifier):
         for start in range(0, len(tokens), batch_size):

@@ -18,10 +18,30 @@ VAL_MASK_SEED = 0  # validation masks: the same for every step, run and checkpoi
 def reconstruction_loss(
     model: ScFM, tokens: CellTokens, mask_ratio: float = 0.25, seed: int = VAL_MASK_SEED, batch_size: int = 256
 ) -> float:
-    """The family's masked-prediction loss over ``tokens`` (>= 0, lower is better), fp32: the
-    masked-value MSE of the expression head (scgpt) or the cross-entropy of masked gene
+    """The family's masked-prediction loss over ``tokens`` (>= 0, lower is better), in fp32.
+
+    The masked-value MSE of the expression head (scgpt) or the cross-entropy of masked gene
     identities (geneformer). Masks come from ``seed``: the same for every model, so the loss is
-    comparable across steps, runs and checkpoints of a family. NaN for no tokens."""
+    comparable across steps, runs and checkpoints of a family.
+
+    Parameters
+    ----------
+    model : ScFM
+        The model.
+    tokens : CellTokens
+        The cells scored.
+    mask_ratio : float
+        Share of each cell's genes masked, in (0, 1).
+    seed : int
+        Seed of the masks (:data:`VAL_MASK_SEED` by default, shared by every validation).
+    batch_size : int
+        Cells per forward pass.
+
+    Returns
+    -------
+    float
+        Mean loss per masked position, >= 0; NaN for no tokens.
+    """
     if len(tokens) == 0:
         return float("nan")
     generator = torch.Generator().manual_seed(seed)
@@ -39,9 +59,30 @@ def reconstruction_loss(
 def embed(
     model: ScFM, tokens: CellTokens, batch_size: int = 256, layer: int | None = None, pooling: str | None = None
 ) -> np.ndarray:
-    """Cell embeddings (float32 [N, D]), eval mode, fp32: the states of ``layer`` pooled by
-    ``pooling`` (defaults: the model config's readout, the mean over expressed genes of the
-    penultimate layer; see :meth:`ScFM.cell_embedding`)."""
+    """Cell embeddings, eval mode, fp32: the states of ``layer`` pooled by ``pooling``.
+
+    Defaults: the model config's readout, the mean over expressed genes of the penultimate layer;
+    see :meth:`ScFM.cell_embedding`.
+
+    Parameters
+    ----------
+    model : ScFM
+        The encoder.
+    tokens : CellTokens
+        The cells, ``n_cells`` of them.
+    batch_size : int
+        Cells per forward pass.
+    layer : int, optional
+        The layer read (0 = input embeddings, negative counts from the end); default the config's readout
+        layer.
+    pooling : str, optional
+        ``"mean"`` (over expressed genes) or ``"cls"``; default the config's.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(n_cells, d_model)``.
+    """
     out = []
     with _eval_mode(model):
         for start in range(0, len(tokens), batch_size):
@@ -51,9 +92,24 @@ def embed(
 
 
 def embed_layers(model: ScFM, tokens: CellTokens, batch_size: int = 256, pooling: str = "mean") -> np.ndarray:
-    """The cell embedding of every layer at once (float32 [n_layers + 1, N, D]): index 0 pools the
-    input embeddings, index ``n_layers`` the last layer after ``ln_f`` (see :meth:`ScFM.hidden_states`).
-    One forward pass per batch serves every layer: what the layer-wise probe figure reads."""
+    """The cell embedding of every layer at once.
+
+    Index 0 pools the input embeddings, index ``n_layers`` the last layer after ``ln_f`` (see
+    :meth:`ScFM.hidden_states`). One forward pass per batch serves every layer: what the layer-wise
+    probe figure reads.
+
+    Parameters
+    ----------
+    model, tokens, batch_size
+        As :func:`embed`.
+    pooling : str
+        ``"mean"`` (over expressed genes) or ``"cls"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(n_layers + 1, n_cells, d_model)``.
+    """
     out = []
     with _eval_mode(model):
         for start in range(0, len(tokens), batch_size):

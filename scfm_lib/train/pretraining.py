@@ -71,6 +71,16 @@ def pretrain(
         val_loss, lr}``; with budget "converge", ``val_loss`` and ``best_step`` are those of the kept
         (best) weights and ``stopped_early`` says whether early stopping acted before the cap;
         ``steps_run``/``seconds`` count this call only (0 when the run was already finished).
+
+    Raises
+    ------
+    ValueError
+        When ``train`` is empty, its context differs from ``model_config.context_genes``, or
+        ``out_dir`` holds a checkpoint of another run or an unreadable ``trainer_state.pt``.
+    FileNotFoundError
+        When ``out_dir`` holds an unfinished run without its ``trainer_state.pt``.
+    RuntimeError
+        When ``cfg.bf16`` asks for bf16 where the CPU only emulates it (:func:`check_bf16`).
     """
     if len(train) == 0:
         raise ValueError("no training cells: use init_checkpoint for the random-init (0%) control")
