@@ -77,25 +77,28 @@ CHECKED = (
     "scfm_lib.runner",
     "scfm_lib.soma",
     "scfm_lib.dataset_wheels",
+    "scfm_lib.layout",
+    "scfm_lib.cellmodel_checks",
+    "scfm_lib.dataset_registry.packaged",
+    "scfm_lib.dataset_registry.shared",
 )
 
-_MOVING = (
-    "being split into smaller modules by a concurrent change (issue 'One owner per job'); its functions "
-    "are documented in the modules they land in, which then join CHECKED"
-)
-_LAYOUT = (
-    "rewritten by a concurrent change that adds the results-layout module (issue 'One owner per job'); "
-    "documented once that lands"
+_NEXT = (
+    "split out or rewritten by the house changes merged after the numpydoc pass (the book tooling "
+    "move, the module splits, the results layout); its public functions still lack numpydoc sections, "
+    "the next documentation step of issue 'One owner per job'"
 )
 #: Modules not checked (yet), each with its reason.
 EXEMPT = {
-    "scfm_lib.book": _MOVING,
-    "scfm_lib.cellmodel": _MOVING,
-    "scfm_lib.dataset_registry": _MOVING,
-    "scfm_lib.model": _MOVING,
-    "scfm_lib.genes": _MOVING,
-    "scfm_lib.study.summary": _MOVING,
-    "scfm_lib.results": _LAYOUT,
+    "scfm_lib.cellmodel": _NEXT,
+    "scfm_lib.model": _NEXT,
+    "scfm_lib.model_config": _NEXT,
+    "scfm_lib.genes": _NEXT,
+    "scfm_lib.marker_programs": _NEXT,
+    "scfm_lib.results": _NEXT,
+    "scfm_lib.study.summary": _NEXT,
+    "scfm_lib.study.data_summary": _NEXT,
+    "scfm_lib.dataset_registry.entry": _NEXT,
 }
 
 #: numpydoc's section titles.
