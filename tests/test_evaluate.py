@@ -132,3 +132,27 @@ def test_jax_compilation_cache_is_kept_on_disk(tmp_path):
     )
     assert out.stdout.split() == [str(tmp_path / "jax"), str(tmp_path / "explicit")]
     assert any((tmp_path / "jax").iterdir()), "the compiled program was not written to the cache"
+
+
+def test_umap_kernels_compile_once_per_machine():
+    """scanpy's neighbours graph (umap-learn's numba kernels) is compiled once and then read from numba's
+    on-disk cache: a second process finds every kernel it runs there, compiles none, and gets the same graph."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, anndata as ad, scanpy as sc, umap.umap_ as uu\n"
+        "from scfm_lib import evaluate\n"
+        "assert evaluate.enable_umap_compilation_cache() > 0 and evaluate.enable_umap_compilation_cache() == 0\n"
+        "a = ad.AnnData(np.random.default_rng(0).normal(size=(120, 8)).astype('float32'))\n"
+        "sc.pp.neighbors(a, use_rep='X', n_neighbors=10, random_state=0)\n"
+        "k = uu.compute_membership_strengths.stats\n"
+        "print(len(k.cache_hits), len(k.cache_misses), repr(float(a.obsp['connectivities'].sum())))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+        for _ in range(2)
+    ]
+    hits, misses, total = runs[1]
+    assert int(hits) >= 1 and int(misses) == 0, f"the second process compiled again: {runs}"
+    assert runs[0][2] == total  # the cached kernel gives the same graph
