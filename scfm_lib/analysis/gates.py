@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats as sps
 
 from scfm_lib.analysis import endpoints
 from scfm_lib.data import PAD_ID, CellTokens
-from scfm_lib.model import random_value_mask
 
 VERDICTS = ("masking shown", "absence of masking shown", "nothing to mask", "inconclusive", "no evidence either way")
 
@@ -67,6 +65,10 @@ def context_free_loss(
     ValueError
         When ``family`` is not a model family.
     """
+    # Imported here: the other gates (and the chapters that read them) need no torch (5 s to import).
+    import torch
+
+    from scfm_lib.model import random_value_mask
     from scfm_lib.train import _tensors  # the batch trimming that decides the masks' shape
 
     gene_ids, values = train.take(slice(None))
