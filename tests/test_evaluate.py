@@ -58,9 +58,11 @@ def test_scib_scores_with_scib_metrics(monkeypatch):
 
     monkeypatch.setattr(scib_pynndescent, "NNDescent", NoNNDescent)
     kbet_searches = []
-    exact_for_kbet = evaluate._exact_neighbors_as_pynndescent
+    from scfm_lib.evaluate import integration
+
+    exact_for_kbet = integration._exact_neighbors_as_pynndescent
     monkeypatch.setattr(
-        evaluate,
+        integration,
         "_exact_neighbors_as_pynndescent",
         lambda X, n_neighbors, **kw: kbet_searches.append(len(X)) or exact_for_kbet(X, n_neighbors),
     )
