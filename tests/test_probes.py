@@ -9,6 +9,8 @@ from sklearn.metrics import average_precision_score
 from scfm_lib import probes
 from scfm_lib.data import PAD_ID, CellTokens, GeneVocab
 from scfm_lib.model import ScFM, ScFMConfig
+from scfm_lib.probes import programs
+from scfm_lib.train import embed
 
 torch.set_num_threads(1)
 
@@ -55,8 +57,8 @@ def test_chance_ap_is_the_expected_ap_of_random_rankings():
         relevant = np.zeros((20000, n), dtype=bool)
         relevant[:, :n_pos] = True
         scores = rng.random((20000, n))  # a random ranking per row
-        simulated = probes._average_precision(scores, relevant, k).mean()
-        exact = probes._random_ap(np.array([n_pos]), n, k)[0]
+        simulated = programs._average_precision(scores, relevant, k).mean()
+        exact = programs._random_ap(np.array([n_pos]), n, k)[0]
         assert simulated == pytest.approx(exact, abs=0.01), (n_pos, n, k)
 
 
@@ -67,7 +69,7 @@ def test_average_precision_matches_sklearn():
     scores[:, 10:12] = scores[:, 12:14]
     relevant = rng.random((40, 25)) < 0.3
     relevant[:, 0] = True
-    ours = probes._average_precision(scores, relevant)
+    ours = programs._average_precision(scores, relevant)
     reference = [average_precision_score(r, s) for r, s in zip(relevant, scores)]
     np.testing.assert_allclose(ours, reference, atol=1e-12)
 
@@ -253,8 +255,8 @@ def cells(with_driver, n=5, seed=0):
 def test_perturbation_shift_signs_and_values(family):
     model = transparent_model(family)
     type_a, type_b = cells(True, seed=1), cells(False, seed=2)
-    target = probes.embed(model, type_a).mean(0)  # "type A": the cells holding the driver
-    np.testing.assert_allclose(probes.embed(model, type_a), reference_embedding(model, type_a), atol=1e-4)
+    target = embed(model, type_a).mean(0)  # "type A": the cells holding the driver
+    np.testing.assert_allclose(embed(model, type_a), reference_embedding(model, type_a), atol=1e-4)
 
     up = probes.perturbation_shift(model, type_b, VOCAB, DRIVER, "overexpress", target)
     down = probes.perturbation_shift(model, type_a, VOCAB, DRIVER, "delete", target)
@@ -332,7 +334,7 @@ def test_perturbation_probe_rows_match_the_scores(family):
     assert row["n_overexpressed"] == 4 and row["n_deleted"] == 4  # every A cell holds the driver
     # Overexpressing A's driver in B cells moves them toward A; deleting it moves A cells away.
     assert row["overexpress_toward"] > 0.05 and row["delete_away"] > 0.05
-    target = probes.embed(model, type_a).mean(0)
+    target = embed(model, type_a).mean(0)
     assert row["overexpress_toward"] == pytest.approx(
         probes.perturbation_score(
             model, tokens.subset(np.flatnonzero(labels == "B")), VOCAB, DRIVER, "overexpress", target
