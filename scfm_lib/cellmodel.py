@@ -71,8 +71,9 @@ class CellModel:
         The folder, or one of its three files, is missing.
     ValueError
         ``vocab.json`` cannot be read or does not belong to these weights.
-    scfm_lib.data.ScfmDataError
-        A geneformer checkpoint's vocabulary has no gene medians.
+    ScfmDataError
+        (:class:`scfm_lib.data.ScfmDataError`) A geneformer checkpoint's vocabulary has no gene
+        medians, which it needs to rank genes.
 
     Examples
     --------
@@ -267,7 +268,7 @@ class CellModel:
         layer: str = "counts",
         min_overlap: float = 0.5,
         progress: bool = False,
-        **config_changes,
+        **config_changes: object,
     ) -> dict:
         """Train a classifier of ``adata.obs[label_key]`` on the cell embedding (see :meth:`predict`).
 

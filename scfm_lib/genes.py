@@ -27,8 +27,20 @@ _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 
 def identifier_kind(names: Sequence[str]) -> str:
-    """``"ensembl"`` when most names are Ensembl gene IDs (``ENSG00000141510[.17]``, ``ENSMUSG…``),
-    else ``"symbol"``."""
+    """Whether a dataset names its genes by Ensembl gene ID or by symbol.
+
+    Parameters
+    ----------
+    names : Sequence[str]
+        Gene names, e.g. ``adata.var_names``.
+
+    Returns
+    -------
+    str
+        ``"ensembl"`` when more than half of the names are Ensembl gene IDs (``ENSG00000141510``,
+        version suffix ``.17`` allowed, other species' ``ENSMUSG…`` too), else ``"symbol"`` (also
+        for no names at all).
+    """
     names = [str(n) for n in names]
     if not names:
         return "symbol"
@@ -37,8 +49,27 @@ def identifier_kind(names: Sequence[str]) -> str:
 
 
 def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
-    """A two-column CSV (``from,to``) as a dict; empty targets (no ortholog) are dropped, and
-    Ensembl version suffixes (``.17``) are stripped from the keys."""
+    """Read a two-column gene table (``from,to``: Ensembl ID -> symbol, or ortholog pairs) as a dict.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file; only its first two columns are read.
+    header : bool
+        Whether its first line is a header (skipped) rather than a first pair.
+
+    Returns
+    -------
+    dict[str, str]
+        From -> to. Rows with an empty target (e.g. a gene without ortholog) are dropped, Ensembl
+        version suffixes (``.17``) are stripped from the keys, whitespace from the targets; a key
+        listed twice keeps its last row.
+
+    Raises
+    ------
+    ScfmDataError
+        When the file does not exist, or is not a CSV of at least two columns.
+    """
     if not Path(path).is_file():
         raise ScfmDataError(
             f"mapping file {path} does not exist; pass the path of a two-column CSV (from,to), "
@@ -56,11 +87,34 @@ def read_mapping(path: str | Path, header: bool = False) -> dict[str, str]:
 
 
 def map_genes(adata: ad.AnnData, mapping: Mapping[str, str], what: str = "gene names") -> ad.AnnData:
-    """A copy with ``var_names`` mapped through ``mapping``; unmapped genes are dropped and genes
-    mapped onto the same name are summed (counts and any log1p_norm layer stay consistent only for
-    counts, so a dataset without counts keeps the first of the duplicates).
+    """A copy of the dataset with its genes renamed through ``mapping``.
 
-    Records ``uns["scfm"]["gene_mapping"]`` = genes before, mapped, after.
+    Unmapped genes are dropped; genes mapped onto the same name are merged. Only raw counts can be
+    summed meaningfully, so the ``counts`` layer sums the duplicates while every other layer (e.g.
+    ``log1p_norm``) keeps the first of them; ``X`` becomes the ``counts`` layer when there is one,
+    else ``log1p_norm``, else the first duplicates of ``X``. Ensembl version suffixes are stripped
+    from ``var_names`` before the lookup. Records ``uns["scfm"]["gene_mapping"]``: the genes
+    before, the genes mapped and the genes after.
+
+    Parameters
+    ----------
+    adata : ad.AnnData
+        The dataset, shape ``(n_cells, n_genes)``; not modified.
+    mapping : Mapping[str, str]
+        Old name -> new name (e.g. Ensembl ID -> symbol, mouse symbol -> human symbol).
+    what : str
+        What the names are, for the error message (e.g. ``"Ensembl IDs"``).
+
+    Returns
+    -------
+    ad.AnnData
+        Shape ``(n_cells, n_unique_targets)``, genes in the order of their first occurrence; ``obs``
+        and ``uns`` copied, other ``var`` columns, ``obsm`` and ``varm`` dropped; matrices CSR.
+
+    Raises
+    ------
+    ScfmDataError
+        When no gene is in the mapping (wrong table, identifiers or species).
     """
     names = pd.Index(adata.var_names.astype(str)).map(strip_ensembl_version)
     targets = names.map(lambda n: mapping.get(n))
@@ -120,9 +174,9 @@ def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str], id_ma
 
     Parameters
     ----------
-    symbols, ensembl_ids
+    symbols, ensembl_ids : Sequence[str]
         The old release's gene table: one symbol and its Ensembl gene ID (version allowed) per gene.
-    id_map
+    id_map : Mapping[str, str]
         Ensembl ID -> current symbol (``datasets.load_mapping("gencode_v44_id2name")``).
 
     Returns
@@ -132,6 +186,11 @@ def release_symbol_map(symbols: Sequence[str], ensembl_ids: Sequence[str], id_ma
         symbol whose ID has no current name (a retired gene), a symbol that is itself a current name
         (it may name another gene today; a dataset naming it cannot say which), and a symbol whose
         IDs have several current names.
+
+    Raises
+    ------
+    ValueError
+        When ``symbols`` and ``ensembl_ids`` differ in length.
     """
     if len(symbols) != len(ensembl_ids):
         raise ValueError(f"symbols ({len(symbols)}) and ensembl_ids ({len(ensembl_ids)}) must pair one to one")
@@ -154,10 +213,36 @@ def harmonize_genes(
     orthologs: Mapping[str, str] | None = None,
     symbol_map: Mapping[str, str] | None = None,
 ) -> ad.AnnData:
-    """Gene symbols of the target species: Ensembl IDs go through ``id_map`` (ID -> symbol);
-    symbols of an older release through ``symbol_map`` (:func:`release_symbol_map`; symbols it does
-    not hold are kept, genes renamed onto one symbol are summed); then, if given, ``orthologs`` maps
-    symbols of another species (e.g. mouse -> human)."""
+    """The dataset with its genes named by the vocabulary's symbols (of the target species).
+
+    Ensembl IDs go through ``id_map`` (ID -> symbol); otherwise symbols of an older release go
+    through ``symbol_map`` (:func:`release_symbol_map`; symbols it does not hold are kept); then,
+    if given, ``orthologs`` maps symbols of another species (e.g. mouse -> human). Each step is
+    :func:`map_genes`: unmapped genes are dropped, genes renamed onto one symbol are summed (counts).
+
+    Parameters
+    ----------
+    adata : ad.AnnData
+        The dataset, shape ``(n_cells, n_genes)``; not modified.
+    id_map : Mapping[str, str] or None
+        Ensembl ID -> symbol (e.g. ``datasets.load_mapping("gencode_v44_id2name")``); required when
+        most ``var_names`` are Ensembl IDs (:func:`identifier_kind`).
+    orthologs : Mapping[str, str] or None
+        Symbol of the dataset's species -> symbol of the vocabulary's (e.g.
+        :func:`invert_orthologs` of a human -> mouse table); None for a same-species dataset.
+    symbol_map : Mapping[str, str] or None
+        Old-release symbol -> current symbol; ignored when the names are Ensembl IDs.
+
+    Returns
+    -------
+    ad.AnnData
+        ``adata`` itself when nothing needed mapping, else a mapped copy (see :func:`map_genes`).
+
+    Raises
+    ------
+    ScfmDataError
+        When the names are Ensembl IDs and ``id_map`` is None, or a mapping reaches no gene.
+    """
     out = adata
     if _needs_id_map(adata.var_names, id_map):
         out = map_genes(out, id_map, "Ensembl IDs")
@@ -173,7 +258,7 @@ def invert_orthologs(human_to_other: Mapping[str, str]) -> dict[str, str]:
 
     Parameters
     ----------
-    human_to_other
+    human_to_other : Mapping[str, str]
         E.g. ``datasets.load_mapping("ensembl105_human2mouse")`` (human symbol -> mouse symbol).
 
     Returns
@@ -198,10 +283,10 @@ def harmonized_names(
 
     Parameters
     ----------
-    names
+    names : Sequence[str]
         Gene names (symbols or Ensembl IDs, possibly versioned); judged as a whole by
         :func:`identifier_kind`, as :func:`harmonize_genes` judges ``var_names``.
-    id_map, orthologs, symbol_map
+    id_map, orthologs, symbol_map : Mapping[str, str] or None
         As for :func:`harmonize_genes`: Ensembl IDs (version stripped) go through ``id_map``, symbols
         of an older release through ``symbol_map``, then the symbols through ``orthologs``.
 
@@ -241,21 +326,21 @@ def harmonization_report(
 
     Parameters
     ----------
-    adata
+    adata : ad.AnnData
         The dataset, as :func:`scfm_lib.datasets.load` returns it.
-    vocabulary
+    vocabulary : Sequence[str] or GeneVocab
         Target gene symbols (a list, or a :class:`~scfm_lib.data.GeneVocab`).
-    id_map
+    id_map : Mapping[str, str] or None
         Ensembl ID -> symbol (e.g. ``datasets.load_mapping("gencode_v44_id2name")``); required when
         the names are Ensembl IDs.
-    orthologs
+    orthologs : Mapping[str, str] or None
         Symbol of the dataset's species -> vocabulary symbol, e.g. ``invert_orthologs(human2mouse)``
         for a mouse dataset and a human vocabulary.
-    symbol_map
+    symbol_map : Mapping[str, str] or None
         Old-release symbol -> current symbol (:func:`release_symbol_map`).
-    id_column
+    id_column : str or None
         A ``var`` column whose identifiers are harmonized instead of ``var_names``.
-    layer
+    layer : str or None
         Where detection is read; default ``counts``, else ``log1p_norm``, else ``X``.
 
     Returns
@@ -266,6 +351,12 @@ def harmonization_report(
         vocabulary symbols those map to: harmonization sums genes mapped onto one symbol),
         ``dropped`` (detected genes harmonization drops, no mapping) and ``share_before`` /
         ``share_after`` (of the detected genes, 0-1).
+
+    Raises
+    ------
+    ScfmDataError
+        When ``id_column`` is not a column of ``var`` (or, through :func:`harmonized_names`, the
+        names are Ensembl IDs and ``id_map`` is None).
     """
     targets = set(vocabulary.genes if isinstance(vocabulary, GeneVocab) else (str(g) for g in vocabulary))
     layer = layer or next((name for name in ("counts", "log1p_norm") if name in adata.layers), None)
@@ -294,7 +385,21 @@ def harmonization_report(
 
 
 def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.DataFrame:
-    """Per dataset: its genes, how many are in the vocabulary, and the share (0-1)."""
+    """How many of each dataset's genes the vocabulary holds, as named (no harmonization).
+
+    Parameters
+    ----------
+    datasets : Mapping[str, ad.AnnData]
+        Dataset name -> dataset, genes already harmonized to the vocabulary's symbols.
+    vocab : GeneVocab
+        The pretraining vocabulary.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per dataset: ``genes`` (its ``n_vars``), ``in vocabulary`` (of them), ``share of
+        dataset genes`` and ``share of vocabulary`` (both in [0, 1]).
+    """
     rows = {}
     for name, adata in datasets.items():
         found = int((vocab.encode(adata.var_names) >= 0).sum())
@@ -308,9 +413,29 @@ def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.Da
 
 
 def vocab_from_detection(detected: pd.Series, min_cells: int = 3, max_genes: int | None = None) -> GeneVocab:
-    """The vocabulary from per-gene detection counts (gene -> cells with a nonzero count): genes
-    detected in at least ``min_cells`` cells; with ``max_genes``, the most often detected ones.
-    Genes keep the order of ``detected`` (tokenize breaks count ties by it)."""
+    """The pretraining vocabulary from per-gene detection counts.
+
+    Parameters
+    ----------
+    detected : pd.Series
+        Gene symbol -> number of corpus cells in which it has a nonzero count.
+    min_cells : int
+        A gene enters when detected in at least this many cells.
+    max_genes : int or None
+        With a number, only the most often detected genes enter (ties broken by the order of
+        ``detected``); None keeps every gene that passes ``min_cells``.
+
+    Returns
+    -------
+    GeneVocab
+        The genes kept, in the order of ``detected`` (tokenization breaks count ties by it), after
+        the special tokens.
+
+    Raises
+    ------
+    ScfmDataError
+        When no gene is detected in ``min_cells`` cells.
+    """
     values = detected.to_numpy()
     keep = np.flatnonzero(values >= min_cells)
     if max_genes is not None and len(keep) > max_genes:
@@ -323,7 +448,30 @@ def vocab_from_detection(detected: pd.Series, min_cells: int = 3, max_genes: int
 def build_vocab(
     corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None, layer: str = "counts"
 ) -> GeneVocab:
-    """The pretraining vocabulary of an in-memory corpus (see :func:`vocab_from_detection`); a
-    streamed corpus gets its detection counts from :func:`scfm_lib.soma.detected_cells`."""
+    """The pretraining vocabulary of an in-memory corpus (see :func:`vocab_from_detection`).
+
+    A streamed corpus gets its detection counts from :func:`scfm_lib.soma.detected_cells` instead.
+
+    Parameters
+    ----------
+    corpus : ad.AnnData
+        The pretraining corpus, shape ``(n_cells, n_genes)``, genes harmonized to symbols.
+    min_cells : int
+        A gene enters when it has a nonzero value in at least this many cells.
+    max_genes : int or None
+        Keep at most this many genes, the most often detected; None for no cap.
+    layer : str
+        The layer detection is read from (raw ``counts`` by default).
+
+    Returns
+    -------
+    GeneVocab
+        The vocabulary, genes in the corpus's order.
+
+    Raises
+    ------
+    ScfmDataError
+        When no gene is detected in ``min_cells`` cells (from :func:`vocab_from_detection`).
+    """
     detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()  # [n_genes]
     return vocab_from_detection(pd.Series(detected, index=corpus.var_names), min_cells, max_genes)

@@ -61,13 +61,34 @@ MARKER_PROGRAMS = {
 
 
 def program_ground_truth(adata: ad.AnnData, dataset: str | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """``(programs, drivers)``: gene programs (name -> member genes) and, per cell type, the driver
-    gene of the program that defines it (cell type -> gene).
+    """The gene programs of a dataset and the driver gene of each cell type's program.
 
     The synthetic atlas stores its programs in ``adata.uns["gene_programs"]`` and
     ``uns["program_drivers"]``; cell type ``A`` is defined by program ``type_A``. A real dataset
     uses :data:`MARKER_PROGRAMS` under its registry name ``dataset`` (the first gene of a set is
-    its driver). Raises ValueError naming the fix when neither is available.
+    its driver). The atlas's ``uns`` wins when both are available.
+
+    Parameters
+    ----------
+    adata : ad.AnnData
+        The dataset; only its ``uns`` is read.
+    dataset : str or None
+        Its registry name (e.g. ``"pbmc68k_reduced"``), the key into :data:`MARKER_PROGRAMS` for
+        real data; None for the synthetic atlas.
+
+    Returns
+    -------
+    programs : dict[str, list[str]]
+        Program name -> its member gene symbols (a copy; the driver first for marker programs).
+    drivers : dict[str, str]
+        Cell type label (as in ``obs["cell_type"]``) -> the driver gene the in-silico perturbation
+        edits. Cell types without a specific program are absent.
+
+    Raises
+    ------
+    ValueError
+        When neither ``uns["gene_programs"]`` nor a marker set for ``dataset`` exists; the message
+        names the fix.
     """
     if "gene_programs" in adata.uns:
         programs = {p: [str(g) for g in genes] for p, genes in adata.uns["gene_programs"].items()}

@@ -60,6 +60,18 @@ __all__ = [
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention over a cell's gene positions, padding masked out of the keys.
+
+    No causal mask and no positional term here: every position attends to every real position
+    (genes form a set; the geneformer family adds its rank embedding to the input).
+
+    Parameters
+    ----------
+    cfg : ScFMConfig
+        Reads ``d_model`` (D), ``n_heads`` (H, D divisible by H) and ``dropout`` (on the attention
+        weights, in training only).
+    """
+
     def __init__(self, cfg: ScFMConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
@@ -68,8 +80,23 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, T, D], keep [B, T] bool (False = padding: never attended to) -> [B, T, D]; with
-        ``rows`` [B, P] (positions), only those positions' outputs, attending to all: [B, P, D]."""
+        """Attend, optionally computing the outputs of a few positions only.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input states, shape ``[B, T, D]`` (T = 1 + L: CLS then the gene positions).
+        keep : torch.Tensor
+            Bool ``[B, T]``; False marks padding, which is never attended to.
+        rows : torch.Tensor or None
+            Long ``[B, P]``, positions in ``0 .. T-1``: compute only these positions' outputs (their
+            queries still attend to all T keys). None: every position.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, T, D]``, or ``[B, P, D]`` with ``rows``.
+        """
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x [B, T, D]
         if rows is not None:
@@ -88,7 +115,13 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
+
+    Parameters
+    ----------
+    cfg : ScFMConfig
+        Reads ``d_model``, ``n_heads``, ``d_ff`` (the MLP width) and ``dropout``.
+    """
 
     def __init__(self, cfg: ScFMConfig):
         super().__init__()
@@ -99,7 +132,22 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, T, D] -> [B, T, D]; with ``rows`` [B, P], the output at those positions only [B, P, D]."""
+        """Run the block, optionally at a few positions only.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Residual stream, shape ``[B, T, D]``.
+        keep : torch.Tensor
+            Bool ``[B, T]``; False marks padding (never attended to).
+        rows : torch.Tensor or None
+            Long ``[B, P]``: the positions whose output is computed (attending to all T); None: all.
+
+        Returns
+        -------
+        torch.Tensor
+            The residual stream after the block, ``[B, T, D]``, or ``[B, P, D]`` with ``rows``.
+        """
         attended = self.drop(self.attn(self.ln1(x), keep, rows))  # [B, P or T, D]
         x = (x if rows is None else _gather_rows(x, rows)) + attended  # [B, P or T, D]
         return x + self.drop(self.mlp(self.ln2(x)))  # [B, P or T, D]
@@ -111,7 +159,16 @@ def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 class ScFM(nn.Module):
-    """The encoder. ``generator`` seeds the initialization (None: torch's global generator)."""
+    """The encoder of both families, with their pretraining heads and the cell embedding.
+
+    Parameters
+    ----------
+    config : ScFMConfig
+        The hyperparameters; ``family`` decides the input (value or rank embedding) and the heads
+        (expression head and MVC query for scgpt, tied MLM head for geneformer).
+    generator : torch.Generator or None
+        Seeds the weight initialization (same seed, same weights); None uses torch's global generator.
+    """
 
     def __init__(self, config: ScFMConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -160,12 +217,36 @@ class ScFM(nn.Module):
             nn.init.normal_(self.mask_value_embedding, 0.0, 0.02, generator=generator)
 
     def n_parameters(self, include_embeddings: bool = True) -> int:
-        """Number of parameters; without the gene-embedding table if ``include_embeddings`` is False."""
+        """The number of parameters of the model.
+
+        Parameters
+        ----------
+        include_embeddings : bool
+            False leaves out the gene-embedding table (``vocab_size x d_model``), which grows with
+            the vocabulary rather than with the model's capacity.
+
+        Returns
+        -------
+        int
+            The count of scalar parameters.
+        """
         n = sum(p.numel() for p in self.parameters())
         return n if include_embeddings else n - self.gene_embedding.weight.numel()
 
     def encode_values(self, values: torch.Tensor) -> torch.Tensor:
-        """values [B, L] (log1p CP10k) -> value embeddings [B, L, D]."""
+        """Embed expression values (scgpt family).
+
+        Parameters
+        ----------
+        values : torch.Tensor
+            Float ``[B, L]``, log1p(CP10k) expression; clipped to ``[0, max_value]``.
+
+        Returns
+        -------
+        torch.Tensor
+            Value embeddings ``[B, L, D]``: an MLP of the value ("continuous") or the embedding of
+            its bin on an even grid of ``n_bins`` over ``[0, max_value]`` ("binned").
+        """
         values = values.clamp(0.0, self.config.max_value)
         if self.config.value_encoding == "continuous":
             return self.value_encoder(values.unsqueeze(-1))  # [B, L, D]
@@ -179,15 +260,36 @@ class ScFM(nn.Module):
         mask: torch.Tensor | None = None,
         final_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """gene_ids [B, L] long, values [B, L] float, mask [B, L] bool (True = hidden: the value for
-        scgpt, the gene identity for geneformer) -> hidden states [B, 1 + L, D], CLS first.
-        The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression.
+        """The final hidden states (after ``ln_f``), CLS first.
 
-        ``final_rows`` [B, P] long (positions in 0 .. L, 0 = CLS): the hidden states at those
-        positions only, [B, P, D]. The last block then runs its queries, output projection and MLP
-        at those P positions alone (keys and values still come from every position), which gives
-        the same numbers as indexing the full output: a loss that reads ~15% of the positions
-        skips most of the last block (:meth:`pretraining_loss`)."""
+        The geneformer family ignores ``values``: the order of ``gene_ids`` carries the expression.
+        With ``final_rows`` the last block runs its queries, output projection and MLP at those P
+        positions alone (keys and values still come from every position), which gives the same
+        numbers as indexing the full output: a loss that reads ~15% of the positions skips most of
+        the last block (:meth:`pretraining_loss`).
+
+        Parameters
+        ----------
+        gene_ids : torch.Tensor
+            Long ``[B, L]``, token ids in ``[0, vocab_size)``; ``PAD_ID`` pads cells with fewer genes.
+        values : torch.Tensor
+            Float ``[B, L]``, log1p(CP10k) expression of each gene (read by scgpt only).
+        mask : torch.Tensor or None
+            Bool ``[B, L]``, True = hidden from the input: the value for scgpt, the gene identity
+            (replaced by ``<mask>``) for geneformer. None: nothing hidden (inference).
+        final_rows : torch.Tensor or None
+            Long ``[B, P]``, positions in ``0 .. L`` (0 = CLS): return the states there only.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, 1 + L, D]``, or ``[B, P, D]`` with ``final_rows``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`hidden_states`.
+        """
         return self.hidden_states(gene_ids, values, mask, final_rows)[-1]
 
     def hidden_states(
@@ -198,11 +300,31 @@ class ScFM(nn.Module):
         final_rows: torch.Tensor | None = None,
         upto: int | None = None,
     ) -> list[torch.Tensor]:
-        """Every layer's states, as ``transformers``' ``output_hidden_states``: a list of
-        ``n_layers + 1`` tensors [B, 1 + L, D] (CLS first): the input embeddings, then the residual
-        stream after each block, the last one after ``ln_f`` (what the heads read). ``upto`` stops
-        after that many blocks (the list then has ``upto + 1`` entries, the last without ``ln_f``
-        unless ``upto == n_layers``): a readout of an early layer skips the later blocks."""
+        """Every layer's states, as ``transformers``' ``output_hidden_states``.
+
+        Parameters
+        ----------
+        gene_ids, values, mask, final_rows : torch.Tensor or None
+            As for :meth:`forward` (``final_rows`` applies to the last block only).
+        upto : int or None
+            Stop after this many blocks (``0 .. n_layers``): a readout of an early layer skips the
+            later blocks. None runs them all.
+
+        Returns
+        -------
+        list[torch.Tensor]
+            ``n_layers + 1`` tensors ``[B, 1 + L, D]`` (CLS first): the input embeddings, then the
+            residual stream after each block, the last one after ``ln_f`` (what the heads read;
+            ``[B, P, D]`` with ``final_rows``). With ``upto`` the list has ``upto + 1`` entries, the
+            last without ``ln_f`` unless ``upto == n_layers``.
+
+        Raises
+        ------
+        ValueError
+            When ``gene_ids`` and ``values`` are not both ``[B, L]``, a gene id lies outside
+            ``[0, vocab_size)`` (tokenized with another vocabulary), or, for geneformer, L exceeds
+            ``context_genes`` (the rank embedding's length).
+        """
         if gene_ids.shape != values.shape or gene_ids.ndim != 2:
             raise ValueError(f"gene_ids {tuple(gene_ids.shape)} and values {tuple(values.shape)} must both be [B, L]")
         if gene_ids.numel() and (int(gene_ids.max()) >= self.config.vocab_size or int(gene_ids.min()) < 0):
@@ -238,16 +360,47 @@ class ScFM(nn.Module):
         return states
 
     def pool(self, hidden: torch.Tensor, gene_ids: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
-        """hidden [B, 1 + L, D] -> cell embedding [B, D]: the CLS state or the mean over real genes
-        (``pooling``, default the config's)."""
+        """Pool a layer's states into one embedding per cell.
+
+        Parameters
+        ----------
+        hidden : torch.Tensor
+            ``[B, 1 + L, D]``, CLS first.
+        gene_ids : torch.Tensor
+            Long ``[B, L]``; its padding is left out of the mean.
+        pooling : str or None
+            ``"cls"`` (the CLS state) or ``"mean"`` (the mean over the cell's real genes); None:
+            the config's ``pooling``.
+
+        Returns
+        -------
+        torch.Tensor
+            Cell embeddings ``[B, D]`` (a cell without genes pools to zeros under ``"mean"``).
+        """
         if (pooling or self.config.pooling) == "cls":
             return hidden[:, 0]  # [B, D]
         present = (gene_ids != PAD_ID).unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
         return (hidden[:, 1:] * present).sum(1) / present.sum(1).clamp(min=1.0)  # [B, D]
 
     def layer_index(self, layer: int | None = None) -> int:
-        """``layer`` (default the config's ``readout_layer``; negative counts from the end) as an
-        index 0 .. n_layers into :meth:`hidden_states`."""
+        """A layer number as an index into :meth:`hidden_states`.
+
+        Parameters
+        ----------
+        layer : int or None
+            ``0`` = input embeddings, ``n_layers`` or ``-1`` = the last layer, ``-2`` = the
+            penultimate; None: the config's ``readout_layer``.
+
+        Returns
+        -------
+        int
+            The index in ``0 .. n_layers``.
+
+        Raises
+        ------
+        ValueError
+            When ``layer`` is outside ``[-(n_layers + 1), n_layers]``.
+        """
         layer = self.config.readout_layer if layer is None else layer
         n = len(self.blocks) + 1
         if not -n <= layer < n:
@@ -257,34 +410,109 @@ class ScFM(nn.Module):
     def cell_embedding(
         self, gene_ids: torch.Tensor, values: torch.Tensor, layer: int | None = None, pooling: str | None = None
     ) -> torch.Tensor:
-        """gene_ids [B, L], values [B, L] -> [B, D]: the states of ``layer`` (default the config's
-        ``readout_layer``, the penultimate layer) pooled by ``pooling`` (default the config's, the
-        mean over expressed genes). Blocks after ``layer`` are not run."""
+        """The frozen cell embedding: one layer's states, pooled. Blocks after that layer are not run.
+
+        Parameters
+        ----------
+        gene_ids : torch.Tensor
+            Long ``[B, L]`` token ids.
+        values : torch.Tensor
+            Float ``[B, L]`` log1p(CP10k) values.
+        layer : int or None
+            The layer read (see :meth:`layer_index`); None: the config's ``readout_layer``
+            (by default the penultimate).
+        pooling : str or None
+            ``"cls"`` or ``"mean"``; None: the config's (by default the mean over expressed genes).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, D]``, one embedding per cell.
+        """
         index = self.layer_index(layer)
         return self.pool(self.hidden_states(gene_ids, values, upto=index)[index], gene_ids, pooling)
 
     def predict_values(self, hidden: torch.Tensor) -> torch.Tensor:
-        """scgpt's expression head: each gene's value from its own hidden state. [B, 1 + L, D] -> [B, L]."""
+        """scgpt's expression head: each gene's value from its own hidden state.
+
+        Parameters
+        ----------
+        hidden : torch.Tensor
+            Final states ``[B, 1 + L, D]``, CLS first (CLS is skipped).
+
+        Returns
+        -------
+        torch.Tensor
+            Predicted log1p(CP10k) values ``[B, L]``.
+        """
         return self.value_head(hidden[:, 1:]).squeeze(-1)
 
     def predict_values_from_cell(self, cell: torch.Tensor, gene_ids: torch.Tensor) -> torch.Tensor:
-        """Each gene's value from the cell embedding alone: <query(gene), cell>. cell [B, D] -> [B, L]."""
+        """Each gene's value from the cell embedding alone (scGPT's MVC): <query(gene), cell>.
+
+        Parameters
+        ----------
+        cell : torch.Tensor
+            Cell embeddings ``[B, D]`` (in pretraining, the CLS state of the last layer).
+        gene_ids : torch.Tensor
+            Long ``[B, L]``, the genes whose values are predicted.
+
+        Returns
+        -------
+        torch.Tensor
+            Predicted log1p(CP10k) values ``[B, L]``.
+
+        Raises
+        ------
+        ValueError
+            When the model has no MVC head (family geneformer, or ``mvc_weight`` 0).
+        """
         if self.gene_query is None:
             raise ValueError("this model has no cell-embedding head (family geneformer, or mvc_weight=0)")
         query = self.gene_query(self.gene_embedding(gene_ids))  # [B, L, D]
         return (query * cell.unsqueeze(1)).sum(-1)  # [B, L]
 
     def gene_logits(self, hidden_masked: torch.Tensor) -> torch.Tensor:
-        """geneformer's MLM head at the masked positions only: [M, D] -> logits over genes [M, V]."""
+        """geneformer's MLM head at the masked positions only, decoder tied to the gene embedding.
+
+        Parameters
+        ----------
+        hidden_masked : torch.Tensor
+            Final states at the M masked positions, ``[M, D]``.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits over the vocabulary ``[M, V]`` (special tokens included).
+        """
         return F.linear(self.mlm_transform(hidden_masked), self.gene_embedding.weight, self.mlm_bias)
 
     def masked_error(
         self, hidden: torch.Tensor, gene_ids: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Per masked position, the error of the family's pretraining prediction: squared error of
-        the expression head (scgpt) or the cross-entropy of the gene identity (geneformer), i.e.
-        ``cross_entropy(gene_logits(...).float(), ...)`` computed by :func:`linear_cross_entropy`
-        without an fp32 [M, V] tensor. [M], fp32."""
+        """Per masked position, the error of the family's pretraining prediction.
+
+        Squared error of the expression head (scgpt), or the cross-entropy of the gene identity
+        (geneformer), i.e. ``cross_entropy(gene_logits(...).float(), ...)`` computed by
+        :func:`linear_cross_entropy` without an fp32 ``[M, V]`` tensor.
+
+        Parameters
+        ----------
+        hidden : torch.Tensor
+            Final states ``[B, 1 + L, D]``, CLS first.
+        gene_ids : torch.Tensor
+            Long ``[B, L]``; the targets of geneformer.
+        values : torch.Tensor
+            Float ``[B, L]`` log1p(CP10k); the targets of scgpt.
+        mask : torch.Tensor
+            Bool ``[B, L]``, the M scored positions.
+
+        Returns
+        -------
+        torch.Tensor
+            fp32 ``[M]``, the masked positions cell by cell, positions ascending; squared error in
+            (log1p CP10k)^2 or cross-entropy in nats.
+        """
         if self.config.family == "scgpt":
             return (self.predict_values(hidden).float()[mask] - values.float()[mask]) ** 2
         return self._gene_cross_entropy(hidden[:, 1:][mask], gene_ids[mask])
@@ -306,19 +534,36 @@ class ScFM(nn.Module):
         normalizer: float | None = None,
         hide: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The family's pretraining loss (scalar) for a given mask [B, L] (see :func:`random_value_mask`):
-        the masked error summed and divided by ``normalizer`` (default: the number of masked
-        positions, i.e. the mean), plus, for scgpt, ``mvc_weight`` x the same for the prediction
-        from the cell embedding. A data-parallel rank passes the global count as ``normalizer``,
-        so that averaging the ranks' gradients gives the single-process gradient exactly.
+        """The family's pretraining loss for a given mask.
 
-        ``hide`` [B, L] bool (default ``mask``): the positions whose input is hidden; positions in
-        ``mask`` but not in ``hide`` are scored with their input shown (BERT's "keep unchanged"
-        share, see :func:`keep_shown`), so the loss also trains the states of shown positions,
-        which are the only kind a frozen readout sees (no mask at inference).
+        The masked error (:meth:`masked_error`) summed and divided by ``normalizer``, plus, for
+        scgpt, ``mvc_weight`` x the same for the prediction from the cell embedding. geneformer's
+        loss reads the hidden states at the masked positions only, so its last block runs there
+        alone (``final_rows``): the same loss as :meth:`masked_error` on the full output.
 
-        geneformer's loss reads the hidden states at the masked positions only, so its last block
-        runs there alone (``final_rows``): the same loss as :meth:`masked_error` on the full output."""
+        Parameters
+        ----------
+        gene_ids : torch.Tensor
+            Long ``[B, L]`` token ids.
+        values : torch.Tensor
+            Float ``[B, L]`` log1p(CP10k) values.
+        mask : torch.Tensor
+            Bool ``[B, L]``, the scored positions (see :func:`random_value_mask`).
+        normalizer : float or None
+            What the summed error is divided by; None: the number of masked positions (the mean).
+            A data-parallel rank passes the global count, so that averaging the ranks' gradients
+            gives the single-process gradient exactly.
+        hide : torch.Tensor or None
+            Bool ``[B, L]``, the positions whose input is hidden; None: ``mask``. Positions in
+            ``mask`` but not in ``hide`` are scored with their input shown (BERT's "keep unchanged"
+            share, see :func:`keep_shown`), so the loss also trains the states of shown positions,
+            the only kind a frozen readout sees (no mask at inference).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar, fp32; zero (still attached to the graph) when ``mask`` is empty.
+        """
         hide = mask if hide is None else hide
         if not mask.any():  # every cell is empty padding: nothing to predict
             return self(gene_ids, values, mask=hide).sum() * 0.0
@@ -339,16 +584,50 @@ class ScFM(nn.Module):
     def masked_value_loss(
         self, gene_ids: torch.Tensor, values: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Pretraining loss with a fresh random mask of ``mask_ratio`` of each cell's genes (at
-        least one per cell); the mean over masked positions. Named for the scgpt family; the
-        geneformer family masks gene identities instead."""
+        """The pretraining loss under a fresh random mask (named for scgpt; geneformer masks identities).
+
+        Parameters
+        ----------
+        gene_ids : torch.Tensor
+            Long ``[B, L]`` token ids.
+        values : torch.Tensor
+            Float ``[B, L]`` log1p(CP10k) values.
+        mask_ratio : float
+            Share of each cell's genes masked, in (0, 1) (at least one per cell).
+        generator : torch.Generator or None
+            Seeds the mask; None: torch's global generator.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss, the mean over masked positions (see :meth:`pretraining_loss`).
+        """
         return self.pretraining_loss(gene_ids, values, random_value_mask(gene_ids, mask_ratio, generator))
 
 
 def keep_shown(mask: torch.Tensor, keep_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The input-hiding mask [B, L] bool for loss positions ``mask``: each loss position stays
-    shown with probability ``keep_ratio`` (BERT's 10% "unchanged" share), else it is hidden.
-    ``keep_ratio`` 0 returns ``mask`` itself and draws nothing."""
+    """The input-hiding mask for the loss positions ``mask``: some stay shown (BERT's "unchanged" share).
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        Bool ``[B, L]``, the scored positions.
+    keep_ratio : float
+        In [0, 1): the probability that a scored position keeps its input shown (BERT uses 0.1).
+        0 returns ``mask`` itself and draws nothing (the random stream is untouched).
+    generator : torch.Generator or None
+        Seeds the draws (one uniform number per position, drawn on the CPU); None: torch's global one.
+
+    Returns
+    -------
+    torch.Tensor
+        Bool ``[B, L]``, a subset of ``mask``: the positions whose input is hidden.
+
+    Raises
+    ------
+    ValueError
+        When ``keep_ratio`` is outside [0, 1).
+    """
     if not 0.0 <= keep_ratio < 1.0:
         raise ValueError(f"keep_ratio must be in [0, 1), got {keep_ratio}")
     if keep_ratio == 0:
@@ -360,8 +639,27 @@ def keep_shown(mask: torch.Tensor, keep_ratio: float, generator: torch.Generator
 def random_value_mask(
     gene_ids: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """[B, L] bool, True at ``ceil(mask_ratio * n_genes)`` random non-padding positions of each
-    cell (at least one; none in a cell without genes). Draws one uniform number per position."""
+    """A random pretraining mask: a share of each cell's real (non-padding) gene positions.
+
+    Parameters
+    ----------
+    gene_ids : torch.Tensor
+        Long ``[B, L]`` token ids; ``PAD_ID`` positions are never masked.
+    mask_ratio : float
+        In (0, 1): each cell gets ``ceil(mask_ratio * n_genes)`` masked positions (at least one).
+    generator : torch.Generator or None
+        Seeds the draws (one uniform number per position, drawn on the CPU); None: torch's global one.
+
+    Returns
+    -------
+    torch.Tensor
+        Bool ``[B, L]``, True at the masked positions (none in a cell without genes).
+
+    Raises
+    ------
+    ValueError
+        When ``mask_ratio`` is outside (0, 1).
+    """
     if not 0.0 < mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
     present = gene_ids != PAD_ID  # [B, L]

@@ -16,6 +16,17 @@ POOLINGS = ("cls", "mean")
 
 @dataclass
 class ScFMConfig:
+    """The hyperparameters of one scFM transformer, checked when built (fields: see the comments beside them).
+
+    Raises
+    ------
+    ValueError
+        When a field is out of its range (``vocab_size < 4``, ``d_model`` not divisible by
+        ``n_heads``, an unknown ``family``/``value_encoding``/``pooling``, ``dropout`` outside
+        [0, 1), ``readout_layer`` not an index of the ``n_layers + 1`` hidden states, ...); the
+        message names the field and the allowed values.
+    """
+
     vocab_size: int  # genes + special tokens (len(GeneVocab))
     family: str = "scgpt"  # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
     context_genes: int = 64  # L: top expressed genes per cell (the tokenization uses it)
@@ -71,10 +82,35 @@ class ScFMConfig:
             raise ValueError(f"d_ff must be >= 1 or None (= 4 * d_model), got {self.d_ff}")
 
     def to_dict(self) -> dict:
+        """The config as a plain dict (field -> value), as checkpoints and run records store it.
+
+        Returns
+        -------
+        dict
+            Every field, ``d_ff`` resolved (never None after construction).
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> ScFMConfig:
+        """Rebuild a config from :meth:`to_dict`'s output (or any subset of the fields).
+
+        Parameters
+        ----------
+        values : dict
+            Field name -> value; fields left out take their defaults.
+
+        Returns
+        -------
+        ScFMConfig
+            The checked config.
+
+        Raises
+        ------
+        ValueError
+            When ``values`` names a key that is not a field (a typo, or a checkpoint from another
+            version), or a value is out of range.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

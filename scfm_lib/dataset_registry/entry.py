@@ -12,6 +12,8 @@ DATA_DIR_VARS = ("SCFM_DATA_DIR", "SCFM_SHARED_DATA")
 
 @dataclass(frozen=True)
 class RegisteredFile:
+    """One published file of a dataset, pinned by its checksum (fields: see the comments beside them)."""
+
     name: str  # file name, as published
     sha256: str  # checksum of the published file
     url: str  # where it is published (pinned to a release, so the checksum holds); "" if nowhere
@@ -29,6 +31,7 @@ class Wheel:
 
     @property
     def spec(self) -> str:
+        """The pip requirement pinning this wheel, ``"package==version"``."""
         return f"{self.package}=={self.version}"
 
 
@@ -66,6 +69,23 @@ REGISTRY: dict[str, Dataset] = {}
 
 
 def register(entry: Dataset) -> Dataset:
+    """Add a dataset to :data:`REGISTRY` under its name.
+
+    Parameters
+    ----------
+    entry : Dataset
+        The registry entry; its ``name`` is the key every reader and notebook uses.
+
+    Returns
+    -------
+    Dataset
+        ``entry`` itself, so a module can write ``NAME = register(Dataset(...))``.
+
+    Raises
+    ------
+    ValueError
+        When a dataset of that name is already registered.
+    """
     if entry.name in REGISTRY:
         raise ValueError(f"dataset {entry.name!r} is registered twice")
     REGISTRY[entry.name] = entry
