@@ -1,7 +1,8 @@
 """The pretraining runner: one grid point of the study, in-process or launched by ``torchrun``.
 
-The pretrain job (:func:`scfm_lib.study.pretrain.pretrain`) calls :func:`pretrain_grid_point` directly, or, when the profile sets
-``workflow.pretrain_launch`` (e.g. ``torchrun --standalone --nproc_per_node 4``), runs::
+The pretrain job (:func:`scfm_lib.study.pretrain.pretrain`) calls :func:`pretrain_grid_point`
+directly, or, when the profile sets ``workflow.pretrain_launch`` (e.g. ``torchrun --standalone
+--nproc_per_node 4``), runs::
 
     <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --run <run id> --outcome O
 
@@ -154,7 +155,12 @@ def pretrain_grid_point(
         outcome = train.pretrain(model_config, corpus.subset(subset), val, pretrain_config, out_dir, progress=progress)
     if writer:
         vocab.save(out_dir / VOCAB)  # the checkpoint folder is self-contained for scfm_lib.tl.embed
-    return {**outcome, "n_pretrain_cells": len(subset), "model_config": model_config, "pretrain_config": pretrain_config}
+    return {
+        **outcome,
+        "n_pretrain_cells": len(subset),
+        "model_config": model_config,
+        "pretrain_config": pretrain_config,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

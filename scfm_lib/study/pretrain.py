@@ -16,8 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 import torch
+from matplotlib.figure import Figure
 
 from scfm_lib import data, io, results, runner, train
 from scfm_lib.config import Profile
@@ -129,15 +132,26 @@ def pretrain(
     val = data.CellTokens.load(layout.tokens(run.family, "corpus_val"))
     val_loss = train.reconstruction_loss(model, val, mask_ratio=pretrain_config.mask_ratio, seed=0)
     if parameters is None:
-        parameters = {"profile": profile.name, "results_dir": str(results_dir), "family": run.family,
-                      "fraction": run.fraction, "seed": run.seed, "max_steps": max_steps, "budget": budget}
+        parameters = {
+            "profile": profile.name,
+            "results_dir": str(results_dir),
+            "family": run.family,
+            "fraction": run.fraction,
+            "seed": run.seed,
+            "max_steps": max_steps,
+            "budget": budget,
+        }
     data_record = io.read_json(layout.metrics("data", "datasets"))
     return results.write_metrics(
         layout.metrics("pretrain", run.name),
         kind="pretrain",
         name=run.name,
-        run={"family": run.family, "fraction": run.fraction, "seed": run.seed,
-             "n_pretrain_cells": outcome["n_pretrain_cells"]},
+        run={
+            "family": run.family,
+            "fraction": run.fraction,
+            "seed": run.seed,
+            "n_pretrain_cells": outcome["n_pretrain_cells"],
+        },
         records=[{"mode": "pretrain", "metric": "val_loss", "value": val_loss}],
         parameters={**parameters, "model": model_config.to_dict(), "pretrain": pretrain_config.__dict__},
         data_hashes=data_record["provenance"]["data_sha256"],
@@ -152,3 +166,33 @@ def pretrain(
             "capped": pretrain_config.budget == "converge" and run.fraction > 0 and not outcome.get("stopped_early"),
         },
     )
+
+
+def plot_history(record: dict) -> Figure | None:
+    """The pretraining loss of a pretrain record against optimizer steps, on training batches and validation cells.
+
+    Parameters
+    ----------
+    record : dict
+        A record :func:`pretrain` wrote (``extra.history``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        The figure; None for the random-init control (fraction 0: nothing was trained).
+    """
+    history = pd.DataFrame(record["extra"]["history"], columns=HISTORY_COLUMNS)
+    if not len(history):
+        print("fraction 0.0: no pretraining; the checkpoint holds the seeded random initialization")
+        return None
+    run, name = record["run"], loss_name(record["run"]["family"])
+    long = history.melt(
+        id_vars="step", value_vars=["train_loss", "val_loss"], var_name="split", value_name=name
+    ).dropna()
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        sns.lineplot(long, x="step", y=name, hue="split", ax=ax)
+    cells = f"{run['n_pretrain_cells']} cells ({run['fraction']:.0%})"
+    ax.set_title(f"Pretraining loss, {run['family']}, {cells}, seed {run['seed']}")
+    fig.tight_layout()
+    return fig

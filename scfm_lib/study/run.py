@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from scfm_lib.config import Profile, run_id
-from scfm_lib.model import FAMILIES
+from scfm_lib.model_config import FAMILIES
 
 #: ``<family>_f<fraction>_s<seed>``, e.g. ``scgpt_f0.1_s0``: what :attr:`Run.name` writes.
 _NAME = re.compile(r"(?P<family>[a-z]+)_f(?P<fraction>[0-9]+(?:\.[0-9]+)?(?:e-[0-9]+)?)_s(?P<seed>[0-9]+)")
