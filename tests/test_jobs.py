@@ -132,7 +132,7 @@ def test_the_grid_runs_from_python_and_each_job_returns_the_record_it_writes(stu
         assert key in scores, key
     n_test = int((data_split := np.load(layout.embedding(run.name))).shape[0])
     assert data_split.shape[1] == profile.model_config(vocab_size=301, family="scgpt").d_model and n_test > 0
-    for confusion in record["extra"]["confusion"].values():  # rows normalized: the shares of each true type
+    for confusion in record["confusion"].values():  # rows normalized: the shares of each true type
         assert all(sum(row.values()) == pytest.approx(1.0) for row in confusion.values())
     assert evaluate(profile, results_dir, run)["records"] == record["records"]  # same seed, same numbers
 
