@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from scfm_lib.config import Profile, load_profile, run_id
+from scfm_lib.config import Profile, load_profile
 from scfm_lib.io import atomic_write
+from scfm_lib.study.run import Run
 
 #: Chapter notebooks, in book order: (template name in nbs/, caption).
 CHAPTERS = [
@@ -65,10 +66,10 @@ def _run_sections(profile: Profile) -> list[dict]:
     ]
     runs += [
         {
-            "file": f"{base}/runs/{kind}_{run_id(f, s, m)}",
-            "title": f"{kind.capitalize()}: {m}, fraction {f:g}, seed {s}",
+            "file": f"{base}/runs/{kind}_{run.name}",
+            "title": f"{kind.capitalize()}: {run.family}, fraction {run.fraction:g}, seed {run.seed}",
         }
-        for m, f, s in profile.runs()
+        for run in Run.grid(profile)
         for kind in run_templates(profile)
     ]
     runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})

@@ -1,9 +1,10 @@
 """The pretraining runner: one grid point of the study, in-process or launched by ``torchrun``.
 
-The ``pretrain`` notebook calls :func:`pretrain_grid_point` directly, or, when the profile sets
-``workflow.pretrain_launch`` (e.g. ``torchrun --standalone --nproc_per_node 4``), runs::
+The pretrain job (:func:`scfm_lib.study.pretrain.pretrain`) calls :func:`pretrain_grid_point`
+directly, or, when the profile sets ``workflow.pretrain_launch`` (e.g. ``torchrun --standalone
+--nproc_per_node 4``), runs::
 
-    <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --family F --fraction f --seed s
+    <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --run <run id> --outcome O
 
 so the same code trains on one CPU core, on several processes (gloo) or on several GPUs (NCCL)
 with data-parallel training (:func:`scfm_lib.train.pretrain`: every rank draws the same global
@@ -13,6 +14,7 @@ batch and computes its share of the rows; gradients are averaged by DistributedD
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +22,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from scfm_lib import data, train
-from scfm_lib.config import Profile, load_profile, run_id
+from scfm_lib.config import Profile, load_profile
 from scfm_lib.layout import VOCAB, ResultsLayout
+from scfm_lib.study.run import Run
 
 if TYPE_CHECKING:
     from scfm_lib.model import ScFM
@@ -47,39 +50,17 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def checkpoint_dir(results_dir: str | Path, family: str, fraction: float, seed: int) -> Path:
-    """The checkpoint folder of a grid point: ``<results_dir>/checkpoints/<run id>``.
-
-    Parameters
-    ----------
-    results_dir : str or pathlib.Path
-        The profile's results folder.
-    family : str
-        The model family.
-    fraction : float
-        The corpus fraction.
-    seed : int
-        The seed.
-
-    Returns
-    -------
-    pathlib.Path
-        The folder (:func:`scfm_lib.config.run_id` names it).
-    """
-    return ResultsLayout(results_dir).checkpoint(run_id(fraction, seed, family))
-
-
-def pretrained_checkpoint(
-    profile: Profile, results_dir: str | Path, family: str, fraction: float, seed: int
-) -> tuple[ScFM, dict]:
+def pretrained_checkpoint(profile: Profile, results_dir: str | Path, run: Run) -> tuple[ScFM, dict]:
     """The finished pretraining run of a grid point: ``(model, pretrain record)``.
 
     Parameters
     ----------
     profile : Profile
         The study's profile (its grid names the command that makes a missing run).
-    results_dir, family, fraction, seed
-        As :func:`checkpoint_dir`.
+    results_dir : str or pathlib.Path
+        The profile's results folder.
+    run : Run
+        The grid point.
 
     Returns
     -------
@@ -95,17 +76,18 @@ def pretrained_checkpoint(
     """
     from scfm_lib import io
 
-    name = run_id(fraction, seed, family)
-    record_path = ResultsLayout(results_dir).metrics("pretrain", name)
-    out_dir = checkpoint_dir(results_dir, family, fraction, seed)
+    name = run.name
+    layout = ResultsLayout(results_dir)
+    record_path = layout.metrics("pretrain", name)
+    out_dir = layout.checkpoint(name)
     if not record_path.exists() or not (out_dir / train.META).exists():
         missing = record_path if not record_path.exists() else out_dir
-        listed = (family, fraction, seed) in set(profile.runs())
+        listed = run in Run.grid(profile)
         make = (
             f"snakemake -s workflow/Snakefile --cores 2 {record_path} --config profile={profile.name}"
             if listed
             else f"papermill nbs/pretrain.ipynb /tmp/pretrain_{name}.ipynb -p profile {profile.name} "
-            f"-p results_dir {results_dir} -p family {family} -p fraction {fraction} -p seed {seed}"
+            f"-p results_dir {results_dir} -p family {run.family} -p fraction {run.fraction} -p seed {run.seed}"
         )
         why = (
             ""
@@ -122,9 +104,7 @@ def pretrained_checkpoint(
 def pretrain_grid_point(
     profile: Profile,
     results_dir: str | Path,
-    family: str,
-    fraction: float,
-    seed: int,
+    run: Run,
     max_steps: int | None = None,
     budget: str | None = None,
     progress: bool = False,
@@ -137,8 +117,10 @@ def pretrain_grid_point(
     ----------
     profile : Profile
         The study's profile (model and pretraining settings).
-    results_dir, family, fraction, seed
-        As :func:`checkpoint_dir` (the data job has run; fraction 0 = the random-init control).
+    results_dir : str or pathlib.Path
+        The profile's results folder (the data job has run).
+    run : Run
+        The grid point (fraction 0 = the random-init control).
     max_steps : int, optional
         Overrides the profile's pretraining steps.
     budget : str, optional
@@ -150,18 +132,20 @@ def pretrain_grid_point(
     -------
     dict
         The :func:`train.pretrain` outcome (for the control: an empty history and ``n_train`` 0)
-        plus the configs used (``model_config``, ``pretrain_config``).
+        plus the configs used (``model_config``, ``pretrain_config``) and the corpus subset's size
+        (``n_pretrain_cells``).
     """
+    family, fraction, seed = run.family, run.fraction, run.seed
     layout = ResultsLayout(results_dir)
     corpus = data.CellTokens.load(layout.tokens(family, "corpus_train"), mmap=True)  # stays on disk
     val = data.CellTokens.load(layout.tokens(family, "corpus_val"))
-    subset = data.nested_subsets(len(corpus), [fraction], seed=seed)[fraction]
+    subset = data.nested_subsets(len(corpus), [fraction], seed=seed)[fraction]  # the one place it is drawn
     vocab = data.GeneVocab.load(layout.vocab)
     model_config = profile.model_config(vocab_size=len(vocab), family=family)
     pretrain_config = profile.pretrain_config(
         max_steps=max_steps, budget=budget, seed=seed, num_threads=profile.workflow.threads_per_job
     )
-    out_dir = checkpoint_dir(results_dir, family, fraction, seed)
+    out_dir = layout.checkpoint(run.name)
     writer = init_distributed()[0] == 0  # under torchrun every rank gets here; rank 0 alone writes files
     if fraction == 0.0:
         if writer:
@@ -171,11 +155,16 @@ def pretrain_grid_point(
         outcome = train.pretrain(model_config, corpus.subset(subset), val, pretrain_config, out_dir, progress=progress)
     if writer:
         vocab.save(out_dir / VOCAB)  # the checkpoint folder is self-contained for scfm_lib.tl.embed
-    return {**outcome, "model_config": model_config, "pretrain_config": pretrain_config}
+    return {
+        **outcome,
+        "n_pretrain_cells": len(subset),
+        "model_config": model_config,
+        "pretrain_config": pretrain_config,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The command line: ``python -m scfm_lib.runner --profile P --results-dir R --family F ...``.
+    """The command line: ``python -m scfm_lib.runner --profile P --results-dir R --run <run id> ...``.
 
     Parameters
     ----------
@@ -192,24 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", required=True)
     parser.add_argument("--profiles-dir", default=None)
     parser.add_argument("--results-dir", required=True)
-    parser.add_argument("--family", required=True)
-    parser.add_argument("--fraction", type=float, required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--run", type=Run.parse, required=True, help="the run id, e.g. scgpt_f0.1_s0")
+    parser.add_argument("--outcome", default=None, help="a JSON file rank 0 writes the training outcome to")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--budget", default=None)
     args = parser.parse_args(argv)
     rank, _ = init_distributed()
     profile = load_profile(args.profile, args.profiles_dir)
-    pretrain_grid_point(
-        profile,
-        args.results_dir,
-        args.family,
-        args.fraction,
-        args.seed,
-        args.max_steps,
-        args.budget,
-        progress=rank == 0,
-    )
+    outcome = pretrain_grid_point(profile, args.results_dir, args.run, args.max_steps, args.budget, progress=rank == 0)
+    if rank == 0 and args.outcome:  # what the launching process records (scfm_lib.study.pretrain)
+        trained = {k: v for k, v in outcome.items() if k not in ("model_config", "pretrain_config")}
+        Path(args.outcome).write_text(json.dumps(trained))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 

@@ -176,9 +176,10 @@ def unpretrained_call(fraction):
 
     def call(tmp):
         from scfm_lib import runner
+        from scfm_lib.study.run import Run
 
         profile = load_profile("tiny")
-        return lambda: runner.pretrained_checkpoint(profile, tmp / "results", "scgpt", fraction, 0)
+        return lambda: runner.pretrained_checkpoint(profile, tmp / "results", Run("scgpt", fraction, 0))
 
     return call
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-from scfm_lib import layout, results, runner
+from scfm_lib import layout, results
 from scfm_lib.layout import PATTERNS, ResultsLayout
 
 RUN = "scgpt_f0.1_s1"
@@ -45,7 +45,6 @@ def test_each_kind_of_path_is_where_the_layout_says():
     assert ResultsLayout.of_data_dir("results/tiny/data") == lay
     # the older entry points delegate to the layout
     assert results.metrics_path("results/tiny", "evaluate", RUN) == lay.metrics("evaluate", RUN)
-    assert runner.checkpoint_dir("results/tiny", "scgpt", 0.1, 1) == lay.checkpoint(RUN)
     assert doctest.testmod(layout).failed == 0
 
 

@@ -17,8 +17,9 @@ import anndata as ad
 import numpy as np
 
 from scfm_lib import data, io, results, train
-from scfm_lib.config import Profile, run_id
+from scfm_lib.config import Profile
 from scfm_lib.layout import ResultsLayout
+from scfm_lib.study.run import Run
 
 KIND = "rates"
 
@@ -72,7 +73,7 @@ def choose_rates(profile: Profile, results_dir: str | Path, family: str) -> dict
         chosen[regime] = {}
         for fraction in profile.fractions:
             seed = profile.seeds_at(fraction)[0]
-            model = train.load_checkpoint(layout.checkpoint(run_id(fraction, seed, family)))
+            model = train.load_checkpoint(layout.checkpoint(Run(family, fraction, seed).name))
             best = None
             for rate in profile.study.rate_candidates:
                 cfg = profile.finetune_config(
