@@ -13,6 +13,7 @@ One folder per profile, ``results/<profile>/``::
     metrics/<kind>/<name>.json         one file per job: records + provenance  (scfm_lib.results)
     summary.json                       gates, controls, D and the verdicts     (scfm_lib.study.summary)
     budgets.json                       the label x step budget grid            (profiles with a sweep)
+    scib.json                          every scIB metric of every run and PCA  (scfm_lib.study.scib)
     executing/<notebook>.ipynb         a notebook while the workflow runs it (a failed one stays there)
 
 :class:`ResultsLayout` builds each of these paths; :data:`PATTERNS` are the same paths as regular
@@ -307,6 +308,11 @@ class ResultsLayout:
         return self.results_dir / "budgets.json"
 
     @property
+    def scib_table(self) -> Path:
+        """``scib.json``: every scIB metric of every run and of the PCA reference (scfm_lib.study.scib)."""
+        return self.results_dir / "scib.json"
+
+    @property
     def executing_dir(self) -> Path:
         """``executing/``: notebooks while the workflow executes them; a failed one is kept there."""
         return self.results_dir / "executing"
@@ -380,6 +386,7 @@ def _patterns() -> dict[str, re.Pattern]:
         "metrics": rel.metrics("<kind>", "<name>"),
         "summary": rel.summary,
         "budgets": rel.budgets,
+        "scib_table": rel.scib_table,
         "executing": rel.executing_dir / "<notebook>.ipynb",
     }
 

@@ -75,6 +75,8 @@ CHECKED = (
     "scfm_lib.study.controls",
     "scfm_lib.study.rates",
     "scfm_lib.study.tasks",
+    "scfm_lib.study.scib",
+    "scfm_lib.study.budgets",
     "scfm_lib.config.checks",
     "scfm_lib.config.parameters",
     "scfm_lib.config.profile",
