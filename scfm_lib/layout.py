@@ -47,8 +47,11 @@ TOKEN_SETS = ("corpus_train", "corpus_val", "downstream", "ood")
 #: The files of a checkpoint folder (:mod:`scfm_lib.train.checkpoint` writes the first three).
 WEIGHTS, META, TRAINER_STATE, VOCAB = "model.safetensors", "checkpoint.json", "trainer_state.pt", "vocab.json"
 CHECKPOINT_FILES = (WEIGHTS, META, TRAINER_STATE, VOCAB)
+#: The controls' job kinds (:mod:`scfm_lib.study.controls`): here, so that the summary names them without
+#: importing the controls' training code (torch).
+NEGATIVE_CONTROL, POSITIVE_CONTROL = "negative_control", "positive_control"
 #: The controls that keep checkpoints of their own, ``checkpoints/<control>_<run>/``.
-CHECKPOINT_CONTROLS = ("negative_control",)
+CHECKPOINT_CONTROLS = (NEGATIVE_CONTROL,)
 #: Embeddings of the test cells besides the runs', ``embeddings/<name>.npy``.
 BASELINE_EMBEDDINGS = ("pca",)
 #: The kinds of job that write ``metrics/<kind>/<name>.json``.
@@ -60,8 +63,8 @@ METRIC_KINDS = (
     "sweep",
     "baselines",
     "scib",
-    "negative_control",
-    "positive_control",
+    NEGATIVE_CONTROL,
+    POSITIVE_CONTROL,
 )
 
 

@@ -1,6 +1,8 @@
 """The study steps that the workflow runs before the chapters: scIB metrics and budget grids."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -50,3 +52,10 @@ def test_budgets_refuse_a_profile_without_a_sweep(repo, tmp_path):
     tiny = load_profile("tiny", repo / "profiles")  # the workshop profile runs no sweep
     with pytest.raises(ConfigError, match="no budget sweep"):
         budgets.build_budgets(tiny, tmp_path)
+
+
+def test_the_summary_imports_no_torch(venv_env, repo):
+    # The summarize job and the chapters that read the summary need no model code: torch's import is ~5 s.
+    code = "import sys, scfm_lib.study.summary; assert 'torch' not in sys.modules, 'torch imported'"
+    run = subprocess.run([sys.executable, "-c", code], env=venv_env, cwd=repo, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
