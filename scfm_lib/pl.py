@@ -220,3 +220,90 @@ def interval_plot(
     ax.set_yticks(y, [str(i) for i in summary.index], fontsize=8)
     ax.set_xlabel(label)
     return ax
+
+
+def label_share(budget: float) -> str:
+    """A label budget as a percentage of the training labels.
+
+    Parameters
+    ----------
+    budget : float
+        The share of the training labels, in (0, 1].
+
+    Returns
+    -------
+    str
+        E.g. ``"10%"``.
+    """
+    return f"{100 * budget:g}%"
+
+
+def budget_heatmap(
+    grid: pd.DataFrame, key: str, *, vmin: float, vmax: float, fmt: str, ax: plt.Axes, cmap: str = "RdBu_r"
+) -> plt.cm.ScalarMappable:
+    """One family's budget grid as a heatmap: rows = label budget, columns = step budget.
+
+    Each cell shows its value and interval; cells where the value is undefined are hatched grey.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        A budget grid (:func:`scfm_lib.stats.budget_grid`): ``label_budget``, ``step_budget``, ``key``
+        and its ``<key>_ci_low`` / ``<key>_ci_high``.
+    key : str
+        The column drawn.
+    vmin, vmax : float
+        The colour scale's range.
+    fmt : str
+        The numbers' format specification.
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    cmap : str
+        The colour map (undefined cells are white beneath the hatching).
+
+    Returns
+    -------
+    matplotlib.cm.ScalarMappable
+        The image, for a colour bar.
+    """
+    from matplotlib.patches import Rectangle
+
+    labels = sorted(grid["label_budget"].unique())
+    steps = sorted(grid["step_budget"].unique())
+    matrix = grid.pivot(index="label_budget", columns="step_budget", values=key).reindex(index=labels, columns=steps)
+    colormap = plt.get_cmap(cmap).copy()
+    colormap.set_bad("white")
+    image = ax.imshow(matrix.to_numpy(dtype=float), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
+    for row in grid.to_dict("records"):
+        i, j = labels.index(row["label_budget"]), steps.index(row["step_budget"])
+        value, low, high = row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"]
+        if not np.isfinite(value):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.55", hatch="///", lw=0))
+            ax.text(
+                j,
+                i,
+                "undefined",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="0.25",
+                bbox={"facecolor": "0.88", "edgecolor": "none", "pad": 1},
+            )
+            continue
+        interval = f"[{low:{fmt}}, {high:{fmt}}]" if np.isfinite(low) and np.isfinite(high) else "[no CI]"
+        dark = abs((value - (vmin + vmax) / 2) / ((vmax - vmin) / 2)) > 0.6
+        ax.text(
+            j,
+            i,
+            f"{value:{fmt}}\n{interval}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if dark else "black",
+        )
+    ax.set_xticks(range(len(steps)), [f"<= {int(s)}" for s in steps], fontsize=8)
+    ax.set_yticks(range(len(labels)), [label_share(b) for b in labels], fontsize=8)
+    ax.set_xlabel("finetuning step budget (most steps)")
+    ax.set_ylabel("label budget")
+    ax.grid(False)
+    return image

@@ -77,6 +77,7 @@ CHECKED = (
     "scfm_lib.study.tasks",
     "scfm_lib.study.scib",
     "scfm_lib.study.budgets",
+    "scfm_lib.study.chapter_text",
     "scfm_lib.config.checks",
     "scfm_lib.config.parameters",
     "scfm_lib.config.profile",

@@ -10,13 +10,16 @@ their intervals in every cell of the grid (:func:`scfm_lib.stats.budget_grid`), 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scfm_lib import io, results, stats
 from scfm_lib.config import ConfigError, Profile, load_profile
 from scfm_lib.layout import ResultsLayout
+from scfm_lib.pl import label_share
 
 #: The main task's metric, the finetuned and the frozen readout compared in every cell.
 METRIC, FINETUNED, FROZEN = "macro_f1", "finetune", "linear_probe"
@@ -147,6 +150,137 @@ def grid_frame(grid_records: list[dict]) -> pd.DataFrame:
         One row per grid cell; every column numeric.
     """
     return pd.DataFrame(grid_records).apply(pd.to_numeric)
+
+
+def number_or_na(x: float, fmt: str = "+.3f") -> str:
+    """A number formatted with ``fmt``, ``"n/a"`` where it is not finite.
+
+    Parameters
+    ----------
+    x
+        The number.
+    fmt
+        Its format specification.
+
+    Returns
+    -------
+    str
+        The formatted number or ``"n/a"``.
+    """
+    return "n/a" if not np.isfinite(x) else format(x, fmt)
+
+
+def estimate_with_ci(row: Mapping, key: str, ci: float, fmt: str = "+.3f") -> str:
+    """An estimate of a grid cell with its interval, honest about undefined values and intervals.
+
+    Parameters
+    ----------
+    row
+        A grid cell (a record of :func:`scfm_lib.stats.budget_grid`).
+    key
+        The estimate's column; its bounds are ``<key>_ci_low`` and ``<key>_ci_high``.
+    ci
+        The interval's confidence level (for its label).
+    fmt
+        The numbers' format specification.
+
+    Returns
+    -------
+    str
+        ``"estimate (95% CI low to high)"``, or ``"undefined"``.
+    """
+    if not np.isfinite(row[key]):
+        return "undefined"
+    low, high = row[f"{key}_ci_low"], row[f"{key}_ci_high"]
+    interval = (
+        f"{ci:.0%} CI {low:{fmt}} to {high:{fmt}}"
+        if np.isfinite(low) and np.isfinite(high)
+        else "no interval: undefined in most resamples"
+    )
+    return f"{row[key]:{fmt}} ({interval})"
+
+
+def cell_name(row: Mapping) -> str:
+    """A grid cell's budgets in words.
+
+    Parameters
+    ----------
+    row
+        A grid cell.
+
+    Returns
+    -------
+    str
+        E.g. ``"10% of labels, <= 20 steps"``.
+    """
+    return f"{label_share(row['label_budget'])} of labels, <= {int(row['step_budget'])} steps"
+
+
+def interval_texts(grid: pd.DataFrame, key: str, fmt: str) -> list[str]:
+    """Each grid cell's estimate and interval as ``"value [low, high]"``, for a table.
+
+    Parameters
+    ----------
+    grid
+        A budget grid.
+    key
+        The estimate's column (bounds ``<key>_ci_low``, ``<key>_ci_high``).
+    fmt
+        The numbers' format specification.
+
+    Returns
+    -------
+    list of str
+        One text per row of ``grid``; ``"undefined"`` where the estimate is not finite.
+    """
+    return [
+        (
+            "undefined"
+            if not np.isfinite(r[key])
+            else f"{r[key]:{fmt}} [{number_or_na(r[key + '_ci_low'], fmt)}, {number_or_na(r[key + '_ci_high'], fmt)}]"
+        )
+        for r in grid.to_dict("records")
+    ]
+
+
+def grid_corner(grid: pd.DataFrame, label_pick: Callable, step_pick: Callable) -> pd.Series:
+    """One corner of a budget grid, e.g. the fewest labels and steps (``min, min``).
+
+    Parameters
+    ----------
+    grid
+        A budget grid.
+    label_pick, step_pick
+        ``min`` or ``max``: which label budget, then which step budget at it.
+
+    Returns
+    -------
+    pandas.Series
+        The grid cell.
+    """
+    row = grid[(grid["label_budget"] == label_pick(grid["label_budget"]))]
+    return row[row["step_budget"] == step_pick(row["step_budget"])].iloc[0]
+
+
+def intervals_overlap(a: Mapping, b: Mapping, key: str) -> bool | None:
+    """Whether the intervals of one estimate in two grid cells overlap.
+
+    Parameters
+    ----------
+    a, b
+        Two grid cells.
+    key
+        The estimate's column (bounds ``<key>_ci_low``, ``<key>_ci_high``).
+
+    Returns
+    -------
+    bool or None
+        None where a bound is undefined.
+    """
+    bounds = [a[f"{key}_ci_low"], a[f"{key}_ci_high"], b[f"{key}_ci_low"], b[f"{key}_ci_high"]]
+    if not np.all(np.isfinite(bounds)):
+        return None
+    return not (bounds[1] < bounds[2] or bounds[3] < bounds[0])
 
 
 def main(argv: list[str] | None = None) -> None:
