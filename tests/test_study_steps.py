@@ -28,7 +28,8 @@ def test_scib_aggregates_are_the_table_columns_it_has():
 
 def test_scib_table_reads_back_what_was_written(tmp_path):
     table = pd.DataFrame({"Bio conservation": [0.1 / 3, np.pi], "Isolated labels": [2 / 7, 0.0]}, index=["r", "pca"])
-    io.write_json(ResultsLayout(tmp_path).scib_table, {"table": table.to_dict("index")})
+    table = table.rename_axis("Embedding")
+    io.write_json(ResultsLayout(tmp_path).scib_table, {"index": "Embedding", "table": table.to_dict("index")})
     pd.testing.assert_frame_equal(scib.load_table(tmp_path), table)  # exact: JSON keeps every float digit
 
 

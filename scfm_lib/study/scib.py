@@ -117,6 +117,7 @@ def write_scib(profile: Profile, results_dir: str | Path, parameters: dict) -> p
     io.write_json(
         layout.scib_table,
         {
+            "index": table.index.name,  # what a row is ("Embedding")
             "table": table.to_dict("index"),
             "provenance": io.provenance(parameters, data_record["provenance"]["data_sha256"]),
         },
@@ -137,8 +138,8 @@ def load_table(results_dir: str | Path) -> pd.DataFrame:
     pandas.DataFrame
         One row per run id and ``pca``, one column per scIB metric, in the order written.
     """
-    table = io.read_json(ResultsLayout(results_dir).scib_table)["table"]
-    return pd.DataFrame.from_dict(table, orient="index").astype(float)
+    written = io.read_json(ResultsLayout(results_dir).scib_table)
+    return pd.DataFrame.from_dict(written["table"], orient="index").astype(float).rename_axis(written["index"])
 
 
 def main(argv: list[str] | None = None) -> None:
