@@ -13,6 +13,7 @@ One folder per profile, ``results/<profile>/``::
     metrics/<kind>/<name>.json         one file per job: records + provenance  (scfm_lib.results)
     summary.json                       gates, controls, D and the verdicts     (scfm_lib.study.summary)
     budgets.json                       the label x step budget grid            (profiles with a sweep)
+    scib.json                          every scIB metric of every run and PCA  (scfm_lib.study.scib)
     executing/<notebook>.ipynb         a notebook while the workflow runs it (a failed one stays there)
 
 :class:`ResultsLayout` builds each of these paths; :data:`PATTERNS` are the same paths as regular
@@ -46,8 +47,11 @@ TOKEN_SETS = ("corpus_train", "corpus_val", "downstream", "ood")
 #: The files of a checkpoint folder (:mod:`scfm_lib.train.checkpoint` writes the first three).
 WEIGHTS, META, TRAINER_STATE, VOCAB = "model.safetensors", "checkpoint.json", "trainer_state.pt", "vocab.json"
 CHECKPOINT_FILES = (WEIGHTS, META, TRAINER_STATE, VOCAB)
+#: The controls' job kinds (:mod:`scfm_lib.study.controls`): here, so that the summary names them without
+#: importing the controls' training code (torch).
+NEGATIVE_CONTROL, POSITIVE_CONTROL = "negative_control", "positive_control"
 #: The controls that keep checkpoints of their own, ``checkpoints/<control>_<run>/``.
-CHECKPOINT_CONTROLS = ("negative_control",)
+CHECKPOINT_CONTROLS = (NEGATIVE_CONTROL,)
 #: Embeddings of the test cells besides the runs', ``embeddings/<name>.npy``.
 BASELINE_EMBEDDINGS = ("pca",)
 #: The kinds of job that write ``metrics/<kind>/<name>.json``.
@@ -59,8 +63,8 @@ METRIC_KINDS = (
     "sweep",
     "baselines",
     "scib",
-    "negative_control",
-    "positive_control",
+    NEGATIVE_CONTROL,
+    POSITIVE_CONTROL,
 )
 
 
@@ -307,6 +311,11 @@ class ResultsLayout:
         return self.results_dir / "budgets.json"
 
     @property
+    def scib_table(self) -> Path:
+        """``scib.json``: every scIB metric of every run and of the PCA reference (scfm_lib.study.scib)."""
+        return self.results_dir / "scib.json"
+
+    @property
     def executing_dir(self) -> Path:
         """``executing/``: notebooks while the workflow executes them; a failed one is kept there."""
         return self.results_dir / "executing"
@@ -380,6 +389,7 @@ def _patterns() -> dict[str, re.Pattern]:
         "metrics": rel.metrics("<kind>", "<name>"),
         "summary": rel.summary,
         "budgets": rel.budgets,
+        "scib_table": rel.scib_table,
         "executing": rel.executing_dir / "<notebook>.ipynb",
     }
 

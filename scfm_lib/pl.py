@@ -45,6 +45,63 @@ assert len(_PALETTE) == len(MODE_LABELS), "add colours to _PALETTE: every mode i
 _BASELINE_STYLE = {"hvg_logreg": ":", "pca_knn": "--", "pca_leiden": "-.", "pca": "--"}
 CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left of the smallest corpus
 
+#: The book's text column in pixels (book/_static/scfm.css, pydata-sphinx-theme's article) and the
+#: resolution of the notebooks' inline figures: a figure W inches wide is shown scaled by
+#: min(1, COLUMN_PX / (W * FIGURE_DPI)), so its type shrinks with it.
+COLUMN_PX, FIGURE_DPI = 740, 100
+#: A figure this wide (7.4 inches) is shown at its own size.
+COLUMN_INCHES = COLUMN_PX / FIGURE_DPI
+#: The smallest type a reader should meet, in points at the size the page shows it.
+MIN_FONT_PT = 9.0
+#: The size of the type pl.py sets itself (cell values, tick labels), in points: legible at full
+#: column width and down to a figure 1.1 columns wide.
+SMALL_FONT_PT = 10.0
+
+
+def theme() -> None:
+    """The book's figure style: seaborn's whitegrid at the ``notebook`` scale (11-12 pt type).
+
+    Every chapter calls it once before it draws, so every figure has the same type.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def rendered_scale(fig: plt.Figure) -> float:
+    """How much the book scales a figure: the column's width over the figure's, at most 1.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+
+    Returns
+    -------
+    float
+        ``min(1, COLUMN_PX / (width_inches * FIGURE_DPI))``.
+    """
+    return min(1.0, COLUMN_PX / (fig.get_figwidth() * FIGURE_DPI))
+
+
+def smallest_rendered_font(fig: plt.Figure) -> float:
+    """The smallest type of a figure as the book shows it, in points (compare with :data:`MIN_FONT_PT`).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure, drawn or not (it is drawn first, so tick labels exist).
+
+    Returns
+    -------
+    float
+        The smallest font size of a visible, non-empty text times :func:`rendered_scale`; inf for a
+        figure without text.
+    """
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=float("inf")) * rendered_scale(fig)
+
 
 def corpus_size_positions(n_cells: pd.Series) -> pd.Series:
     """x positions: log10(cells) for pretrained runs; the 0-cell control sits left of the smallest.
@@ -69,7 +126,7 @@ def _format_size_axis(ax: plt.Axes, n_cells: pd.Series) -> None:
     sizes = np.sort(n_cells.unique())
     pos = corpus_size_positions(pd.Series(sizes))
     labels = ["0\n(random init)" if s == 0 else f"{int(s):,}" for s in sizes]
-    ax.set_xticks(pos.values, labels, fontsize=8)
+    ax.set_xticks(pos.values, labels, fontsize=SMALL_FONT_PT)
     ax.set_xlabel("pretraining cells (log scale)")
 
 
@@ -217,6 +274,92 @@ def interval_plot(
     ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="0.2", capsize=3)
     for ref in reference:
         ax.axvline(ref, color="0.6", lw=1, ls="--")
-    ax.set_yticks(y, [str(i) for i in summary.index], fontsize=8)
+    ax.set_yticks(y, [str(i) for i in summary.index], fontsize=SMALL_FONT_PT)
     ax.set_xlabel(label)
     return ax
+
+
+def label_share(budget: float) -> str:
+    """A label budget as a percentage of the training labels.
+
+    Parameters
+    ----------
+    budget : float
+        The share of the training labels, in (0, 1].
+
+    Returns
+    -------
+    str
+        E.g. ``"10%"``.
+    """
+    return f"{100 * budget:g}%"
+
+
+def budget_heatmap(
+    grid: pd.DataFrame, key: str, *, vmin: float, vmax: float, fmt: str, ax: plt.Axes, cmap: str = "RdBu_r"
+) -> plt.cm.ScalarMappable:
+    """One family's budget grid as a heatmap: rows = label budget, columns = step budget.
+
+    Each cell shows its value and interval; cells where the value is undefined are hatched grey.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        A budget grid (:func:`scfm_lib.stats.budget_grid`): ``label_budget``, ``step_budget``, ``key``
+        and its ``<key>_ci_low`` / ``<key>_ci_high``.
+    key : str
+        The column drawn.
+    vmin, vmax : float
+        The colour scale's range.
+    fmt : str
+        The numbers' format specification.
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    cmap : str
+        The colour map (undefined cells are white beneath the hatching).
+
+    Returns
+    -------
+    matplotlib.cm.ScalarMappable
+        The image, for a colour bar.
+    """
+    from matplotlib.patches import Rectangle
+
+    labels = sorted(grid["label_budget"].unique())
+    steps = sorted(grid["step_budget"].unique())
+    matrix = grid.pivot(index="label_budget", columns="step_budget", values=key).reindex(index=labels, columns=steps)
+    colormap = plt.get_cmap(cmap).with_extremes(bad="white")
+    image = ax.imshow(matrix.to_numpy(dtype=float), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
+    for row in grid.to_dict("records"):
+        i, j = labels.index(row["label_budget"]), steps.index(row["step_budget"])
+        value, low, high = row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"]
+        if not np.isfinite(value):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.55", hatch="///", lw=0))
+            ax.text(
+                j,
+                i,
+                "undefined",
+                ha="center",
+                va="center",
+                fontsize=SMALL_FONT_PT,
+                color="0.25",
+                bbox={"facecolor": "0.88", "edgecolor": "none", "pad": 1},
+            )
+            continue
+        interval = f"[{low:{fmt}}, {high:{fmt}}]" if np.isfinite(low) and np.isfinite(high) else "[no CI]"
+        dark = abs((value - (vmin + vmax) / 2) / ((vmax - vmin) / 2)) > 0.6
+        ax.text(
+            j,
+            i,
+            f"{value:{fmt}}\n{interval}",
+            ha="center",
+            va="center",
+            fontsize=SMALL_FONT_PT,
+            color="white" if dark else "black",
+        )
+    ax.set_xticks(range(len(steps)), [f"<= {int(s)}" for s in steps], fontsize=SMALL_FONT_PT)
+    ax.set_yticks(range(len(labels)), [label_share(b) for b in labels], fontsize=SMALL_FONT_PT)
+    ax.set_xlabel("finetuning step budget (most steps)")
+    ax.set_ylabel("label budget")
+    ax.grid(False)
+    return image

@@ -37,6 +37,7 @@ def test_each_kind_of_path_is_where_the_layout_says():
         lay.metrics("data", "datasets"): "metrics/data/datasets.json",
         lay.summary: "summary.json",
         lay.budgets: "budgets.json",
+        lay.scib_table: "scib.json",
         lay.executing_dir: "executing",
     }
     for built, relative in expected.items():
@@ -78,6 +79,7 @@ VALID = {
     f"metrics/negative_control/{RUN}.json": "metrics",
     "summary.json": "summary",
     "budgets.json": "budgets",
+    "scib.json": "scib_table",
     f"executing/evaluate_{RUN}.ipynb": "executing",
 }
 STRAY = [
@@ -148,5 +150,6 @@ def test_every_results_path_the_workflow_names_is_a_layout_path(tmp_path, venv_e
     lay = ResultsLayout.of_profile("tinyall")
     kinds = {path: lay.kind_of(path) for path in named}
     assert None not in kinds.values(), sorted(p for p, k in kinds.items() if k is None)
-    assert {"dataset", "vocab", "tokens", "embedding", "metrics", "summary", "budgets"} <= set(kinds.values())
+    expected_kinds = {"dataset", "vocab", "tokens", "embedding", "metrics", "summary", "budgets", "scib_table"}
+    assert expected_kinds <= set(kinds.values())
     assert lay.metrics("rates", "geneformer").as_posix() in named and lay.budgets.as_posix() in named

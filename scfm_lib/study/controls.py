@@ -30,10 +30,9 @@ from sklearn.decomposition import PCA
 
 from scfm_lib import data, evaluate, io, metrics, results, train
 from scfm_lib.config import Profile, run_id
+from scfm_lib.layout import NEGATIVE_CONTROL as NEGATIVE
+from scfm_lib.layout import POSITIVE_CONTROL as POSITIVE
 from scfm_lib.layout import ResultsLayout
-
-NEGATIVE = "negative_control"
-POSITIVE = "positive_control"
 
 
 # ------------------------------------------------------------------------------ constructions

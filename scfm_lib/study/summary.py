@@ -20,9 +20,8 @@ import pandas as pd
 from scfm_lib import data, io, results
 from scfm_lib.analysis import endpoints, gates
 from scfm_lib.config import Profile, load_profile
-from scfm_lib.layout import ResultsLayout
+from scfm_lib.layout import NEGATIVE_CONTROL, POSITIVE_CONTROL, ResultsLayout
 from scfm_lib.study import tasks
-from scfm_lib.study.controls import NEGATIVE, POSITIVE
 from scfm_lib.study.data_summary import data_summary
 
 #: The narrow tasks of the primary endpoint: name -> metric (the profile's data.task_words says each in words).
@@ -131,7 +130,7 @@ def family_summary(
     margin = _margin(evaluated, baselines, "macro_f1", len(classes))
     out = {"gate0": gate0, "convergence": _convergence(results_dir, family), "margin": margin, "tasks": {}}
 
-    negative = _control(results_dir, NEGATIVE, family)
+    negative = _control(results_dir, NEGATIVE_CONTROL, family)
     if negative is not None:
         gain = endpoints.seed_gains(_series(negative, FROZEN_MODE, "macro_f1"))
         estimate = endpoints.paired_estimate(gain.to_numpy(), ci).to_dict()
@@ -144,7 +143,7 @@ def family_summary(
             "val_loss_by_fraction": {float(f): float(v) for f, v in loss.items()},
             "context_free_loss": context_free,
         }
-    positive = _control(results_dir, POSITIVE, family)
+    positive = _control(results_dir, POSITIVE_CONTROL, family)
     if positive is not None:
         contrast = endpoints.masking_contrast(
             _series(positive, FROZEN_MODE, "macro_f1_subtype"),
