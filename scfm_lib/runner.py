@@ -4,7 +4,7 @@ The pretrain job (:func:`scfm_lib.study.pretrain.pretrain`) calls :func:`pretrai
 directly, or, when the profile sets ``workflow.pretrain_launch`` (e.g. ``torchrun --standalone
 --nproc_per_node 4``), runs::
 
-    <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --run <run id> --outcome O
+    <pretrain_launch> -m scfm_lib.runner --profile P --results-dir R --run-id <run id> --outcome O
 
 so the same code trains on one CPU core, on several processes (gloo) or on several GPUs (NCCL)
 with data-parallel training (:func:`scfm_lib.train.pretrain`: every rank draws the same global
@@ -164,7 +164,7 @@ def pretrain_grid_point(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The command line: ``python -m scfm_lib.runner --profile P --results-dir R --run <run id> ...``.
+    """The command line: ``python -m scfm_lib.runner --profile P --results-dir R --run-id <run id> ...``.
 
     Parameters
     ----------
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", required=True)
     parser.add_argument("--profiles-dir", default=None)
     parser.add_argument("--results-dir", required=True)
-    parser.add_argument("--run", type=Run.parse, required=True, help="the run id, e.g. scgpt_f0.1_s0")
+    # "--run-id", not "--run": torchrun reads an abbreviation of its own --run-path in "--run" and stops
+    parser.add_argument("--run-id", dest="run", type=Run.parse, required=True, help="the run id, e.g. scgpt_f0.1_s0")
     parser.add_argument("--outcome", default=None, help="a JSON file rank 0 writes the training outcome to")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--budget", default=None)

@@ -60,7 +60,7 @@ def _launched(
         outcome_file = Path(tmp) / "outcome.json"
         command = [*shlex.split(profile.workflow.pretrain_launch), "-m", "scfm_lib.runner", "--profile", profile.name]
         command += ["--profiles-dir", str(profiles_dir)] if profiles_dir is not None else []
-        command += ["--results-dir", str(results_dir), "--run", run.name, "--outcome", str(outcome_file)]
+        command += ["--results-dir", str(results_dir), "--run-id", run.name, "--outcome", str(outcome_file)]
         command += ["--max-steps", str(max_steps)] if max_steps else []
         command += ["--budget", budget] if budget else []
         print(" ".join(command))
