@@ -98,9 +98,9 @@ def test_budget_cells_in_words():
     g = grid()
     row = g.iloc[1]
     assert budgets.cell_name(row) == "10% of labels, <= 20 steps"
-    assert budgets.estimate_with_ci(row, "masking_index", 0.95, ".2f") == "0.50 (95% CI 0.10 to 0.90)"
-    assert budgets.estimate_with_ci(g.iloc[0], "masking_index", 0.95) == "undefined"
-    assert "no interval" in budgets.estimate_with_ci(g.iloc[2], "masking_index", 0.95)
+    assert budgets.estimate_with_ci(row, "masking_index", ".2f", ci=0.95) == "0.50 (95% CI 0.10 to 0.90)"
+    assert budgets.estimate_with_ci(g.iloc[0], "masking_index", ci=0.95) == "undefined"
+    assert "no interval" in budgets.estimate_with_ci(g.iloc[2], "masking_index", ci=0.95)
     assert budgets.interval_texts(g, "masking_index", ".2f") == [
         "undefined",
         "0.50 [0.10, 0.90]",

@@ -170,7 +170,7 @@ def number_or_na(x: float, fmt: str = "+.3f") -> str:
     return "n/a" if not np.isfinite(x) else format(x, fmt)
 
 
-def estimate_with_ci(row: Mapping, key: str, ci: float, fmt: str = "+.3f") -> str:
+def estimate_with_ci(row: Mapping, key: str, fmt: str = "+.3f", *, ci: float) -> str:
     """An estimate of a grid cell with its interval, honest about undefined values and intervals.
 
     Parameters
@@ -179,10 +179,11 @@ def estimate_with_ci(row: Mapping, key: str, ci: float, fmt: str = "+.3f") -> st
         A grid cell (a record of :func:`scfm_lib.stats.budget_grid`).
     key
         The estimate's column; its bounds are ``<key>_ci_low`` and ``<key>_ci_high``.
-    ci
-        The interval's confidence level (for its label).
     fmt
         The numbers' format specification.
+    ci
+        The interval's confidence level (for its label); keyword-only, so a chapter can fix it once
+        with ``functools.partial`` and still pass ``fmt`` by position.
 
     Returns
     -------
