@@ -274,7 +274,7 @@ def evaluate(
         for m in ("overexpress_toward", "delete_away")
         if perturbation[m].notna().any()
     ]
-    with io.atomic_path(layout.embedding(run.name)) as tmp:  # the scIB chapter scores all checkpoints at once
+    with io.atomic_path(layout.embedding(run.name)) as tmp:  # the scib rule (study.scib) scores all checkpoints at once
         with open(tmp, "wb") as fh:
             np.save(fh, embedding["test"])
     finetune_seeds = profile.study.finetune_seeds_of(run.seed)
