@@ -56,7 +56,41 @@ def write_metrics(
     data_hashes: dict | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """Write one job's metrics with its provenance, atomically; returns the payload."""
+    """Write one job's metrics with its provenance, atomically; returns the payload.
+
+    Parameters
+    ----------
+    path
+        The metrics file, usually :func:`metrics_path` (``metrics/<kind>/<name>.json``).
+    kind
+        The kind of job (``evaluate``, ``pretrain``, ``scib``, ...).
+    name
+        The job's name within its kind (a run id, a family, ``datasets``).
+    run
+        What was run: ``family``, ``fraction``, ``seed``, ``n_pretrain_cells``, ... (the columns
+        :func:`load_records` gives every record of the job).
+    records
+        The job's metric records, each with at least ``mode``, ``metric`` and ``value`` (a finite
+        number, or None for a value that does not apply).
+    parameters
+        The parameters the job ran with (stored in the provenance).
+    data_hashes
+        Name -> sha256 of the data it read (stored in the provenance); None for none.
+    extra
+        Anything else the job reports (stored as ``extra``; ``{}`` for None).
+
+    Returns
+    -------
+    dict
+        The payload written: ``kind``, ``name``, ``run``, ``records``, ``extra`` and ``provenance``
+        (:func:`scfm_lib.io.provenance`).
+
+    Raises
+    ------
+    ValueError
+        When a record lacks ``mode``, ``metric`` or ``value``, or its value is not finite (NaN or
+        infinite: a failed evaluation, not a result). Nothing is written then.
+    """
     for rec in records:
         missing = {"mode", "metric", "value"} - set(rec)
         if missing:
@@ -79,19 +113,52 @@ def write_metrics(
 
 
 def load_payloads(results_dir: str | Path, kind: str) -> list[dict]:
-    """The metrics files of one kind of job, as dicts, in name order."""
+    """The metrics files of one kind of job, as dicts, in name order.
+
+    Parameters
+    ----------
+    results_dir
+        The profile's results folder, ``results/<profile>``.
+    kind
+        The kind of job (``evaluate``, ``pretrain``, ...).
+
+    Returns
+    -------
+    list of dict
+        The payloads :func:`write_metrics` wrote, sorted by file name; empty when the kind has none.
+    """
     return [read_json(p) for p in ResultsLayout(results_dir).metrics_files(kind)]
 
 
 def load_records(
     results_dir: str | Path, kinds: tuple[str, ...] | None = None, family: str | None = None
 ) -> pd.DataFrame:
-    """All metric records of a profile as one tidy table; with ``family``, the runs of that model
-    family only (jobs without a family, such as the baselines, are kept).
+    """All metric records of a profile as one tidy table.
 
-    Columns: kind, name, family, mode, metric, value, fraction, seed, n_cells (pretraining cells;
-    0 for the random-init control, NaN for baselines that involve no pretraining) and any extra
-    keys of the records.
+    With ``family``, the runs of that model family only (jobs without a family, such as the
+    baselines, are kept).
+
+    Parameters
+    ----------
+    results_dir
+        The profile's results folder, ``results/<profile>``.
+    kinds
+        Only these kinds of job (``("evaluate",)``, ...); None (or empty) for every kind.
+    family
+        Only this model family's runs (plus the jobs without a family); None for every family.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record. Columns: kind, name, family, mode, metric, value, fraction, seed,
+        n_cells (pretraining cells; 0 for the random-init control, NaN for baselines that involve
+        no pretraining) and any extra keys of the records. ``value`` is in the metric's own range
+        (macro-F1 and accuracy in [0, 1], losses >= 0) or missing (NaN) where a record stored None.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no record matches (no metrics yet: the workflow has not run, or not these kinds).
     """
     rows = []
     for path in ResultsLayout(results_dir).metrics_files():
@@ -122,7 +189,21 @@ def load_records(
 
 
 def load_runs(results_dir: str | Path) -> pd.DataFrame:
-    """One row per job with its provenance: the record of what was run, for the appendix."""
+    """One row per job with its provenance: the record of what was run, for the appendix.
+
+    Parameters
+    ----------
+    results_dir
+        The profile's results folder, ``results/<profile>``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per metrics file, in path order. Columns: kind, name, git_commit,
+        git_diff_sha256 (None on a clean tree), created_utc, data_sha256 (``name:hash`` pairs, the
+        hashes cut to 12 characters), torch, versions (python and packages) and parameters; no
+        rows (and no columns) when the profile has no metrics yet.
+    """
     rows = []
     for path in ResultsLayout(results_dir).metrics_files():
         payload = read_json(path)

@@ -10,8 +10,28 @@ from scfm_lib.study import tasks
 
 
 def data_summary(profile: Profile, data_record: dict) -> dict:
-    """What the study ran on, from the data job's record: the corpus (datasets, cells, vocabulary)
-    and, per narrow task, its dataset, how it is split and the cells of each split."""
+    """What the study ran on, from the data job's record.
+
+    The corpus (datasets, cells, vocabulary) and, per narrow task, its dataset, how it is split and
+    the cells of each split.
+
+    Parameters
+    ----------
+    profile
+        The profile (its ``data`` section names the datasets, the split and the tasks).
+    data_record
+        The data job's record (``metrics/data/datasets.json``): its records hold ``corpus_cells``,
+        ``downstream_cells`` and ``ood_cells``, its ``extra`` the vocabulary, the corpus
+        composition, the split cells and each task of its own's report.
+
+    Returns
+    -------
+    dict
+        ``source``, ``corpus`` (dataset names, or the synthetic atlas), ``corpus_cells``,
+        ``vocab_size``, ``corpus_composition`` (None when not recorded) and ``tasks`` (task ->
+        words, dataset, cells, split and, where known, split cells, classes, dropped classes, the
+        shares of its genes in the vocabulary in [0, 1] and its context ceiling).
+    """
     values = {r["metric"]: r["value"] for r in data_record["records"]}
     extra = data_record.get("extra", {})
     d = profile.data

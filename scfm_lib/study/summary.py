@@ -33,16 +33,60 @@ SECONDARY_METRICS = ("macro_f1", "accuracy", "macro_f1_tissue", "macro_f1_ood")
 
 
 def task_metrics(profile: Profile) -> dict[str, str]:
-    """Every narrow task of the profile -> its primary metric: :data:`TASKS`, then ``data.tasks``."""
+    """Every narrow task of the profile -> its primary metric: :data:`TASKS`, then ``data.tasks``.
+
+    Parameters
+    ----------
+    profile
+        The profile (its ``data.tasks`` add tasks of their own).
+
+    Returns
+    -------
+    dict of str to str
+        Task name -> the metric its records carry (``macro_f1``, ``macro_f1_ood``, and
+        :func:`scfm_lib.study.tasks.metric` of each task of its own).
+    """
     return {**TASKS, **{name: tasks.metric(name) for name in profile.data.tasks}}
 
 
 def task_words(profile: Profile, task: str) -> str:
+    """A narrow task in words, as the summary and the chapters name it.
+
+    Parameters
+    ----------
+    profile
+        The profile.
+    task
+        A task name of :func:`task_metrics`.
+
+    Returns
+    -------
+    str
+        The words of the task of its own (``data.tasks[task].words``) or of the downstream task
+        (``data.task_words[task]``).
+    """
     return profile.data.tasks[task].words if task in profile.data.tasks else profile.data.task_words[task]
 
 
 def format_estimate(e: dict, digits: int = 3, unit: str = "") -> str:
-    """``+0.012 (95% CI -0.003 to +0.027, 8 seeds)``: an estimate with its interval, in words."""
+    """``+0.012 (95% CI -0.003 to +0.027, 8 seeds)``: an estimate with its interval, in words.
+
+    Parameters
+    ----------
+    e
+        A paired estimate as a dict (:meth:`scfm_lib.analysis.endpoints.PairedEstimate.to_dict`:
+        ``mean``, ``ci``, ``ci_low``, ``ci_high``, ``n``), as read back from JSON (None for NaN).
+    digits
+        Decimals of the mean and the interval's ends.
+    unit
+        Words after the mean (``"macro-F1"``); none when empty.
+
+    Returns
+    -------
+    str
+        The mean, signed, with its interval and seeds; ``"... (no interval: n seed(s))"`` when
+        the interval is undefined, and ``"undefined"`` when the mean is (or ``e`` is empty).
+    """
 
     def number(key: str) -> float:  # JSON writes NaN as null
         value = (e or {}).get(key)
@@ -115,8 +159,32 @@ def _task_margin(data_record: dict, task: str, family: str) -> dict:
 def family_summary(
     profile: Profile, results_dir: Path, family: str, baselines: pd.DataFrame, data_record: dict
 ) -> dict:
-    """Gates, controls, D and the verdict of one family, for every task its records hold
-    (``data_record``: the data job's record, which holds each task of its own's classes and ceiling)."""
+    """Gates, controls, D and the verdict of one family, for every task its records hold.
+
+    Parameters
+    ----------
+    profile
+        The profile.
+    results_dir
+        Its results folder, ``results/<profile>``.
+    family
+        The model family (``scgpt``, ...).
+    baselines
+        The baselines job's records (:func:`scfm_lib.results.load_records` with
+        ``kinds=("baselines",)``); its ``hvg_logreg`` macro-F1 is the ceiling of the margin.
+    data_record
+        The data job's record (``metrics/data/datasets.json``), which holds each task of its own's
+        classes and ceiling.
+
+    Returns
+    -------
+    dict
+        ``gate0`` (:func:`scfm_lib.analysis.gates.pretraining_gate`), ``convergence`` (``runs``,
+        ``capped``, ``capped_runs``), ``margin`` (``margin`` > 0, ``chance`` = 1 / classes,
+        ``ceiling`` in [0, 1], ``share``), ``tasks`` (task -> its gate1, gains, D, verdict,
+        equivalence, mean per fraction and ``sentence``; macro-F1 values in [0, 1], gains and D in
+        [-1, 1]) and, where the profile runs them, ``negative_control`` and ``positive_control``.
+    """
     ci = profile.stats.ci
     evaluated = results.load_records(results_dir, kinds=("evaluate",), family=family)
     pretrained = results.load_records(results_dir, kinds=("pretrain",), family=family)
@@ -195,7 +263,24 @@ def _control(results_dir: Path, kind: str, family: str) -> pd.DataFrame | None:
 
 
 def sentence(family: str, task: dict, gate0: dict) -> str:
-    """The verdict of one family and task in one sentence, with its numbers."""
+    """The verdict of one family and task in one sentence, with its numbers.
+
+    Parameters
+    ----------
+    family
+        The model family.
+    task
+        The task's result (an entry of ``family_summary(...)["tasks"]`` before its sentence):
+        ``task`` (words), ``verdict``, ``reason``, ``D``, ``gate1``, ``detectable_D`` and
+        ``equivalence``.
+    gate0
+        The family's pretraining gate (:func:`scfm_lib.analysis.gates.pretraining_gate`).
+
+    Returns
+    -------
+    str
+        A Markdown sentence: the family and task in bold, the verdict and the numbers behind it.
+    """
     D = format_estimate(task["D"])
     head = f"**{family}**, {task['task']}: **{task['verdict']}**"
     if task["verdict"] == "nothing to mask":
@@ -221,9 +306,29 @@ def sentence(family: str, task: dict, gate0: dict) -> str:
 
 
 def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
-    """Every other series (mode x metric of each family) with its lack-of-fit test, its seed-paired
-    gain and per-seed slope (t-intervals), and the gain's t-test p-value adjusted by Holm over all
-    rows (the primary endpoint is not among them). Slopes are quoted only where the line is not rejected."""
+    """Every other series (mode x metric of each family) with its tests, gain and slope.
+
+    Each series gets its lack-of-fit test, its seed-paired gain and per-seed slope (t-intervals),
+    and the gain's t-test p-value adjusted by Holm over all rows (the primary endpoint is not among
+    them). Slopes are quoted only where the line is not rejected. Series with fewer than two
+    pretrained fractions or seeds are left out.
+
+    Parameters
+    ----------
+    profile
+        The profile.
+    results_dir
+        Its results folder, ``results/<profile>``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per series: family, mode, metric, n_seeds, gain with gain_ci_low and gain_ci_high
+        (largest minus smallest corpus, in the metric's units), p and p_holm (in [0, 1]),
+        lack_of_fit_F (>= 0) and lack_of_fit_p (in [0, 1]), linear (the line not rejected at
+        0.05), slope with slope_ci_low and slope_ci_high (change per tenfold more cells; NaN where
+        not linear). No rows (and no columns) when no series qualifies.
+    """
     rows = []
     for family in profile.families:
         records = results.load_records(results_dir, kinds=("evaluate", "scib"), family=family)
@@ -280,7 +385,23 @@ def _seed_slopes(pretrained: pd.DataFrame) -> np.ndarray:
 
 
 def build_summary(profile: Profile, results_dir: str | Path) -> dict:
-    """The whole summary of a profile (see the module docstring)."""
+    """The whole summary of a profile (see the module docstring).
+
+    Parameters
+    ----------
+    profile
+        The profile.
+    results_dir
+        Its results folder, ``results/<profile>``.
+
+    Returns
+    -------
+    dict
+        ``profile``, ``title``, ``data`` (:func:`data_summary`), ``design`` (budgets, readout,
+        fractions, seeds, margins, power, ci), ``families`` (family -> :func:`family_summary`),
+        ``verdicts`` (family, task, verdict, sentence), ``secondary`` (the rows of
+        :func:`secondary_endpoints`) and ``provenance``.
+    """
     results_dir = Path(results_dir)
     baselines = results.load_records(results_dir, kinds=("baselines",))
     pretrained = [f for f in profile.fractions if f > 0]
@@ -323,6 +444,22 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
 
 
 def write_summary(profile: Profile, results_dir: str | Path, book_dir: str | Path | None = None) -> dict:
+    """Build the summary and write ``summary.json`` to the results folder (and the book's copy).
+
+    Parameters
+    ----------
+    profile
+        The profile.
+    results_dir
+        Its results folder, ``results/<profile>``.
+    book_dir
+        The book's folder of the profile, ``book/<profile>``, for the committed copy; None for none.
+
+    Returns
+    -------
+    dict
+        The summary written (:func:`build_summary`).
+    """
     summary = build_summary(profile, results_dir)
     path = ResultsLayout(results_dir).summary
     io.write_json(path, summary)
@@ -332,6 +469,14 @@ def write_summary(profile: Profile, results_dir: str | Path, book_dir: str | Pat
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line (see the module docstring): write the summary, print each verdict's sentence.
+
+    Parameters
+    ----------
+    argv
+        The arguments (``--profile``, ``--profiles-dir``, ``--results-dir``, ``--book-dir``); None
+        for ``sys.argv``.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m scfm_lib.study.summary",
         description=__doc__,
