@@ -326,7 +326,7 @@ def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
         One row per series: family, mode, metric, n_seeds, gain with gain_ci_low and gain_ci_high
         (largest minus smallest corpus, in the metric's units), p and p_holm (in [0, 1]),
         lack_of_fit_F (>= 0) and lack_of_fit_p (in [0, 1]), linear (the line not rejected at
-        0.05), slope with slope_ci_low and slope_ci_high (change per tenfold more cells; NaN where
+        0.05, or not testable), slope with slope_ci_low and slope_ci_high (change per tenfold more cells; NaN where
         not linear). No rows (and no columns) when no series qualifies.
     """
     rows = []
