@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from common import write_result
 
-from scfm_lib import atlas, data, evaluate, metrics, train
+from scfm_lib import atlas, atlas_datasets, data, evaluate, metrics, train
 from scfm_lib.analysis import gates
 from scfm_lib.model import ScFMConfig
 
@@ -68,7 +68,7 @@ def main() -> None:
     torch.set_num_threads(1)
     family = args.family
     cfg = atlas.AtlasConfig(n_genes=2000, seed=0)
-    datasets = atlas.make_study_datasets(
+    datasets = atlas_datasets.make_study_datasets(
         cfg, n_corpus=N_CORPUS + N_VAL, n_downstream=3000, n_ood=10, seed=0, heldout_tissues=["skin"]
     )
     corpus, downstream = datasets["corpus"], datasets["downstream"]

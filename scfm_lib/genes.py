@@ -1,12 +1,15 @@
-"""Gene identifiers across datasets: map Ensembl IDs to symbols, mouse to human, measure overlap,
-and build the pretraining vocabulary from the corpus.
+"""Gene identifiers across datasets: map Ensembl IDs to symbols, mouse to human, older releases'
+symbols to current ones, and report how many genes reach a vocabulary before and after.
 
 Datasets name genes differently (symbols, versioned Ensembl IDs, another species). The model's
 vocabulary is one list of human gene symbols, so every dataset is mapped onto symbols before it
 is tokenized, and the overlap that remains is reported per dataset: a dataset whose genes mostly
 fall outside the vocabulary cannot be evaluated fairly, and :func:`scfm_lib.data.tokenize`
-refuses it. The marker gene programs of the probes (:data:`MARKER_PROGRAMS`,
-:func:`program_ground_truth`) are in :mod:`scfm_lib.marker_programs`, re-exported here.
+refuses it. Building the vocabulary from the corpus (:func:`~scfm_lib.data.build_vocab`,
+:func:`~scfm_lib.data.vocab_from_detection`) and the per-dataset :func:`~scfm_lib.data.overlap_table`
+are in :mod:`scfm_lib.data.vocab`, beside :class:`~scfm_lib.data.GeneVocab`. The marker gene
+programs of the probes (:data:`MARKER_PROGRAMS`, :func:`program_ground_truth`) are in
+:mod:`scfm_lib.marker_programs`, re-exported here.
 """
 
 from __future__ import annotations
@@ -382,96 +385,3 @@ def harmonization_report(
         "share_before": before / max(n_detected, 1),
         "share_after": len(reached) / max(n_detected, 1),
     }
-
-
-def overlap_table(datasets: Mapping[str, ad.AnnData], vocab: GeneVocab) -> pd.DataFrame:
-    """How many of each dataset's genes the vocabulary holds, as named (no harmonization).
-
-    Parameters
-    ----------
-    datasets : Mapping[str, ad.AnnData]
-        Dataset name -> dataset, genes already harmonized to the vocabulary's symbols.
-    vocab : GeneVocab
-        The pretraining vocabulary.
-
-    Returns
-    -------
-    pd.DataFrame
-        One row per dataset: ``genes`` (its ``n_vars``), ``in vocabulary`` (of them), ``share of
-        dataset genes`` and ``share of vocabulary`` (both in [0, 1]).
-    """
-    rows = {}
-    for name, adata in datasets.items():
-        found = int((vocab.encode(adata.var_names) >= 0).sum())
-        rows[name] = {
-            "genes": int(adata.n_vars),
-            "in vocabulary": found,
-            "share of dataset genes": found / max(adata.n_vars, 1),
-            "share of vocabulary": found / max(len(vocab.genes), 1),
-        }
-    return pd.DataFrame(rows).T
-
-
-def vocab_from_detection(detected: pd.Series, min_cells: int = 3, max_genes: int | None = None) -> GeneVocab:
-    """The pretraining vocabulary from per-gene detection counts.
-
-    Parameters
-    ----------
-    detected : pd.Series
-        Gene symbol -> number of corpus cells in which it has a nonzero count.
-    min_cells : int
-        A gene enters when detected in at least this many cells.
-    max_genes : int or None
-        With a number, only the most often detected genes enter (ties broken by the order of
-        ``detected``); None keeps every gene that passes ``min_cells``.
-
-    Returns
-    -------
-    GeneVocab
-        The genes kept, in the order of ``detected`` (tokenization breaks count ties by it), after
-        the special tokens.
-
-    Raises
-    ------
-    ScfmDataError
-        When no gene is detected in ``min_cells`` cells.
-    """
-    values = detected.to_numpy()
-    keep = np.flatnonzero(values >= min_cells)
-    if max_genes is not None and len(keep) > max_genes:
-        keep = np.sort(keep[np.argsort(-values[keep], kind="stable")[:max_genes]])
-    if len(keep) == 0:
-        raise ScfmDataError(f"no corpus gene is detected in >= {min_cells} cells; lower min_cells or check the corpus")
-    return GeneVocab([str(g) for g in detected.index[keep]])
-
-
-def build_vocab(
-    corpus: ad.AnnData, min_cells: int = 3, max_genes: int | None = None, layer: str = "counts"
-) -> GeneVocab:
-    """The pretraining vocabulary of an in-memory corpus (see :func:`vocab_from_detection`).
-
-    A streamed corpus gets its detection counts from :func:`scfm_lib.soma.detected_cells` instead.
-
-    Parameters
-    ----------
-    corpus : ad.AnnData
-        The pretraining corpus, shape ``(n_cells, n_genes)``, genes harmonized to symbols.
-    min_cells : int
-        A gene enters when it has a nonzero value in at least this many cells.
-    max_genes : int or None
-        Keep at most this many genes, the most often detected; None for no cap.
-    layer : str
-        The layer detection is read from (raw ``counts`` by default).
-
-    Returns
-    -------
-    GeneVocab
-        The vocabulary, genes in the corpus's order.
-
-    Raises
-    ------
-    ScfmDataError
-        When no gene is detected in ``min_cells`` cells (from :func:`vocab_from_detection`).
-    """
-    detected = np.asarray((corpus.layers[layer] > 0).sum(0)).ravel()  # [n_genes]
-    return vocab_from_detection(pd.Series(detected, index=corpus.var_names), min_cells, max_genes)

@@ -361,7 +361,7 @@ def tokenize_soma(
 def detected_cells(source: SomaSource, joinids: Sequence[int]) -> pd.Series:
     """Per gene (symbol), in how many of the cells ``joinids`` it has a nonzero count; streamed.
 
-    So a vocabulary (:func:`scfm_lib.genes.build_vocab` semantics) can be built without loading the
+    So a vocabulary (:func:`scfm_lib.data.build_vocab` semantics) can be built without loading the
     corpus.
 
     Parameters

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from scfm_lib.atlas import AtlasConfig, SyntheticAtlas, make_study_datasets
+from scfm_lib.atlas import AtlasConfig, SyntheticAtlas
+from scfm_lib.atlas_datasets import make_study_datasets
 
 SMALL = AtlasConfig(n_genes=400, n_donors=10, seed=3)
 

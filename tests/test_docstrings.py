@@ -3,10 +3,11 @@ the shapes and value ranges written down).
 
 The public API is every module of scfm_lib listed in ``CHECKED``: the verbs ``tl`` and ``pl``,
 ``metrics``, ``probes``, the rooms of ``stats``, ``data`` and ``train`` (their ``__init__`` files only
-re-export), ``evaluate``, ``datasets``, ``io``, ``results``, ``corpus``, ``readers``, ``atlas``, ``classifier``,
-``losses``, ``analysis``, ``study``, ``config``, ``runner``, ``soma`` and ``dataset_wheels``. Every public
-class (no leading underscore) has a docstring opening with a one-line summary (a dataclass's fields are
-documented by the comments beside them), and every public function and method has:
+re-export), ``evaluate``, ``datasets``, ``io``, ``results``, ``corpus``, ``readers``, ``atlas``,
+``atlas_datasets``, ``classifier``, ``losses``, ``analysis``, ``study``, ``config``, ``runner``, ``soma`` and
+``dataset_wheels``. Every public class (no leading underscore) has a docstring opening with a one-line
+summary (a dataclass's fields are documented by the comments beside them), and every public function and
+method has:
 
 - type hints on every parameter (``self``/``cls`` aside) and on the return value;
 - a docstring that opens with a one-line summary (then a blank line);
@@ -69,6 +70,7 @@ CHECKED = (
     "scfm_lib.readers.standard",
     "scfm_lib.readers.formats",
     "scfm_lib.atlas",
+    "scfm_lib.atlas_datasets",
     "scfm_lib.classifier",
     "scfm_lib.losses",
     "scfm_lib.analysis.endpoints",

@@ -1,4 +1,4 @@
-"""Gene identifiers: kinds, mapping with summed duplicates, harmonization, overlap and the vocabulary."""
+"""Gene identifiers: kinds, mapping with summed duplicates, harmonization; and the vocabulary built from a corpus."""
 
 import anndata as ad
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from scfm_lib import datasets, genes
-from scfm_lib.data import GeneVocab, ScfmDataError, validate_counts
+from scfm_lib.data import GeneVocab, ScfmDataError, build_vocab, overlap_table, validate_counts
 
 
 def make(counts, var_names, log1p=False):
@@ -110,7 +110,7 @@ def test_read_mapping_strips_versions_and_drops_empty(tmp_path):
 
 def test_overlap_table():
     vocab = GeneVocab(["A", "B", "C", "D"])
-    table = genes.overlap_table(
+    table = overlap_table(
         {"one": make(COUNTS, ["A", "B", "X", "Y", "Z"]), "two": make(COUNTS[:, :2], ["C", "D"])}, vocab
     )
     assert list(table.index) == ["one", "two"]
@@ -128,17 +128,17 @@ def test_build_vocab_min_cells_and_max_genes():
     for j, n in enumerate(detected):
         counts[:n, j] = j + 1
     corpus = make(counts, [f"g{j}" for j in range(6)])
-    assert genes.build_vocab(corpus, min_cells=3).genes == ["g0", "g2", "g3", "g5"]  # corpus order
-    assert genes.build_vocab(corpus, min_cells=1).genes == ["g0", "g1", "g2", "g3", "g5"]
-    assert genes.build_vocab(corpus, min_cells=0).genes == [f"g{j}" for j in range(6)]
-    assert genes.build_vocab(corpus, min_cells=3, max_genes=2).genes == ["g0", "g5"]  # most detected
+    assert build_vocab(corpus, min_cells=3).genes == ["g0", "g2", "g3", "g5"]  # corpus order
+    assert build_vocab(corpus, min_cells=1).genes == ["g0", "g1", "g2", "g3", "g5"]
+    assert build_vocab(corpus, min_cells=0).genes == [f"g{j}" for j in range(6)]
+    assert build_vocab(corpus, min_cells=3, max_genes=2).genes == ["g0", "g5"]  # most detected
     # g2 and g3 tie at 3 cells: the earlier corpus gene wins, the result is in corpus order
-    assert genes.build_vocab(corpus, min_cells=1, max_genes=3).genes == ["g0", "g2", "g5"]
-    assert genes.build_vocab(corpus, min_cells=3, max_genes=10).genes == ["g0", "g2", "g3", "g5"]
+    assert build_vocab(corpus, min_cells=1, max_genes=3).genes == ["g0", "g2", "g5"]
+    assert build_vocab(corpus, min_cells=3, max_genes=10).genes == ["g0", "g2", "g3", "g5"]
     with pytest.raises(ScfmDataError, match="no corpus gene is detected in >= 7 cells"):
-        genes.build_vocab(corpus, min_cells=7)
+        build_vocab(corpus, min_cells=7)
     corpus.layers["other"] = sp.csr_matrix((counts[:, ::-1] > 0).astype(float))
-    assert genes.build_vocab(corpus, min_cells=4, layer="other").genes == ["g0", "g5"]  # detection reversed
+    assert build_vocab(corpus, min_cells=4, layer="other").genes == ["g0", "g5"]  # detection reversed
 
 
 def test_program_ground_truth_from_the_atlas_and_from_marker_sets():

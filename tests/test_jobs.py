@@ -4,7 +4,7 @@ pretrain, evaluate, sweep): on a small synthetic atlas written the way the data 
 import numpy as np
 import pytest
 
-from scfm_lib import atlas, data, io, results
+from scfm_lib import atlas_datasets, data, io, results
 from scfm_lib.config import load_profile
 from scfm_lib.layout import ResultsLayout
 from scfm_lib.study.evaluate import evaluate
@@ -50,7 +50,7 @@ def study(tmp_path_factory):
     profile.evaluate.perturbation_cells = 5
     results_dir = tmp_path_factory.mktemp("results") / "tiny"
     layout = ResultsLayout(results_dir)
-    datasets = atlas.make_study_datasets(
+    datasets = atlas_datasets.make_study_datasets(
         profile.atlas_config(),
         n_corpus=300 + 50,
         n_downstream=400,

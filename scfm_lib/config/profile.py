@@ -209,7 +209,7 @@ class Profile:
         ConfigError
             When it does not.
         """
-        from scfm_lib.atlas import corpus_tissues_without
+        from scfm_lib.atlas_datasets import corpus_tissues_without
 
         try:
             corpus_tissues_without(self.atlas_config(), self.data.heldout_tissues)

@@ -8,7 +8,8 @@ Modules (every name is re-exported here: ``scfm_lib.data.tokenize`` as before):
 - ``validation``  :class:`ScfmDataError`, :func:`validate_counts`, :func:`validate`,
   :func:`check_labels`, :func:`log_normalize`
 - ``vocab``       special token ids (``PAD_ID``, ``CLS_ID``, ``MASK_ID``, ``SPECIAL_TOKENS``),
-  :class:`GeneVocab`, :func:`check_vocab_overlap`, :func:`strip_ensembl_version`
+  :class:`GeneVocab`, :func:`check_vocab_overlap`, :func:`strip_ensembl_version`,
+  :func:`vocab_from_detection`, :func:`build_vocab`, :func:`overlap_table`
 - ``tokens``      :class:`CellTokens` (in memory or memory-mapped), :func:`gene_medians`, :func:`tokenize`
 - ``splits``      :func:`nested_subsets`, :func:`label_budget_subsets`, :func:`split_cells`,
   :func:`encode_labels`
@@ -36,8 +37,11 @@ from scfm_lib.data.vocab import (
     SPECIAL_TOKENS,
     GeneVocab,
     _case_matched,
+    build_vocab,
     check_vocab_overlap,
+    overlap_table,
     strip_ensembl_version,
+    vocab_from_detection,
 )
 
 __all__ = [
@@ -53,6 +57,9 @@ __all__ = [
     "GeneVocab",
     "check_vocab_overlap",
     "strip_ensembl_version",
+    "vocab_from_detection",
+    "build_vocab",
+    "overlap_table",
     "CellTokens",
     "gene_medians",
     "tokenize",

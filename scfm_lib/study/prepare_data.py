@@ -21,7 +21,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scfm_lib import atlas, data, evaluate, io, results
+from scfm_lib import atlas_datasets, data, evaluate, io, results
 from scfm_lib.config import Profile
 
 SPLITS = ("train", "val", "test")
@@ -345,7 +345,7 @@ def prepare_synthetic(profile: Profile, results_dir: str | Path, parameters: dic
     P, out = profile, Path(results_dir) / "data"
     parameters = parameters if parameters is not None else {"profile": P.name, "results_dir": str(results_dir)}
     atlas_config = P.atlas_config()
-    datasets = atlas.make_study_datasets(
+    datasets = atlas_datasets.make_study_datasets(
         atlas_config,
         n_corpus=P.data.n_corpus + P.data.n_val_pretrain,
         n_downstream=P.data.n_downstream,

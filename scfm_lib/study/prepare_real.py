@@ -175,12 +175,12 @@ def prepare_real(profile: Profile, results_dir: str | Path, parameters: dict | N
     is_val = pretrain_validation_mask(n_corpus_cells, d.n_val_pretrain, d.seed)
     splits = split_downstream(downstream, P)
     if d.source == "registry":
-        vocab = genes.build_vocab(corpus, min_cells=d.vocab_min_cells, max_genes=d.vocab_max_genes or None)
+        vocab = data.build_vocab(corpus, min_cells=d.vocab_min_cells, max_genes=d.vocab_max_genes or None)
     else:
-        vocab = genes.vocab_from_detection(
+        vocab = data.vocab_from_detection(
             soma.detected_cells(source, corpus_ids), min_cells=d.vocab_min_cells, max_genes=d.vocab_max_genes or None
         )
-    overlap = genes.overlap_table(loaded, vocab)
+    overlap = data.overlap_table(loaded, vocab)
     harmonization = pd.DataFrame(
         {
             name: genes.harmonization_report(adata, vocab, id_map=read.id_map, symbol_map=read.symbol_map)
@@ -329,7 +329,7 @@ def takeaways(
     downstream : anndata.AnnData
         The narrow tasks' dataset.
     overlap : pandas.DataFrame
-        From :func:`scfm_lib.genes.overlap_table`.
+        From :func:`scfm_lib.data.overlap_table`.
     vocab_size : int
         Genes in the vocabulary.
     n_corpus_cells : int
