@@ -78,6 +78,7 @@ CHECKED = (
     "scfm_lib.study.controls",
     "scfm_lib.study.rates",
     "scfm_lib.study.tasks",
+    "scfm_lib.study.task_evaluation",
     "scfm_lib.study.prepare_data",
     "scfm_lib.study.prepare_real",
     "scfm_lib.study.data_views",
