@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from scfm_lib.analysis import endpoints as ep
+from scfm_lib.analysis import equivalence, linearity, power
 
 
 def test_t_interval_matches_the_textbook_formula():
@@ -72,10 +73,10 @@ def test_power_against_a_simulation():
     rng = np.random.default_rng(1)
     draws = rng.normal(effect, sd, size=(20000, n))
     simulated = np.mean(sps.ttest_1samp(draws, 0, axis=1).pvalue < 0.05)
-    assert ep.paired_t_power(effect, sd, n) == pytest.approx(simulated, abs=0.01)
-    mde = ep.detectable_effect(sd, n)
-    assert ep.paired_t_power(mde, sd, n) == pytest.approx(0.8, abs=1e-6)
-    assert ep.seeds_for_power(mde * 1.001, sd) == n and ep.seeds_for_power(mde * 0.99, sd) == n + 1
+    assert power.paired_t_power(effect, sd, n) == pytest.approx(simulated, abs=0.01)
+    mde = power.detectable_effect(sd, n)
+    assert power.paired_t_power(mde, sd, n) == pytest.approx(0.8, abs=1e-6)
+    assert power.seeds_for_power(mde * 1.001, sd) == n and power.seeds_for_power(mde * 0.99, sd) == n + 1
 
 
 def test_lack_of_fit_matches_a_dummy_regression_and_rejects_curvature():
@@ -97,7 +98,7 @@ def test_lack_of_fit_matches_a_dummy_regression_and_rejects_curvature():
                 }
             )
     series = pd.DataFrame(rows)
-    out = ep.lack_of_fit(series)
+    out = linearity.lack_of_fit(series)
     y = series["value"].to_numpy()
     x = np.log10(series["n_cells"].to_numpy(float))
     S = np.eye(6)[series["seed"].to_numpy()]
@@ -108,18 +109,25 @@ def test_lack_of_fit_matches_a_dummy_regression_and_rejects_curvature():
     assert out["F"] == pytest.approx(F) and out["df1"] == 1 and out["df2"] == 10
     assert out["p"] < 1e-6  # strong curvature is rejected
     straight = series.assign(value=0.5 + 0.1 * np.log10(series["n_cells"]) + rng.normal(0, 0.01, len(series)))
-    assert ep.lack_of_fit(straight)["p"] > 0.01 and ep.lack_of_fit(straight)["slope"] == pytest.approx(0.1, abs=0.02)
-    assert np.isnan(ep.lack_of_fit(series[series["fraction"] != 0.1])["F"])  # two fractions: no test
+    fit = linearity.lack_of_fit(straight)
+    assert fit["p"] > 0.01 and fit["slope"] == pytest.approx(0.1, abs=0.02)
+    assert np.isnan(linearity.lack_of_fit(series[series["fraction"] != 0.1])["F"])  # two fractions: no test
 
 
 def test_equivalence_margin_and_tost():
-    assert ep.equivalence_margin("macro_f1", chance=0.1, ceiling=0.9) == pytest.approx(0.08)
-    assert ep.equivalence_margin("loss", chance=0.62) == pytest.approx(0.062)
+    assert equivalence.equivalence_margin("macro_f1", chance=0.1, ceiling=0.9) == pytest.approx(0.08)
+    assert equivalence.equivalence_margin("loss", chance=0.62) == pytest.approx(0.062)
     with pytest.raises(ValueError, match="empty"):
-        ep.equivalence_margin("x", chance=0.5, ceiling=0.5)
+        equivalence.equivalence_margin("x", chance=0.5, ceiling=0.5)
     tight = np.array([0.001, -0.002, 0.0, 0.002, -0.001, 0.001, 0.0, -0.001])
-    assert ep.equivalence(None, 0.01, differences=tight)["equivalent"]
+    assert equivalence.equivalence(None, 0.01, differences=tight)["equivalent"]
     noisy = np.array([0.05, -0.06, 0.04, -0.05, 0.06, -0.04, 0.05, -0.05])
-    assert not ep.equivalence(None, 0.01, differences=noisy)["equivalent"]
+    assert not equivalence.equivalence(None, 0.01, differences=noisy)["equivalent"]
     shifted = tight + 0.02  # precise but outside the margin
-    assert not ep.equivalence(None, 0.01, differences=shifted)["equivalent"]
+    assert not equivalence.equivalence(None, 0.01, differences=shifted)["equivalent"]
+
+
+def test_power_functions_stay_importable_from_endpoints():
+    # the masking chapter (nbs/masking.ipynb) and book/workshop.md call them as endpoints.<name>
+    for name in ("paired_t_power", "detectable_effect", "seeds_for_power"):
+        assert getattr(ep, name) is getattr(power, name)

@@ -1,5 +1,5 @@
-"""Narrow tasks on datasets of their own (scfm_lib.study.tasks): which cells a task keeps, how they
-split, what the data job writes and what the evaluation job records."""
+"""Narrow tasks on datasets of their own (scfm_lib.study.tasks, scfm_lib.study.task_evaluation): which
+cells a task keeps, how they split, what the data job writes and what the evaluation job records."""
 
 import anndata as ad
 import numpy as np
@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scfm_lib import metrics, stats
 from scfm_lib.config import ConfigError, TaskSpec, load_profile
 from scfm_lib.data import GeneVocab, ScfmDataError
-from scfm_lib.study import tasks
+from scfm_lib.study import task_evaluation, tasks
 
 
 def _obs():
@@ -55,7 +55,7 @@ def test_bad_tasks_name_the_problem():
 def test_annotation_records_average_the_finetuning_seeds_by_hand():
     y_true = np.array([0, 0, 1, 1, 2, 2])
     seed_a, seed_b = np.array([0, 0, 1, 1, 2, 1]), np.array([0, 1, 1, 1, 2, 2])
-    rows = tasks.annotation_records(
+    rows = task_evaluation.annotation_records(
         y_true,
         {"finetune": [seed_a, seed_b], "knn": seed_a},
         {"macro_f1": metrics.macro_f1},
@@ -110,12 +110,12 @@ def test_a_task_prepared_by_the_data_job_is_scored_frozen_and_finetuned(tmp_path
     profile = load_profile("tiny")
     monkeypatch.setattr(profile, "finetune", {**profile.finetune, "max_steps": 4, "eval_every": 2})
     model = train.initial_model(profile.model_config(vocab_size=len(vocab), family="scgpt"), seed=0)
-    records, log = tasks.evaluate_task(model, profile, tmp_path, "two_types", "scgpt", 1.0, 0)
+    records, log = task_evaluation.evaluate_task(model, profile, tmp_path, "two_types", "scgpt", 1.0, 0)
     assert {(r["mode"], r["metric"]) for r in records} == {
         (m, f"{s}_two_types") for m in ("finetune", "linear_probe", "knn") for s in ("accuracy", "macro_f1")
     }
     assert all(0 <= r["value"] <= 1 for r in records) and log["classes"] == ["B", "T"]
-    again, _ = tasks.evaluate_task(model, profile, tmp_path, "two_types", "scgpt", 1.0, 0)
+    again, _ = task_evaluation.evaluate_task(model, profile, tmp_path, "two_types", "scgpt", 1.0, 0)
     assert again == records  # same seed, same numbers
 
 

@@ -1,5 +1,4 @@
-"""The study's endpoints and their inference: seed-paired gains, the masking contrast D, power,
-lack of fit and equivalence margins.
+"""The study's endpoints: seed-paired gains, the masking contrast D, their t-intervals and tests.
 
 The design these functions assume (the book's masking chapter states the same): every seed
 ``s`` is one *block*: the same initialization, the same nested corpus subsets and the same
@@ -17,6 +16,11 @@ resamples within a fraction.
 
 All functions take plain arrays or the tidy records of :func:`scfm_lib.results.load_records`
 (columns ``mode``, ``metric``, ``fraction``, ``seed``, ``n_cells``, ``value``).
+
+The rest of the inference on these endpoints lives beside this module: the power of the paired
+t-test in :mod:`scfm_lib.analysis.power`, the lack-of-fit test of a line in log10(cells) in
+:mod:`scfm_lib.analysis.linearity`, and equivalence margins and the TOST in
+:mod:`scfm_lib.analysis.equivalence`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import optimize
 from scipy import stats as sps
+
+# Re-exported because the masking chapter (nbs/masking.ipynb) calls endpoints.paired_t_power and
+# endpoints.seeds_for_power, and book/workshop.md calls endpoints.detectable_effect; the package
+# itself imports them from scfm_lib.analysis.power.
+from scfm_lib.analysis.power import detectable_effect, paired_t_power, seeds_for_power  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -245,257 +253,6 @@ def masking_contrast(frozen: pd.DataFrame, finetuned: pd.DataFrame, ci: float = 
         "gain_finetuned": paired_estimate(g_ft, ci).to_dict(),
         "D": paired_estimate(g_frozen - g_ft, ci).to_dict(),
         "seeds": [int(s) for s in seeds],
-    }
-
-
-# ------------------------------------------------------------------------------ power
-def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided paired t-test to detect a true mean difference ``effect``, in [0, 1].
-
-    At level ``alpha``, with between-seed standard deviation ``sd`` and ``n`` seeds (noncentral t).
-
-    Parameters
-    ----------
-    effect : float
-        The true mean difference, in metric units.
-    sd : float
-        Between-seed standard deviation of the differences, > 0.
-    n : int
-        Seeds, >= 2.
-    alpha : float
-        The test's level.
-
-    Returns
-    -------
-    float
-        The power in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        When ``n < 2`` or ``sd <= 0``.
-    """
-    if n < 2 or not sd > 0:
-        raise ValueError(f"power needs n >= 2 seeds and sd > 0, got n={n}, sd={sd}")
-    df, nc = n - 1, abs(effect) * np.sqrt(n) / sd
-    crit = sps.t.ppf(1 - alpha / 2, df)
-    power = sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc)
-    if not np.isfinite(power):  # scipy's noncentral t gives NaN far in the tail (few seeds, large effect)
-        power = 1.0 if nc > crit else 0.0
-    return float(min(1.0, power))
-
-
-def detectable_effect(sd: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
-    """The smallest true mean difference the paired t-test detects with probability ``power``.
-
-    Two-sided, level ``alpha``, for ``n`` seeds of between-seed SD ``sd``: metric units, > 0.
-
-    Parameters
-    ----------
-    sd : float
-        Between-seed standard deviation, > 0.
-    n : int
-        Seeds, >= 2.
-    power : float
-        The required power, in (0, 1).
-    alpha : float
-        The test's level.
-
-    Returns
-    -------
-    float
-        The detectable effect in metric units, >= 0 (``inf`` when none below ``1e6 * sd`` is).
-
-    Raises
-    ------
-    ValueError
-        When ``power`` lies outside (0, 1), ``n < 2`` or ``sd <= 0``.
-    """
-    if not 0 < power < 1:
-        raise ValueError(f"power must lie in (0, 1), got {power}")
-    if paired_t_power(0.0, sd, n, alpha) >= power:
-        return 0.0
-    high = sd
-    while paired_t_power(high, sd, n, alpha) < power:
-        high *= 2
-        if high > 1e6 * sd:
-            return float("inf")
-    return float(optimize.brentq(lambda e: paired_t_power(e, sd, n, alpha) - power, 0.0, high, xtol=1e-10))
-
-
-def seeds_for_power(effect: float, sd: float, power: float = 0.8, alpha: float = 0.05, max_seeds: int = 1000) -> int:
-    """The fewest seeds (>= 2) at which the paired t-test reaches ``power`` for ``effect``.
-
-    Parameters
-    ----------
-    effect : float
-        The true mean difference, nonzero.
-    sd : float
-        Between-seed standard deviation, > 0.
-    power : float
-        The required power, in (0, 1).
-    alpha : float
-        The test's level.
-    max_seeds : int
-        The most seeds considered.
-
-    Returns
-    -------
-    int
-        Seeds in ``[2, max_seeds]``; ``max_seeds + 1`` when even ``max_seeds`` do not reach ``power``.
-
-    Raises
-    ------
-    ValueError
-        When ``effect`` is 0 or ``sd <= 0``.
-    """
-    if not effect or not sd > 0:
-        raise ValueError(f"seeds_for_power needs effect != 0 and sd > 0, got {effect}, {sd}")
-    for n in range(2, max_seeds + 1):
-        if paired_t_power(effect, sd, n, alpha) >= power:
-            return n
-    return max_seeds + 1
-
-
-# ------------------------------------------------------------------------------ slopes and lack of fit
-def lack_of_fit(series: pd.DataFrame) -> dict:
-    """Is the mean of a series a straight line in log10(cells)? An F-test with seeds as blocks.
-
-    Two models of ``value`` over the pretrained runs (``n_cells > 0``), both with one intercept
-    per seed (seeds are paired blocks): the *line* ``a_s + b * log10(n_cells)`` and the *cell
-    means* ``a_s + m_f`` (one free mean per fraction). With k fractions, S seeds and N runs,
-    ``F = ((SSE_line - SSE_means) / (k - 2)) / (SSE_means / (N - S - k + 1))``. A small p-value
-    rejects the line: a slope against log10(cells) then misdescribes the series and is not quoted.
-
-    Parameters
-    ----------
-    series : pandas.DataFrame
-        The rows of one series (columns ``n_cells``, ``seed``, ``value``).
-
-    Returns
-    -------
-    dict
-        ``{"F", "df1", "df2", "p", "slope"}``: ``F`` >= 0, ``p`` in [0, 1], ``slope`` the line's
-        ``b`` (change per tenfold more cells); NaN F and p with fewer than 3 fractions or no
-        residual degrees of freedom.
-    """
-    rows = series[series["n_cells"] > 0]
-    rows = rows.groupby(["n_cells", "seed"], as_index=False)["value"].mean()
-    x = np.log10(rows["n_cells"].to_numpy(float))
-    y = rows["value"].to_numpy(float)
-    seeds = pd.Categorical(rows["seed"])
-    sizes = pd.Categorical(rows["n_cells"])
-    n, S, k = len(rows), len(seeds.categories), len(sizes.categories)
-    seed_dummies = np.eye(S)[seeds.codes]  # [N, S]
-    line = np.column_stack([seed_dummies, x])  # [N, S + 1]
-    means = np.column_stack([seed_dummies, np.eye(k)[sizes.codes][:, 1:]])  # [N, S + k - 1]
-    sse_line, slope = _sse(line, y)
-    sse_means, _ = _sse(means, y)
-    df1, df2 = k - 2, n - S - k + 1
-    b = float(slope[-1]) if k >= 2 else float("nan")
-    if df1 < 1 or df2 < 1:
-        return {"F": float("nan"), "df1": df1, "df2": df2, "p": float("nan"), "slope": b}
-    if sse_means <= 0:
-        F = 0.0 if sse_line - sse_means <= 1e-12 else float("inf")
-    else:
-        F = float(max(sse_line - sse_means, 0.0) / df1 / (sse_means / df2))
-    return {"F": F, "df1": int(df1), "df2": int(df2), "p": float(sps.f.sf(F, df1, df2)), "slope": b}
-
-
-def _sse(design: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ coef
-    return float(residual @ residual), coef
-
-
-# ------------------------------------------------------------------------------ equivalence
-#: How each metric's equivalence margin is derived: a share of its attainable range on the task.
-MARGIN_SHARE = 0.1
-
-
-def equivalence_margin(
-    metric: str, *, chance: float | None = None, ceiling: float | None = None, share: float = MARGIN_SHARE
-) -> float:
-    """The smallest change of ``metric`` that matters: ``share`` of its attainable range on the task.
-
-    The range runs from what a predictor without information scores (``chance``) to what the
-    best reference scores (``ceiling``): for annotation metrics (macro-F1, accuracy) from
-    1 / (number of classes) to the logistic regression on all genes; for a pretraining loss
-    from the context-free predictor's loss (``chance``) to 0; for clustering agreement (ARI,
-    NMI) from 0 to the PCA baseline; for gene-program retrieval from its chance level to 1; for
-    perturbation shifts (cosine differences) from 0 to the shift of the input embeddings
-    themselves. So an F1 margin and a cosine margin each come from their own scale.
-
-    Parameters
-    ----------
-    metric : str
-        The metric's name, for the error message.
-    chance, ceiling : float
-        The two ends of the range; ``ceiling`` defaults to 0 (a loss) when only ``chance`` is given.
-    share : float
-        Share of the range, in (0, 1]; the book uses :data:`MARGIN_SHARE` (a tenth).
-
-    Returns
-    -------
-    float
-        The margin, > 0, in the metric's units.
-
-    Raises
-    ------
-    ValueError
-        When ``chance`` is missing, ``share`` lies outside (0, 1], or the range is empty or undefined.
-    """
-    if chance is None:
-        raise ValueError(f"equivalence_margin({metric!r}) needs the chance end of the range")
-    ceiling = 0.0 if ceiling is None else ceiling
-    if not 0 < share <= 1:
-        raise ValueError(f"share must lie in (0, 1], got {share}")
-    width = abs(float(ceiling) - float(chance))
-    if not np.isfinite(width) or width == 0:
-        raise ValueError(f"the range of {metric!r} is empty or undefined (chance {chance}, ceiling {ceiling})")
-    return float(share * width)
-
-
-def equivalence(estimate: PairedEstimate | dict, margin: float, differences: ArrayLike | None = None) -> dict:
-    """TOST for a paired mean: equivalent to 0 when the 90% t-interval lies inside ``[-margin, margin]``.
-
-    The interval is the ``1 - 2 * 0.05`` (90%) t-interval. Pass ``differences`` (the per-seed values)
-    or an estimate whose interval is already 90%.
-
-    Parameters
-    ----------
-    estimate : PairedEstimate or dict
-        The paired estimate (or its :meth:`PairedEstimate.to_dict`); its interval is used when
-        ``differences`` is not given.
-    margin : float
-        The equivalence margin, > 0 (:func:`equivalence_margin`).
-    differences : array_like of float, optional
-        The per-seed differences, from which the 90% interval is computed.
-
-    Returns
-    -------
-    dict
-        ``{"margin", "ci90_low", "ci90_high", "equivalent"}``.
-
-    Raises
-    ------
-    ValueError
-        When ``margin <= 0``, or ``estimate``'s interval is not 90% and no ``differences`` are given.
-    """
-    if not margin > 0:
-        raise ValueError(f"margin must be > 0, got {margin}")
-    if differences is not None:
-        _, low, high = t_interval(differences, 0.90)
-    else:
-        e = estimate if isinstance(estimate, dict) else estimate.to_dict()
-        if abs(e["ci"] - 0.90) > 1e-9:
-            raise ValueError("equivalence needs the 90% interval: pass the per-seed differences")
-        low, high = e["ci_low"], e["ci_high"]
-    return {
-        "margin": float(margin),
-        "ci90_low": float(low),
-        "ci90_high": float(high),
-        "equivalent": bool(-margin <= low and high <= margin),
     }
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from scfm_lib.analysis import endpoints
+from scfm_lib.analysis.power import detectable_effect  # the function: verdict's `power` argument shadows the module
 from scfm_lib.data import PAD_ID, CellTokens
 
 VERDICTS = ("masking shown", "absence of masking shown", "nothing to mask", "inconclusive", "no evidence either way")
@@ -216,7 +217,7 @@ def verdict(
     contrast : dict
         :func:`scfm_lib.analysis.endpoints.masking_contrast`.
     margin : float
-        The metric's equivalence margin (:func:`scfm_lib.analysis.endpoints.equivalence_margin`).
+        The metric's equivalence margin (:func:`scfm_lib.analysis.equivalence.equivalence_margin`).
     positive_detected : bool
         Whether the positive control's built-in effect was detected.
     negative_equivalent : bool
@@ -241,7 +242,7 @@ def verdict(
             "ci90_high": D["mean"] + half,
             "equivalent": bool(-margin <= D["mean"] - half and D["mean"] + half <= margin),
         }
-    detectable = endpoints.detectable_effect(D["sd"], D["n"], power) if D["n"] >= 2 and D["sd"] > 0 else float("nan")
+    detectable = detectable_effect(D["sd"], D["n"], power) if D["n"] >= 2 and D["sd"] > 0 else float("nan")
     if D["n"] < 2:
         result, reason = "inconclusive", f"{D['n']} seed: no interval (the profile needs >= 2 seeds per fraction)"
     elif not (positive_detected and negative_equivalent):

@@ -28,7 +28,7 @@ from scfm_lib import data, genes, io, metrics, probes, results, runner, train
 from scfm_lib import evaluate as readouts
 from scfm_lib.config import Profile
 from scfm_lib.layout import ResultsLayout
-from scfm_lib.study import rates, tasks
+from scfm_lib.study import rates, task_evaluation
 from scfm_lib.study.reconstruction import reconstruction_losses
 from scfm_lib.study.run import Run
 
@@ -173,16 +173,16 @@ def _annotation_records(
 ) -> list[dict]:
     """Annotation scores with cell-bootstrap intervals: test cells, OOD cells, within each tissue."""
     plain = {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1}
-    records = tasks.annotation_records(x.y_test, predictions, plain, seed=run.seed)
+    records = task_evaluation.annotation_records(x.y_test, predictions, plain, seed=run.seed)
     if predictions_ood:
-        records += tasks.annotation_records(y_ood, predictions_ood, plain, suffix="_ood", seed=run.seed)
+        records += task_evaluation.annotation_records(y_ood, predictions_ood, plain, suffix="_ood", seed=run.seed)
     if test_tissues is not None:  # resample cells with their tissue: label codes carry it (tissue * K + type)
         K, tissue_code = len(x.classes), np.unique(test_tissues, return_inverse=True)[1]
         within = {"macro_f1_tissue": lambda t, p: metrics.macro_f1_within(t % K, p % K, t // K)}
         coded = {
             m: [tissue_code * K + y for y in (ys if isinstance(ys, list) else [ys])] for m, ys in predictions.items()
         }
-        records += tasks.annotation_records(tissue_code * K + x.y_test, coded, within, seed=run.seed)
+        records += task_evaluation.annotation_records(tissue_code * K + x.y_test, coded, within, seed=run.seed)
     return records
 
 
@@ -245,7 +245,7 @@ def evaluate(
     test_tissues = readouts.tissue_groups(x.obs, x.split["test"])  # the same test predictions, per tissue
     task_records, task_logs = [], {}
     for task_name in profile.data.tasks:
-        task_rows, task_logs[task_name] = tasks.evaluate_task(
+        task_rows, task_logs[task_name] = task_evaluation.evaluate_task(
             model,
             profile,
             results_dir,

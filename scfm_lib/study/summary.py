@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scfm_lib import data, io, results
-from scfm_lib.analysis import endpoints, gates
+from scfm_lib.analysis import endpoints, equivalence, gates, linearity
 from scfm_lib.config import Profile, load_profile
 from scfm_lib.layout import NEGATIVE_CONTROL, POSITIVE_CONTROL, ResultsLayout
 from scfm_lib.study import tasks
@@ -136,10 +136,10 @@ def _margin(records: pd.DataFrame, baselines: pd.DataFrame, metric: str, n_class
     ceiling = float(ceiling_rows["value"].iloc[0]) if len(ceiling_rows) else 1.0
     chance = 1.0 / n_classes
     return {
-        "margin": endpoints.equivalence_margin(metric, chance=chance, ceiling=ceiling),
+        "margin": equivalence.equivalence_margin(metric, chance=chance, ceiling=ceiling),
         "chance": chance,
         "ceiling": ceiling,
-        "share": endpoints.MARGIN_SHARE,
+        "share": equivalence.MARGIN_SHARE,
     }
 
 
@@ -149,10 +149,10 @@ def _task_margin(data_record: dict, task: str, family: str) -> dict:
     report = data_record["extra"]["tasks"][task]
     chance, ceiling = 1.0 / len(report["classes"]), float(report["context_ceiling"][family]["all_genes"])
     return {
-        "margin": endpoints.equivalence_margin(tasks.metric(task), chance=chance, ceiling=ceiling),
+        "margin": equivalence.equivalence_margin(tasks.metric(task), chance=chance, ceiling=ceiling),
         "chance": chance,
         "ceiling": ceiling,
-        "share": endpoints.MARGIN_SHARE,
+        "share": equivalence.MARGIN_SHARE,
     }
 
 
@@ -202,7 +202,7 @@ def family_summary(
     if negative is not None:
         gain = endpoints.seed_gains(_series(negative, FROZEN_MODE, "macro_f1"))
         estimate = endpoints.paired_estimate(gain.to_numpy(), ci).to_dict()
-        eq = endpoints.equivalence(None, margin["margin"], differences=gain.to_numpy())
+        eq = equivalence.equivalence(None, margin["margin"], differences=gain.to_numpy())
         loss = _series(negative, "pretrain", "val_loss").groupby("fraction")["value"].mean()
         out["negative_control"] = {
             "gain_frozen": estimate,
@@ -341,7 +341,7 @@ def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
             pretrained = series[series["fraction"] > 0]
             if pretrained["fraction"].nunique() < 2 or pretrained["seed"].nunique() < 2:
                 continue
-            fit = endpoints.lack_of_fit(series)
+            fit = linearity.lack_of_fit(series)
             gain = endpoints.seed_gains(series)
             g = endpoints.paired_estimate(gain.to_numpy(), profile.stats.ci)
             slopes = _seed_slopes(pretrained)
@@ -427,7 +427,7 @@ def build_summary(profile: Profile, results_dir: str | Path) -> dict:
             "n_seeds_at_endpoints": min(len(profile.seeds_at(f)) for f in ends + [0.0] if f in profile.fractions),
             "finetune_seeds": profile.study.finetune_seeds,
             "gate_margin": profile.study.gate_margin,
-            "margin_share": endpoints.MARGIN_SHARE,
+            "margin_share": equivalence.MARGIN_SHARE,
             "power": profile.study.power,
             "ci": profile.stats.ci,
             "context_genes": profile.data.context_genes,
