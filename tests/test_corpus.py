@@ -109,7 +109,7 @@ def test_real_profile_names_its_tasks_and_keeps_the_quick_design():
 
 def test_every_task_of_the_summary_has_words():
     from scfm_lib.config import TASK_WORDS
-    from scfm_lib.study.summary import TASKS
+    from scfm_lib.study.verdicts import TASKS
 
     assert set(TASKS) == set(TASK_WORDS)
 

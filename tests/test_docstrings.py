@@ -95,6 +95,8 @@ CHECKED = (
     "scfm_lib.study.budgets",
     "scfm_lib.study.chapter_text",
     "scfm_lib.study.summary",
+    "scfm_lib.study.verdicts",
+    "scfm_lib.study.secondary",
     "scfm_lib.study.data_summary",
     "scfm_lib.config.checks",
     "scfm_lib.config.parameters",

@@ -120,16 +120,16 @@ def test_a_task_prepared_by_the_data_job_is_scored_frozen_and_finetuned(tmp_path
 
 
 def test_the_summary_scores_a_task_of_its_own_on_its_own_scale():
-    from scfm_lib.study import summary
+    from scfm_lib.study import summary, verdicts
 
     real = load_profile("real")
-    assert summary.task_metrics(real) == {
+    assert verdicts.task_metrics(real) == {
         "annotation": "macro_f1",
         "annotation_ood": "macro_f1_ood",
         "cross_technology": "macro_f1_cross_technology",
         "cross_species": "macro_f1_cross_species",
     }
-    assert "CEL-seq2" in summary.task_words(real, "cross_technology")
+    assert "CEL-seq2" in verdicts.task_words(real, "cross_technology")
     report = {
         "words": "w",
         "dataset": "cellbench_lung_celllines",
@@ -148,7 +148,7 @@ def test_the_summary_scores_a_task_of_its_own_on_its_own_scale():
         ],
         "extra": {"tasks": {"cross_technology": report}},
     }
-    margin = summary._task_margin(record, "cross_technology", "geneformer")
+    margin = verdicts._task_margin(record, "cross_technology", "geneformer")
     assert margin["chance"] == pytest.approx(1 / 5) and margin["ceiling"] == pytest.approx(0.98)
     assert margin["margin"] == pytest.approx(0.1 * (0.98 - 0.2))  # a tenth of its own range
     stated = summary.data_summary(real, record)["tasks"]["cross_technology"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scfm_lib import stats
-from scfm_lib.study.summary import format_estimate
+from scfm_lib.study.verdicts import format_estimate
 
 
 def metric_rows(records: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def secondary_gain(secondary: pd.DataFrame, family: str, mode: str, metric: str,
     Returns
     -------
     str
-        The gain with its interval (:func:`scfm_lib.study.summary.format_estimate`), or
+        The gain with its interval (:func:`scfm_lib.study.verdicts.format_estimate`), or
         ``"not measured"``.
     """
     if secondary.empty:  # fewer than 2 seeds or fractions: no secondary endpoints

@@ -14,7 +14,7 @@
   gain: the statistics must detect both.
 
 Both controls write the same records as the evaluate job (``mode``, ``metric``, ``value`` per
-run), and :mod:`scfm_lib.study.summary` puts them through the same endpoint code as the study.
+run), and :mod:`scfm_lib.study.verdicts` puts them through the same endpoint code as the study.
 """
 
 from __future__ import annotations

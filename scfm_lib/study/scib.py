@@ -2,7 +2,7 @@
 
 Scores the test-cell embedding of each run and the PCA of log-normalized expression (the
 unintegrated reference) in one call (JAX compiles once per process), writes one
-``metrics/scib/<run>.json`` per run (what :mod:`scfm_lib.study.summary` and the chapters read) and the
+``metrics/scib/<run>.json`` per run (what :mod:`scfm_lib.study.secondary` and the chapters read) and the
 whole table, PCA included, to ``scib.json`` (the frozen and zero-shot chapter shows it)::
 
     python -m scfm_lib.study.scib --profile tiny --results-dir results/tiny
