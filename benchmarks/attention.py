@@ -5,7 +5,7 @@
 One attention forward + backward at the base benchmark's shape (batch 32, 8 heads, 200 genes,
 head size 32, a key-padding mask), with q, k, v arriving in bf16 as they do under autocast:
 
-- ``sdpa_fp32``: cast to fp32, then ``scaled_dot_product_attention`` (what ``model.SelfAttention`` does on CPU);
+- ``sdpa_fp32``: cast to fp32, then ``scaled_dot_product_attention`` (what ``layers.SelfAttention`` does on CPU);
 - ``sdpa_bf16``: ``scaled_dot_product_attention`` in bf16;
 - ``explicit_bf16``: q @ k^T and p @ v as bf16 matmuls, the softmax in fp32;
 - ``explicit_fp32``: the same products in fp32.

@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from scfm_lib.model import ScFM, ScFMConfig, random_value_mask
+from scfm_lib.masks import random_value_mask
+from scfm_lib.model import ScFM, ScFMConfig
 from scfm_lib.train import native_bf16
 
 

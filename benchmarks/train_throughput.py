@@ -29,7 +29,8 @@ from common import encoder_flops, matmul_peak, seconds_per_batch, seconds_per_ca
 
 from scfm_lib import train
 from scfm_lib.data import CellTokens
-from scfm_lib.model import ScFM, ScFMConfig, masked_rows, random_value_mask
+from scfm_lib.masks import random_value_mask
+from scfm_lib.model import ScFM, ScFMConfig, masked_rows
 
 VOCAB, CONTEXT, BATCH, MASK_RATIO = 20_003, 256, 32, 0.15
 SIZES = {"small": {"d_model": 128, "n_layers": 2, "n_heads": 4}, "base": {"d_model": 256, "n_layers": 4, "n_heads": 8}}

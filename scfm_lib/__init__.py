@@ -4,9 +4,11 @@ Layout follows scanpy/scvi-tools conventions:
 - ``atlas``     synthetic cell atlas (the embedded dataset)
 - ``data``      package: ``validation`` (counts, labels), ``vocab`` (gene vocabulary), ``tokens`` (cell
                 tokens, tokenization), ``splits`` (nested corpus reductions, label budgets, splits)
-- ``model``     the transformer, two families (scgpt, geneformer; one ``nn.Module`` file); ``model_config``
-                its hyperparameters, ``losses`` its geneformer loss kernel, ``classifier`` the finetuning
-                head (all re-exported by ``model``)
+- ``model``     the transformer both families share (one ``nn.Module`` file); ``families`` the family
+                difference, one module each (``scgpt``, ``geneformer``); ``model_config`` its
+                hyperparameters, ``layers`` attention and blocks, ``masks`` the pretraining masks,
+                ``losses`` the geneformer loss kernel, ``classifier`` the finetuning head (the names in
+                ``model.__all__`` are re-exported by ``model``)
 - ``train``     pretraining (data-parallel) and finetuning (full, last-k, head-only, LoRA), checkpoints;
                 a package: ``config``, ``batches``, ``checkpoint``, ``inference``, ``pretraining``, ``finetuning``
 - ``runner``    one pretraining job of the grid, in-process or under torchrun
@@ -52,10 +54,13 @@ _SUBMODULES = (
     "data",
     "datasets",
     "evaluate",
+    "families",
     "genes",
     "io",
+    "layers",
     "layout",
     "losses",
+    "masks",
     "metrics",
     "model",
     "pl",

@@ -1,9 +1,9 @@
 """The loss kernel of the geneformer family's masked-gene head, apart from the transformer (model.py).
 
 - :func:`linear_cross_entropy`: per-row cross-entropy of ``h @ weight.T + bias`` without an fp32
-  [M, V] logits tensor (a custom autograd function, :class:`_LinearCrossEntropy`), which
-  :meth:`scfm_lib.model.ScFM.masked_error` and :meth:`~scfm_lib.model.ScFM.pretraining_loss` call
-  through the tied vocabulary decoder.
+  [M, V] logits tensor (a custom autograd function, :class:`_LinearCrossEntropy`), which the
+  geneformer family's :func:`~scfm_lib.families.geneformer.masked_error` and
+  :func:`~scfm_lib.families.geneformer.pretraining_loss` call through the tied vocabulary decoder.
 - :func:`masked_rows`: each cell's masked positions as a padded [B, P] index, the ``final_rows``
   the last block then runs at alone.
 

@@ -8,7 +8,7 @@ import torch
 from scfm_lib import train
 from scfm_lib.analysis import endpoints, gates
 from scfm_lib.data import PAD_ID, CellTokens
-from scfm_lib.model import random_value_mask
+from scfm_lib.masks import random_value_mask
 
 
 def rows(values: dict[float, list[float]]) -> pd.DataFrame:

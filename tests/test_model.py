@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from scfm_lib.data import PAD_ID
-from scfm_lib.model import CellClassifier, ScFM, ScFMConfig, linear_cross_entropy, masked_rows, random_value_mask
+from scfm_lib.families import FAMILY_MODULES, geneformer, scgpt
+from scfm_lib.masks import random_value_mask
+from scfm_lib.model import FAMILIES, CellClassifier, ScFM, ScFMConfig, linear_cross_entropy, masked_rows
 
 torch.set_num_threads(1)
 VOCAB, CONTEXT, D = 40, 16, 32
@@ -42,8 +44,8 @@ def test_output_shapes(encoding, pooling):
     hidden = model(gene_ids, values)
     assert hidden.shape == (4, 1 + CONTEXT, D)
     assert model.cell_embedding(gene_ids, values).shape == (4, D)
-    assert model.predict_values(hidden).shape == (4, CONTEXT)
-    assert model.predict_values_from_cell(model.pool(hidden, gene_ids), gene_ids).shape == (4, CONTEXT)
+    assert scgpt.predict_values(model, hidden).shape == (4, CONTEXT)
+    assert scgpt.predict_values_from_cell(model, model.pool(hidden, gene_ids), gene_ids).shape == (4, CONTEXT)
     assert CellClassifier(model, 5)(gene_ids, values).shape == (4, 5)
     loss = model.masked_value_loss(gene_ids, values, 0.25, torch.Generator().manual_seed(0))
     assert loss.shape == () and torch.isfinite(loss)
@@ -162,9 +164,9 @@ def test_loss_counts_masked_positions_only(mvc_weight):
     # and the loss is the mean squared error over the masked positions (plus the MVC term)
     with torch.no_grad():
         hidden = model(gene_ids, values, mask=mask)
-        expected = ((model.predict_values(hidden) - values)[mask] ** 2).mean()
+        expected = ((scgpt.predict_values(model, hidden) - values)[mask] ** 2).mean()
         if mvc_weight:
-            from_cell = model.predict_values_from_cell(hidden[:, 0], gene_ids)  # MVC reads the last layer's CLS
+            from_cell = scgpt.predict_values_from_cell(model, hidden[:, 0], gene_ids)  # MVC reads the last layer's CLS
             expected = expected + mvc_weight * ((from_cell - values)[mask] ** 2).mean()
     torch.testing.assert_close(loss(values), expected)
 
@@ -196,16 +198,16 @@ def test_bf16_autocast_is_close_to_fp32():
 def test_attention_runs_in_fp32_inside_cpu_bf16_autocast(monkeypatch):
     """The CPU attention kernel is slower in bf16 (benchmarks/train_throughput.py), so inside
     bf16 autocast on CPU the attention alone computes in fp32; everything else stays bf16."""
-    import scfm_lib.model as model_module
+    import scfm_lib.layers as layers_module
 
     seen = []
-    sdpa = model_module.F.scaled_dot_product_attention
+    sdpa = layers_module.F.scaled_dot_product_attention
 
     def recording_sdpa(q, k, v, **kwargs):
         seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
         return sdpa(q, k, v, **kwargs)
 
-    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", recording_sdpa)
+    monkeypatch.setattr(layers_module.F, "scaled_dot_product_attention", recording_sdpa)
     model = make_model().train()
     gene_ids, values = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -278,6 +280,27 @@ def test_classifier_needs_two_classes():
         CellClassifier(make_model(), 1)
 
 
+def test_every_family_has_a_module_with_the_same_functions():
+    """ScFM looks its family's module up by name: one module per name of FAMILIES, each providing
+    what ScFM calls (build, init_weights, embed_input, masked_error, pretraining_loss)."""
+    assert sorted(FAMILY_MODULES) == sorted(FAMILIES)
+    for module in FAMILY_MODULES.values():
+        for name in ("build", "init_weights", "embed_input", "masked_error", "pretraining_loss"):
+            assert callable(getattr(module, name)), f"{module.__name__} has no {name}"
+
+
+def test_a_model_survives_deepcopy_and_pickle():
+    """Finetuning deep-copies the encoder: the family is looked up, not stored as a module attribute."""
+    import copy
+    import pickle
+
+    model = make_model(family="geneformer")
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin._family is geneformer
+        for (name, p), (twin_name, q) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
+            assert name == twin_name and torch.equal(p, q)
+
+
 # ---------------------------------------------------------------------------- the geneformer family
 def test_geneformer_logits_only_at_masked_positions():
     model = make_model(family="geneformer")
@@ -286,7 +309,7 @@ def test_geneformer_logits_only_at_masked_positions():
     hidden = model(gene_ids, values, mask=mask)
     assert hidden.shape == (4, 1 + CONTEXT, D)
     n_masked = int(mask.sum())
-    assert model.gene_logits(hidden[:, 1:][mask]).shape == (n_masked, VOCAB)  # [M, V], not [B, L, V]
+    assert geneformer.gene_logits(model, hidden[:, 1:][mask]).shape == (n_masked, VOCAB)  # [M, V], not [B, L, V]
     errors = model.masked_error(hidden, gene_ids, values, mask)
     assert errors.shape == (n_masked,) and (errors > 0).all()
     # An untrained model is near-uniform over the vocabulary: cross-entropy close to log(V).
@@ -344,7 +367,9 @@ def test_geneformer_loss_under_autocast_matches_the_plain_head():
             errors = (
                 model.masked_error(hidden, gene_ids, values, mask)
                 if fused
-                else F.cross_entropy(model.gene_logits(hidden[:, 1:][mask]).float(), gene_ids[mask], reduction="none")
+                else F.cross_entropy(
+                    geneformer.gene_logits(model, hidden[:, 1:][mask]).float(), gene_ids[mask], reduction="none"
+                )
             )
         errors.mean().backward()
         results.append((errors.detach(), {n: p.grad for n, p in model.named_parameters()}))

@@ -451,7 +451,7 @@ def test_converge_budget_is_the_steps_run_stopped_early_with_its_best_weights(tm
 
 
 def test_keep_ratio_scores_some_positions_with_their_input_shown(tmp_path, tokens):
-    from scfm_lib.model import keep_shown, random_value_mask
+    from scfm_lib.masks import keep_shown, random_value_mask
 
     (train_tokens, _), _ = tokens
     gene_ids = torch.from_numpy(train_tokens.gene_ids[:64])

@@ -69,7 +69,7 @@ def context_free_loss(
     # Imported here: the other gates (and the chapters that read them) need no torch (5 s to import).
     import torch
 
-    from scfm_lib.model import random_value_mask
+    from scfm_lib.masks import random_value_mask
     from scfm_lib.train import _tensors  # the batch trimming that decides the masks' shape
 
     gene_ids, values = train.take(slice(None))

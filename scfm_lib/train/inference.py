@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from scfm_lib.data import CellTokens
-from scfm_lib.model import ScFM, random_value_mask
+from scfm_lib.masks import random_value_mask
+from scfm_lib.model import ScFM
 from scfm_lib.train.batches import _eval_mode, _tensors
 
 VAL_MASK_SEED = 0  # validation masks: the same for every step, run and checkpoint

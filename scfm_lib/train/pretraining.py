@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from scfm_lib.data import CellTokens
 from scfm_lib.io import atomic_path
-from scfm_lib.model import ScFMConfig, keep_shown, random_value_mask
+from scfm_lib.masks import keep_shown, random_value_mask
+from scfm_lib.model import ScFMConfig
 from scfm_lib.train.batches import EpochSampler, _autocast, _tensors, cell_lengths, check_bf16
 from scfm_lib.train.checkpoint import (
     META,
