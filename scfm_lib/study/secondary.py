@@ -17,9 +17,6 @@ from scfm_lib.analysis import endpoints, linearity
 from scfm_lib.config import Profile
 from scfm_lib.study.verdicts import FINETUNED_MODE, FROZEN_MODE
 
-#: Secondary series: (kind, mode, metric), where present in the records.
-SECONDARY_METRICS = ("macro_f1", "accuracy", "macro_f1_tissue", "macro_f1_ood")
-
 
 def secondary_endpoints(profile: Profile, results_dir: Path) -> pd.DataFrame:
     """Every other series (mode x metric of each family) with its tests, gain and slope.
