@@ -43,6 +43,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "scfm_lib"
 CHECKED = (
     "scfm_lib.tl",
     "scfm_lib.pl",
+    "scfm_lib.pl.column",
     "scfm_lib.metrics",
     "scfm_lib.probes.programs",
     "scfm_lib.probes.perturbation",

@@ -1,5 +1,7 @@
 """Every figure of scfm_lib.pl keeps its type legible at the size the book shows it (>= 9 pt)."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -98,7 +100,54 @@ def test_the_check_sees_small_type_and_figures_wider_than_the_column():
         ax.text(0.5, 0.5, "tiny", fontsize=8)
         assert pl.smallest_rendered_font(fig) == 8
         plt.close(fig)
-        wide, ax = plt.subplots(figsize=(2 * pl.COLUMN_INCHES, 3))  # shown at half its size
+        wide, ax = plt.subplots(figsize=(2 * pl.COLUMN_INCHES, 3))  # shown at about half its size
         ax.plot([0, 1])
-        assert pl.rendered_scale(wide) == 0.5 and pl.smallest_rendered_font(wide) < pl.MIN_FONT_PT
+        assert pl.rendered_scale(wide) == pytest.approx(pl.COLUMN_PX / pl.shown_width_px(wide))
+        assert pl.rendered_scale(wide) < 0.7 and pl.smallest_rendered_font(wide) < pl.MIN_FONT_PT
         plt.close(wide)
+
+
+def test_column_figure_is_one_column_wide_and_refuses_crowded_rows():
+    with plt.rc_context():
+        fig, axes = pl.column_figure(2, 3, row_height=2.0, sharey=True)
+        assert axes.shape == (2, 3)
+        assert tuple(fig.get_size_inches()) == pytest.approx((pl.COLUMN_INCHES, 4.0))
+        plt.close(fig)
+        with pytest.raises(ValueError, match="at most 3 per row"):
+            pl.column_figure(1, 4)
+
+
+def two_panels_with_two_line_axis_labels():
+    """The open-ended chapter's perturbation figure: one tight-layout pass left its label off the canvas."""
+    fig, axes = pl.column_figure(1, 2, row_height=4.6)
+    for ax in axes[0]:
+        ax.plot([0, 1, 2, 3], [0.001, -0.003, 0.0025, 0.0033], label="open-ended: in-silico perturbation")
+        ax.set_ylabel("overexpressing the driver in other cells:\nshift toward the type (cosine)")
+        ax.set_xlabel("pretraining cells (log scale)")
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    return fig
+
+
+def test_fit_to_column_keeps_the_figure_inside_the_column():
+    with plt.rc_context():
+        pl.theme()
+        fig = two_panels_with_two_line_axis_labels()
+        fig.tight_layout()  # one pass, as matplotlib's own
+        assert pl.shown_width_px(fig) > pl.COLUMN_PX
+        plt.close(fig)
+        fig = two_panels_with_two_line_axis_labels()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pl.fit_to_column(fig)
+        assert pl.shown_width_px(fig) <= pl.COLUMN_PX and pl.smallest_rendered_font(fig) >= pl.MIN_FONT_PT
+        plt.close(fig)
+
+
+def test_fit_to_column_names_the_text_that_overhangs():
+    with plt.rc_context():
+        pl.theme()
+        fig, axes = pl.column_figure(1, 2)
+        axes[0, 1].set_title("a title far too long for half a column of the book, it runs off the page")
+        with pytest.warns(UserWarning, match="far too long"):
+            pl.fit_to_column(fig)
+        plt.close(fig)

@@ -11,6 +11,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from scfm_lib.pl.column import (
+    COLUMN_INCHES,
+    COLUMN_PX,
+    FIGURE_DPI,
+    MAX_PANELS_PER_ROW,
+    MIN_FONT_PT,
+    SMALL_FONT_PT,
+    column_figure,
+    fit_to_column,
+    rendered_scale,
+    shown_width_px,
+    smallest_rendered_font,
+    theme,
+)
+
 #: How each evaluation mode is named in figures, and its colour, the same in every chapter.
 MODE_LABELS = {
     "finetune": "finetuned",
@@ -44,63 +59,6 @@ _PALETTE = dict(
 assert len(_PALETTE) == len(MODE_LABELS), "add colours to _PALETTE: every mode in MODE_LABELS needs one"
 _BASELINE_STYLE = {"hvg_logreg": ":", "pca_knn": "--", "pca_leiden": "-.", "pca": "--"}
 CONTROL_GAP = 0.6  # distance (in log10 units) of the random-init control left of the smallest corpus
-
-#: The book's text column in pixels (book/_static/scfm.css, pydata-sphinx-theme's article) and the
-#: resolution of the notebooks' inline figures: a figure W inches wide is shown scaled by
-#: min(1, COLUMN_PX / (W * FIGURE_DPI)), so its type shrinks with it.
-COLUMN_PX, FIGURE_DPI = 740, 100
-#: A figure this wide (7.4 inches) is shown at its own size.
-COLUMN_INCHES = COLUMN_PX / FIGURE_DPI
-#: The smallest type a reader should meet, in points at the size the page shows it.
-MIN_FONT_PT = 9.0
-#: The size of the type pl.py sets itself (cell values, tick labels), in points: legible at full
-#: column width and down to a figure 1.1 columns wide.
-SMALL_FONT_PT = 10.0
-
-
-def theme() -> None:
-    """The book's figure style: seaborn's whitegrid at the ``notebook`` scale (11-12 pt type).
-
-    Every chapter calls it once before it draws, so every figure has the same type.
-    """
-    sns.set_theme(style="whitegrid", context="notebook")
-
-
-def rendered_scale(fig: plt.Figure) -> float:
-    """How much the book scales a figure: the column's width over the figure's, at most 1.
-
-    Parameters
-    ----------
-    fig : matplotlib.figure.Figure
-        The figure.
-
-    Returns
-    -------
-    float
-        ``min(1, COLUMN_PX / (width_inches * FIGURE_DPI))``.
-    """
-    return min(1.0, COLUMN_PX / (fig.get_figwidth() * FIGURE_DPI))
-
-
-def smallest_rendered_font(fig: plt.Figure) -> float:
-    """The smallest type of a figure as the book shows it, in points (compare with :data:`MIN_FONT_PT`).
-
-    Parameters
-    ----------
-    fig : matplotlib.figure.Figure
-        The figure, drawn or not (it is drawn first, so tick labels exist).
-
-    Returns
-    -------
-    float
-        The smallest font size of a visible, non-empty text times :func:`rendered_scale`; inf for a
-        figure without text.
-    """
-    from matplotlib.text import Text
-
-    fig.canvas.draw()
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    return min(sizes, default=float("inf")) * rendered_scale(fig)
 
 
 def corpus_size_positions(n_cells: pd.Series) -> pd.Series:
