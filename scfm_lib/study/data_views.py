@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from scfm_lib import data, evaluate
+from scfm_lib import data, evaluate, pl
 
 
 def expression_umap(adata: ad.AnnData, n_comps: int = 30) -> ad.AnnData:
@@ -105,13 +105,14 @@ def qc_figure(datasets: dict[str, ad.AnnData]) -> plt.Figure:
         Two panels: library size (log scale) and detected genes.
     """
     qc = qc_table(datasets)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.boxplot(qc, x="technology", y="library size", hue="dataset", ax=axes[0], fliersize=1, log_scale=True)
-    sns.boxplot(qc, x="technology", y="detected genes", hue="dataset", ax=axes[1], fliersize=1)
-    axes[0].set_title("Counts per cell, by technology")
-    axes[1].set_title(f"Detected genes per cell (of {next(iter(datasets.values())).n_vars})")
-    axes[1].get_legend().remove()
-    fig.tight_layout()
+    fig, axes = pl.column_figure(2, 1, row_height=3.6)  # stacked: the book shows it at its own size
+    top, bottom = axes[:, 0]
+    sns.boxplot(qc, x="technology", y="library size", hue="dataset", ax=top, fliersize=1, log_scale=True)
+    sns.boxplot(qc, x="technology", y="detected genes", hue="dataset", ax=bottom, fliersize=1)
+    top.set_title("Counts per cell, by technology")
+    bottom.set_title(f"Detected genes per cell (of {next(iter(datasets.values())).n_vars})")
+    bottom.get_legend().remove()
+    pl.fit_to_column(fig)
     return fig
 
 
@@ -134,13 +135,13 @@ def umap_figure(view: ad.AnnData, colors: dict[str, str], axes: list[plt.Axes] |
     """
     import scanpy as sc
 
-    if axes is None:
-        _, axes = plt.subplots(1, len(colors), figsize=(5.5 * len(colors), 4.5), squeeze=False)
-        axes = list(axes[0])
+    if axes is None:  # one panel a row: the legend of the colours goes right of its UMAP, inside the column
+        _, axes = pl.column_figure(len(colors), 1, row_height=4.2)
+        axes = list(axes[:, 0])
     for ax, (key, title) in zip(axes, colors.items(), strict=True):
-        sc.pl.umap(view, color=key, ax=ax, show=False, title=title, legend_fontsize=7)
+        sc.pl.umap(view, color=key, ax=ax, show=False, title=title, legend_fontsize=pl.MIN_FONT_PT)
     fig = axes[0].figure
-    fig.tight_layout()
+    pl.fit_to_column(fig)
     return fig
 
 
@@ -157,11 +158,12 @@ def program_heatmap(view: ad.AnnData) -> plt.Figure:
     matplotlib.figure.Figure
         The heatmap, z-scores across cell types.
     """
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, axes = pl.column_figure(row_height=4.5)
+    ax = axes[0, 0]
     sns.heatmap(program_means(view), cmap="vlag", center=0, ax=ax, cbar_kws={"label": "z-score across cell types"})
     ax.set_xlabel("gene program (30 most variable)")
     ax.set_ylabel("cell type")
-    fig.tight_layout()
+    pl.fit_to_column(fig)
     return fig
 
 
@@ -186,13 +188,14 @@ def corpus_and_umap_figure(
     matplotlib.figure.Figure
         The figure.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = pl.column_figure(2, 1, row_height=4.0)  # stacked: the book shows it at its own size
+    top, bottom = axes[:, 0]
     if corpus is not None:
         library = np.asarray(corpus.layers["counts"].sum(1)).ravel()
         detected = np.asarray((corpus.layers["counts"] > 0).sum(1)).ravel()
-        axes[0].scatter(library, detected, s=6, alpha=0.6)
-        axes[0].set_xscale("log")
-        axes[0].set_xlabel("counts per cell")
-        axes[0].set_ylabel("detected genes per cell")
-        axes[0].set_title(f"Pretraining corpus ({corpus.n_obs} cells)")
-    return umap_figure(view, {label_key: f"{dataset_name}: {label_key}"}, axes=[axes[1]])
+        top.scatter(library, detected, s=6, alpha=0.6)
+        top.set_xscale("log")
+        top.set_xlabel("counts per cell")
+        top.set_ylabel("detected genes per cell")
+        top.set_title(f"Pretraining corpus ({corpus.n_obs} cells)")
+    return umap_figure(view, {label_key: f"{dataset_name}: {label_key}"}, axes=[bottom])
