@@ -99,7 +99,7 @@ def test_papermill_reads_every_parameter_of_every_template(repo, caplog):
 def test_parameter_tables(repo):
     text = book.parameter_tables(repo / "nbs")
     assert "### `nbs/pretrain.ipynb`" in text
-    assert "| `fraction` | `float` | `0.1` |" in text
+    assert '| `run` | `str` | `"scgpt_f0.1_s0"` |' in text  # the grid point, one parameter
 
 
 def test_parameter_line_without_comment_is_refused(tmp_path):
