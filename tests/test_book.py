@@ -120,8 +120,8 @@ def test_every_metrics_file_carries_provenance_and_the_runs_page_lists_it(tmp_pa
 
     jobs = [
         ("data", "datasets", {"profile": "tiny"}, {"corpus": "a" * 64, "downstream": "b" * 64}),
-        ("pretrain", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"corpus": "a" * 64}),
-        ("evaluate", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"downstream": "b" * 64}),
+        ("pretrain", "scgpt_f0.1_s0", {"run": "scgpt_f0.1_s0", "max_steps": None}, {"corpus": "a" * 64}),
+        ("evaluate", "scgpt_f0.1_s0", {"run": "scgpt_f0.1_s0", "finetune_max_steps": 4}, {"downstream": "b" * 64}),
     ]
     for kind, name, parameters, hashes in jobs:
         results.write_metrics(
