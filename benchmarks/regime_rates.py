@@ -21,7 +21,7 @@ import torch
 from common import write_result
 
 from scfm_lib import data, train
-from scfm_lib.config import load_profile, run_id
+from scfm_lib.config import Run, load_profile
 from scfm_lib.layout import ResultsLayout
 
 # regime -> the FinetuneConfig field searched and its candidates (the profile's value among them)
@@ -40,7 +40,7 @@ def validation_losses(profile_name: str, results_dir: Path, family: str) -> list
     split = {s: np.flatnonzero(obs["split"].values == s) for s in ("train", "val")}
     labels = obs[P.data.label_key].values
     classes, (y_train, y_val) = data.encode_labels(labels[split["train"]], labels[split["val"]])
-    name = run_id(max(P.fractions), 0, family)
+    name = Run(family, max(P.fractions), 0).name
     model = train.load_checkpoint(layout.checkpoint(name))
     rows = []
     for regime, (field, values) in CANDIDATES.items():

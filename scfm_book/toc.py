@@ -10,7 +10,6 @@ import yaml
 
 from scfm_lib.config import Profile, load_profile
 from scfm_lib.io import atomic_write
-from scfm_lib.study.run import Run
 
 #: Chapter notebooks, in book order: (template name in nbs/, caption).
 CHAPTERS = [
@@ -69,7 +68,7 @@ def _run_sections(profile: Profile) -> list[dict]:
             "file": f"{base}/runs/{kind}_{run.name}",
             "title": f"{kind.capitalize()}: {run.family}, fraction {run.fraction:g}, seed {run.seed}",
         }
-        for run in Run.grid(profile)
+        for run in profile.runs()
         for kind in run_templates(profile)
     ]
     runs.append({"file": f"{base}/runs/baselines", "title": "Baselines without pretraining"})

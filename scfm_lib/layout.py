@@ -33,7 +33,7 @@ from pathlib import Path
 #: The folder, relative to the repository (or the run's working directory), holding one folder per profile.
 RESULTS_ROOT = "results"
 
-#: A run id, ``<family>_f<fraction>_s<seed>`` (:func:`scfm_lib.config.run_id`), as a regular expression.
+#: A run id, ``<family>_f<fraction>_s<seed>`` (:attr:`scfm_lib.config.Run.name`), as a regular expression.
 RUN_PATTERN = r"[a-z]+_f[0-9.]+_s[0-9]+"
 #: A model family (``scgpt``, ``geneformer``), as a regular expression.
 FAMILY_PATTERN = r"[a-z]+"
@@ -229,7 +229,7 @@ class ResultsLayout:
         Parameters
         ----------
         run
-            The run id, ``<family>_f<fraction>_s<seed>`` (:func:`scfm_lib.config.run_id`).
+            The run id, ``<family>_f<fraction>_s<seed>`` (:attr:`scfm_lib.config.Run.name`).
         control
             A control that trains checkpoints of its own (:data:`CHECKPOINT_CONTROLS`), or None for
             the study's pretraining run.

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from scfm_lib import data, train
-from scfm_lib.config import Profile, load_profile
+from scfm_lib.config import Profile, Run, load_profile
 from scfm_lib.layout import VOCAB, ResultsLayout
-from scfm_lib.study.run import Run
 
 if TYPE_CHECKING:
     from scfm_lib.model import ScFM
@@ -82,12 +81,12 @@ def pretrained_checkpoint(profile: Profile, results_dir: str | Path, run: Run) -
     out_dir = layout.checkpoint(name)
     if not record_path.exists() or not (out_dir / train.META).exists():
         missing = record_path if not record_path.exists() else out_dir
-        listed = run in Run.grid(profile)
+        listed = run in profile.runs()
         make = (
             f"snakemake -s workflow/Snakefile --cores 2 {record_path} --config profile={profile.name}"
             if listed
             else f"papermill nbs/pretrain.ipynb /tmp/pretrain_{name}.ipynb -p profile {profile.name} "
-            f"-p results_dir {results_dir} -p family {run.family} -p fraction {run.fraction} -p seed {run.seed}"
+            f"-p results_dir {results_dir} -p run {name}"
         )
         why = (
             ""

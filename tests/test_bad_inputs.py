@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import yaml
 
 from scfm_lib import data, genes, readers, results, train
-from scfm_lib.config import ConfigError, check_notebook_parameters, load_profile
+from scfm_lib.config import ConfigError, Run, check_notebook_parameters, load_profile
 from scfm_lib.data import GeneVocab, ScfmDataError
 from scfm_lib.model import ScFMConfig
 
@@ -176,7 +176,6 @@ def unpretrained_call(fraction):
 
     def call(tmp):
         from scfm_lib import runner
-        from scfm_lib.study.run import Run
 
         profile = load_profile("tiny")
         return lambda: runner.pretrained_checkpoint(profile, tmp / "results", Run("scgpt", fraction, 0))
@@ -644,6 +643,14 @@ CASES = [
         ConfigError,
         "'fraction' = 1.5 is outside [0.0, 1.0]",
         "pass a value in that range",
+        added=True,
+    ),
+    Case(
+        "notebook: malformed run id",  # -p run scgpt_f1_s0: the job notebooks' second cell parses it
+        plain(lambda: Run.parse("scgpt_f1_s0")),
+        ValueError,
+        "'scgpt_f1_s0' is not a run id as written",
+        "the run's id is 'scgpt_f1.0_s0'",
         added=True,
     ),
     # ---- checkpoints

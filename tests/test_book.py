@@ -99,7 +99,7 @@ def test_papermill_reads_every_parameter_of_every_template(repo, caplog):
 def test_parameter_tables(repo):
     text = book.parameter_tables(repo / "nbs")
     assert "### `nbs/pretrain.ipynb`" in text
-    assert "| `fraction` | `float` | `0.1` |" in text
+    assert '| `run` | `str` | `"scgpt_f0.1_s0"` |' in text  # the grid point, one parameter
 
 
 def test_parameter_line_without_comment_is_refused(tmp_path):
@@ -120,8 +120,8 @@ def test_every_metrics_file_carries_provenance_and_the_runs_page_lists_it(tmp_pa
 
     jobs = [
         ("data", "datasets", {"profile": "tiny"}, {"corpus": "a" * 64, "downstream": "b" * 64}),
-        ("pretrain", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"corpus": "a" * 64}),
-        ("evaluate", "scgpt_f0.1_s0", {"fraction": 0.1, "seed": 0, "family": "scgpt"}, {"downstream": "b" * 64}),
+        ("pretrain", "scgpt_f0.1_s0", {"run": "scgpt_f0.1_s0", "max_steps": None}, {"corpus": "a" * 64}),
+        ("evaluate", "scgpt_f0.1_s0", {"run": "scgpt_f0.1_s0", "finetune_max_steps": 4}, {"downstream": "b" * 64}),
     ]
     for kind, name, parameters, hashes in jobs:
         results.write_metrics(

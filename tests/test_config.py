@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from scfm_lib.config import ConfigError, check_notebook_parameters, load_profile, run_id
+from scfm_lib.config import ConfigError, Run, check_notebook_parameters, load_profile
 
 
 def write_profile(tmp_path, **changes):
@@ -58,7 +58,8 @@ def test_seeds_by_fraction_must_name_fractions_and_seeds_of_the_profile(tmp_path
     with pytest.raises(ConfigError, match="seeds_by_fraction"):
         load_profile(write_profile(tmp_path, seeds_by_fraction={1.0: [3]}))
     profile = load_profile(write_profile(tmp_path, seeds=[0, 1], seeds_by_fraction={1.0: [1]}))
-    assert profile.runs() == [("scgpt", 1.0, 1), ("scgpt", 0.0, 0), ("scgpt", 0.0, 1)]
+    assert profile.runs() == [Run("scgpt", 1.0, 1), Run("scgpt", 0.0, 0), Run("scgpt", 0.0, 1)]
+    assert profile.run_ids() == ["scgpt_f1.0_s1", "scgpt_f0.0_s0", "scgpt_f0.0_s1"]
 
 
 def test_profile_values_reach_library_configs(tmp_path):
@@ -132,9 +133,13 @@ def test_missing_profile_names_the_available_ones():
     assert "quick" in str(err.value)
 
 
-def test_run_id_is_stable():
-    assert run_id(0.1, 2, "scgpt") == "scgpt_f0.1_s2"
-    assert run_id(1, 0, "geneformer") == "geneformer_f1.0_s0"
+def test_run_name_is_stable():
+    """The run id is the name of checkpoint folders and metrics files: its spelling never changes."""
+    assert Run("scgpt", 0.1, 2).name == "scgpt_f0.1_s2"
+    assert Run("geneformer", 1, 0).name == "geneformer_f1.0_s0"
+    assert Run("scgpt", 0.0, 0).name == "scgpt_f0.0_s0"
+    assert Run("scgpt", 0.03, 7).name == "scgpt_f0.03_s7"
+    assert Run("scgpt", 0.001, 1).name == "scgpt_f0.001_s1"
 
 
 @pytest.mark.parametrize("families", [[], ["bert"], ["scgpt", "scgpt"]])

@@ -1,26 +1,27 @@
-"""The grid's jobs as library functions, run from Python without papermill (scfm_lib.study.run,
-pretrain, evaluate, sweep): on a small synthetic atlas written the way the data job writes it."""
+"""The grid's jobs as library functions, run from Python without papermill (scfm_lib.config.Run,
+scfm_lib.study.pretrain, evaluate, sweep): on a small synthetic atlas written the way the data job writes it."""
+
+import json
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from scfm_lib import atlas_datasets, data, io, results
-from scfm_lib.config import load_profile
+from scfm_lib.config import Run, load_profile
 from scfm_lib.layout import ResultsLayout
 from scfm_lib.study.evaluate import evaluate
 from scfm_lib.study.pretrain import plot_history, pretrain
-from scfm_lib.study.run import Run
 from scfm_lib.study.sweep import sweep
 
 
 def test_a_run_is_named_as_the_files_are_and_parsed_back():
     profile = load_profile("tiny")
-    for family, fraction, seed in profile.runs():
-        run = Run(family, fraction, seed)
+    for run in profile.runs():
         assert Run.parse(run.name) == run
     assert Run("scgpt", 1, 0).name == "scgpt_f1.0_s0"  # the fraction is a float however it is given
     assert Run("geneformer", 0.03, 7).name == "geneformer_f0.03_s7"
-    assert Run.grid(profile) == [Run(*r) for r in profile.runs()]
+    assert profile.run_ids() == [run.name for run in profile.runs()]
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,9 @@ def test_the_grid_runs_from_python_and_each_job_returns_the_record_it_writes(stu
             "n_pretrain_cells": len(data.nested_subsets(n_corpus, [run.fraction], seed=0)[run.fraction]),
         }
         assert (layout.checkpoint(run.name) / "vocab.json").exists()
+        # called from Python, a job records the parameters its notebook takes: the run id, not its parts
+        assert record["provenance"]["parameters"]["run"] == run.name
+        assert not {"family", "fraction", "seed"} & set(record["provenance"]["parameters"])
     assert pretrained[Run("scgpt", 1.0, 0)]["run"]["n_pretrain_cells"] == n_corpus
     assert (
         pretrained[Run("scgpt", 0.0, 0)]["extra"]["history"] == []
@@ -143,6 +147,24 @@ def test_the_grid_runs_from_python_and_each_job_returns_the_record_it_writes(stu
     assert budgets == {("linear_probe", b, None) for b in (0.5, 1.0)} | {
         ("finetune", b, s) for b in (0.5, 1.0) for s in (2, 4)
     }
+
+
+@pytest.mark.parametrize("template", ["pretrain", "evaluate", "sweep"])
+def test_a_job_notebook_parses_its_run_id_once_in_its_second_cell(template):
+    """``-p run <id>`` is parsed by Run.parse in the cell after the parameters cell: a malformed id
+    (``scgpt_f1_s0``) fails there, before any work, with Run.parse's message."""
+    nb = json.loads((REPO / "nbs" / f"{template}.ipynb").read_text())
+    parameters, check = ("".join(c["source"]) for c in [c for c in nb["cells"] if c["cell_type"] == "code"][:2])
+    for given, expected in [("scgpt_f1_s0", None), ("geneformer_f1.0_s0", Run("geneformer", 1.0, 0))]:
+        namespace: dict = {}
+        exec(parameters, namespace)  # the notebook's own cells
+        namespace["run"] = given  # what papermill injects after the parameters cell
+        if expected is None:
+            with pytest.raises(ValueError, match="not a run id as written; the run's id is 'scgpt_f1.0_s0'"):
+                exec(check, namespace)
+        else:
+            exec(check, namespace)
+            assert namespace["grid_point"] == expected and namespace["params"]["run"] == given
 
 
 def test_evaluating_a_run_never_pretrained_names_the_command_that_makes_it(study):

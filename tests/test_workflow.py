@@ -347,8 +347,9 @@ def test_failed_notebook_never_lands_in_the_book(repo, tmp_path, venv_env):
     "args, message",
     [
         (["-p", "fracton", "0.5"], "unknown notebook parameter(s) ['fracton']"),
-        (["-p", "fraction", "1.5"], "outside [0.0, 1.0]"),
-        (["-p", "seed", "zero"], "parameter 'seed' must be"),
+        (["-p", "max_steps", "0"], "'max_steps' = 0 is outside [1, 1000000000]"),
+        (["-p", "max_steps", "many"], "parameter 'max_steps' must be"),
+        (["-p", "run", "scgpt_f1_s0"], "the run's id is 'scgpt_f1.0_s0'"),  # Run.parse, in the second cell
     ],
 )
 def test_notebooks_validate_their_parameters(repo, tmp_path, venv_env, args, message):

@@ -14,7 +14,9 @@ Modules (every name is re-exported here: ``scfm_lib.config.load_profile`` as bef
   the notebook parameters
 - ``sections``    the profile's sections (:class:`DataSection`, :class:`EvaluateSection`,
   :class:`StatsSection`, :class:`StudySection`, :class:`WorkflowSection`) and :class:`TaskSpec`
-- ``profile``     :class:`Profile`, :func:`run_id`, :func:`load_profile`, ``PROFILES_DIR``
+- ``run``         :class:`Run`: one grid point (family, fraction, seed), its id (:attr:`Run.name`)
+  and :meth:`Run.parse`
+- ``profile``     :class:`Profile` (its grid: :meth:`Profile.runs`), :func:`load_profile`, ``PROFILES_DIR``
 - ``parameters``  :func:`check_notebook_parameters`
 
 Importing this package does not import torch: the library configs a profile builds (model,
@@ -23,7 +25,8 @@ train, atlas, datasets, soma) are imported inside the functions that need them.
 
 from scfm_lib.config.checks import ConfigError, _matches, _type_name, build_dataclass
 from scfm_lib.config.parameters import _KERNEL_NAMES, check_notebook_parameters
-from scfm_lib.config.profile import PROFILES_DIR, Profile, _not_none, load_profile, run_id
+from scfm_lib.config.profile import PROFILES_DIR, Profile, _not_none, load_profile
+from scfm_lib.config.run import Run
 from scfm_lib.config.sections import (
     DATA_SOURCES,
     TASK_WORDS,
@@ -50,7 +53,7 @@ __all__ = [
     "WorkflowSection",
     "PROFILES_DIR",
     "Profile",
-    "run_id",
+    "Run",
     "load_profile",
     "check_notebook_parameters",
 ]

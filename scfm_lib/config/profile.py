@@ -1,4 +1,4 @@
-"""The :class:`Profile`, its grid of runs (:func:`run_id`), and :func:`load_profile`.
+"""The :class:`Profile`, its grid of runs (:meth:`Profile.runs`), and :func:`load_profile`.
 
 A profile (``profiles/<name>.yaml``) is read into a :class:`Profile` whose sections are the
 dataclasses of :mod:`scfm_lib.config.sections`; the library configs it names (model, pretrain,
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from scfm_lib.config.checks import ConfigError, build_dataclass
+from scfm_lib.config.run import Run
 from scfm_lib.config.sections import DataSection, EvaluateSection, StatsSection, StudySection, WorkflowSection
 
 if TYPE_CHECKING:  # the library configs, imported lazily where they are built
@@ -263,15 +264,15 @@ class Profile:
         """
         return self.seeds_by_fraction.get(float(fraction), self.seeds)
 
-    def runs(self) -> list[tuple[str, float, int]]:
-        """Every (family, fraction, seed) pretraining run of the grid.
+    def runs(self) -> list[Run]:
+        """Every pretraining run of the grid.
 
         Returns
         -------
-        list of (str, float, int)
+        list of Run
             The runs, by family, then fraction, then seed.
         """
-        return [(m, f, s) for m in self.families for f in self.fractions for s in self.seeds_at(f)]
+        return [Run(m, f, s) for m in self.families for f in self.fractions for s in self.seeds_at(f)]
 
     def run_ids(self) -> list[str]:
         """Every run of the grid, as ``<family>_f<fraction>_s<seed>``.
@@ -279,29 +280,9 @@ class Profile:
         Returns
         -------
         list of str
-            The run ids (:func:`run_id`), in the order of :meth:`runs`.
+            The run ids (:attr:`Run.name <scfm_lib.config.run.Run.name>`), in the order of :meth:`runs`.
         """
-        return [run_id(f, s, m) for m, f, s in self.runs()]
-
-
-def run_id(fraction: float, seed: int, family: str) -> str:
-    """The name of a pretraining run: ``<family>_f<fraction>_s<seed>``.
-
-    Parameters
-    ----------
-    fraction : float
-        The corpus fraction (written as a float: ``1.0``, ``0.1``).
-    seed : int
-        The seed.
-    family : str
-        The model family.
-
-    Returns
-    -------
-    str
-        E.g. ``scgpt_f0.1_s0``: the checkpoint folder's and the metrics files' name.
-    """
-    return f"{family}_f{float(fraction)}_s{int(seed)}"
+        return [run.name for run in self.runs()]
 
 
 def _not_none(mapping: dict) -> dict:

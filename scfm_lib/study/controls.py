@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 
 from scfm_lib import data, evaluate, io, metrics, results, train
-from scfm_lib.config import Profile, run_id
+from scfm_lib.config import Profile, Run
 from scfm_lib.layout import NEGATIVE_CONTROL as NEGATIVE
 from scfm_lib.layout import POSITIVE_CONTROL as POSITIVE
 from scfm_lib.layout import ResultsLayout
@@ -194,9 +194,9 @@ def negative_control(profile: Profile, results_dir: str | Path, family: str, pro
         seeds = profile.seeds_at(fraction)
         for seed in seeds[: profile.study.negative_seeds or len(seeds)]:
             started = time.perf_counter()
-            name = f"{family}_f{fraction}_s{seed}"
+            name = Run(family, fraction, seed).name
             subset = data.nested_subsets(len(corpus_tokens), [fraction], seed=seed)[fraction]
-            out_dir = layout.checkpoint(run_id(fraction, seed, family), control=NEGATIVE)
+            out_dir = layout.checkpoint(name, control=NEGATIVE)
             cfg = profile.pretrain_config(seed=seed, num_threads=profile.workflow.threads_per_job)
             outcome = train.pretrain(model_config, corpus_tokens.subset(subset), val, cfg, out_dir, progress=progress)
             model = train.load_checkpoint(out_dir)
@@ -294,7 +294,7 @@ def positive_control(profile: Profile, results_dir: str | Path, family: str) -> 
             y_probe = evaluate.linear_probe(
                 pca.transform(bag[labelled]), y_train, pca.transform(bag[split["test"]]), seed=seed
             )
-            name = f"{family}_f{fraction}_s{seed}"
+            name = Run(family, fraction, seed).name
             payloads.append(
                 results.write_metrics(
                     layout.metrics(POSITIVE, name),

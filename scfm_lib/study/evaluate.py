@@ -3,7 +3,7 @@
 :func:`evaluate` is what the ``evaluate`` notebook (one page per run of the book) calls, and what a
 reader calls to evaluate the grid from Python without papermill::
 
-    for run in Run.grid(P):
+    for run in P.runs():
         evaluate(P, results_dir, run)
 
 It finetunes (every regime of ``evaluate.regimes`` at its chosen rate, once per finetuning seed),
@@ -26,11 +26,10 @@ import torch
 
 from scfm_lib import data, genes, io, metrics, probes, results, runner, train
 from scfm_lib import evaluate as readouts
-from scfm_lib.config import Profile
+from scfm_lib.config import Profile, Run
 from scfm_lib.layout import ResultsLayout
 from scfm_lib.study import rates, task_evaluation
 from scfm_lib.study.reconstruction import reconstruction_losses
-from scfm_lib.study.run import Run
 
 
 @dataclass
@@ -217,7 +216,8 @@ def evaluate(
     finetune_max_steps : int, optional
         Overrides the profile's finetuning steps.
     parameters : dict, optional
-        The parameters to record (a notebook's checked parameters); default the run's and this option.
+        The parameters to record (a notebook's checked parameters); default
+        ``run.parameters(profile, results_dir, finetune_max_steps=...)``.
 
     Returns
     -------
@@ -279,14 +279,7 @@ def evaluate(
             np.save(fh, embedding["test"])
     finetune_seeds = profile.study.finetune_seeds_of(run.seed)
     if parameters is None:
-        parameters = {
-            "profile": profile.name,
-            "results_dir": str(results_dir),
-            "family": run.family,
-            "fraction": run.fraction,
-            "seed": run.seed,
-            "finetune_max_steps": finetune_max_steps,
-        }
+        parameters = run.parameters(profile, results_dir, finetune_max_steps=finetune_max_steps)
     record = results.write_metrics(
         layout.metrics("evaluate", run.name),
         kind="evaluate",

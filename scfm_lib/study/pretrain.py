@@ -3,7 +3,7 @@
 :func:`pretrain` is what the ``pretrain`` notebook (one page per run of the book) calls, and what a
 reader calls to run the grid from Python without papermill::
 
-    for run in Run.grid(P):
+    for run in P.runs():
         pretrain(P, results_dir, run)
 """
 
@@ -23,9 +23,8 @@ import torch
 from matplotlib.figure import Figure
 
 from scfm_lib import data, io, results, runner, train
-from scfm_lib.config import Profile
+from scfm_lib.config import Profile, Run
 from scfm_lib.layout import ResultsLayout
-from scfm_lib.study.run import Run
 
 #: The columns of a pretraining history (scfm_lib.train.pretrain's rows).
 HISTORY_COLUMNS = ["step", "train_loss", "val_loss", "lr"]
@@ -106,7 +105,8 @@ def pretrain(
     profiles_dir : str or pathlib.Path, optional
         Where the launcher finds the profile (default: the library's profiles folder).
     parameters : dict, optional
-        The parameters to record (a notebook's checked parameters); default the run's and these options.
+        The parameters to record (a notebook's checked parameters); default
+        ``run.parameters(profile, results_dir, max_steps=..., budget=...)``.
 
     Returns
     -------
@@ -132,15 +132,7 @@ def pretrain(
     val = data.CellTokens.load(layout.tokens(run.family, "corpus_val"))
     val_loss = train.reconstruction_loss(model, val, mask_ratio=pretrain_config.mask_ratio, seed=0)
     if parameters is None:
-        parameters = {
-            "profile": profile.name,
-            "results_dir": str(results_dir),
-            "family": run.family,
-            "fraction": run.fraction,
-            "seed": run.seed,
-            "max_steps": max_steps,
-            "budget": budget,
-        }
+        parameters = run.parameters(profile, results_dir, max_steps=max_steps, budget=budget)
     data_record = io.read_json(layout.metrics("data", "datasets"))
     return results.write_metrics(
         layout.metrics("pretrain", run.name),

@@ -17,9 +17,8 @@ import anndata as ad
 import numpy as np
 
 from scfm_lib import data, io, results, train
-from scfm_lib.config import Profile
+from scfm_lib.config import Profile, Run
 from scfm_lib.layout import ResultsLayout
-from scfm_lib.study.run import Run
 
 KIND = "rates"
 

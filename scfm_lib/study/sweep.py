@@ -2,7 +2,7 @@
 
 :func:`sweep` is what the ``sweep`` notebook calls, and what a reader calls from Python::
 
-    for run in Run.grid(P):
+    for run in P.runs():
         sweep(P, results_dir, run)
 
 The checkpoint is finetuned (the profile's main regime, ``evaluate.regimes[0]``) and linearly
@@ -26,9 +26,8 @@ import torch
 
 from scfm_lib import data, metrics, results, runner, train
 from scfm_lib import evaluate as readouts
-from scfm_lib.config import ConfigError, Profile
+from scfm_lib.config import ConfigError, Profile, Run
 from scfm_lib.layout import ResultsLayout
-from scfm_lib.study.run import Run
 
 
 def _task_scores(
@@ -61,7 +60,8 @@ def sweep(profile: Profile, results_dir: str | Path, run: Run, *, parameters: di
     run : Run
         The grid point.
     parameters : dict, optional
-        The parameters to record (a notebook's checked parameters); default the run's.
+        The parameters to record (a notebook's checked parameters); default
+        ``run.parameters(profile, results_dir)``.
 
     Returns
     -------
@@ -140,13 +140,7 @@ def sweep(profile: Profile, results_dir: str | Path, run: Run, *, parameters: di
                 }
             )
     if parameters is None:
-        parameters = {
-            "profile": profile.name,
-            "results_dir": str(results_dir),
-            "family": run.family,
-            "fraction": run.fraction,
-            "seed": run.seed,
-        }
+        parameters = run.parameters(profile, results_dir)
     return results.write_metrics(
         layout.metrics("sweep", run.name),
         kind="sweep",

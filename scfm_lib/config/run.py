@@ -1,8 +1,11 @@
 """The identity of one grid point of the study: :class:`Run` (family, corpus fraction, seed).
 
-Parsed once (from a run id, a Snakemake wildcard or a notebook's parameters) and passed whole to
-the job functions (:mod:`scfm_lib.study.pretrain`, :mod:`scfm_lib.study.evaluate`,
+The one way to name a run (:attr:`Run.name`, ``<family>_f<fraction>_s<seed>``: its checkpoint
+folder's and metrics files' name) and to read a name back (:meth:`Run.parse`). A run is parsed once
+(from a Snakemake wildcard or a job notebook's ``run`` parameter) and passed whole to the job
+functions (:mod:`scfm_lib.study.pretrain`, :mod:`scfm_lib.study.evaluate`,
 :mod:`scfm_lib.study.sweep`), so the fraction is never written to a string and read back.
+:meth:`scfm_lib.config.Profile.runs` lists a profile's grid of runs.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from scfm_lib.config import Profile, run_id
 from scfm_lib.model_config import FAMILIES
+
+if TYPE_CHECKING:  # profile.py imports this module: the annotation only
+    from scfm_lib.config.profile import Profile
 
 #: ``<family>_f<fraction>_s<seed>``, e.g. ``scgpt_f0.1_s0``: what :attr:`Run.name` writes.
 _NAME = re.compile(r"(?P<family>[a-z]+)_f(?P<fraction>[0-9]+(?:\.[0-9]+)?(?:e-[0-9]+)?)_s(?P<seed>[0-9]+)")
@@ -46,8 +53,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        """The run id, ``<family>_f<fraction>_s<seed>`` (its checkpoint folder's and metrics files' name)."""
-        return run_id(self.fraction, self.seed, self.family)
+        """The run id, ``<family>_f<fraction>_s<seed>`` (its checkpoint folder's and metrics files' name).
+
+        The fraction is written as a float (``f1.0``, ``f0.1``), the seed as an integer: e.g.
+        ``scgpt_f0.1_s0``, ``geneformer_f1.0_s0``.
+        """
+        return f"{self.family}_f{self.fraction}_s{self.seed}"
 
     def __str__(self) -> str:
         """The run id (:attr:`name`).
@@ -90,18 +101,24 @@ class Run:
             raise ValueError(f"{name!r} is not a run id as written; the run's id is {run.name!r}")
         return run
 
-    @classmethod
-    def grid(cls, profile: Profile) -> list[Run]:
-        """Every run of a profile's grid, in the order of :meth:`scfm_lib.config.Profile.runs`.
+    def parameters(self, profile: Profile, results_dir: str | Path, **options: Any) -> dict:
+        """The parameters a job records for this run when called from Python (not from its notebook).
+
+        The same names as the job notebook's parameters: ``profile``, ``results_dir``, ``run`` (the
+        run id) and the job's options.
 
         Parameters
         ----------
         profile : Profile
             The study's profile.
+        results_dir : str or pathlib.Path
+            The profile's results folder.
+        **options
+            The job's options, e.g. ``max_steps=None``.
 
         Returns
         -------
-        list of Run
-            By family, then fraction, then seed.
+        dict
+            ``{"profile": <name>, "results_dir": <str>, "run": <run id>, **options}``.
         """
-        return [cls(family, fraction, seed) for family, fraction, seed in profile.runs()]
+        return {"profile": profile.name, "results_dir": str(results_dir), "run": self.name, **options}
