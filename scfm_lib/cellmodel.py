@@ -151,7 +151,8 @@ class CellModel:
             Cells with raw integer counts in ``adata.layers[layer]``; genes (``var_names``) outside
             the vocabulary are ignored.
         layer
-            The layer holding the raw counts.
+            The layer holding the raw counts, or ``"log1p_norm"`` for a dataset shipped with
+            log-normalized values only (as the data job tokenizes it: :func:`scfm_lib.data.tokenize`).
         min_overlap
             The smallest share of the data's detected genes that must be in the vocabulary.
 
@@ -163,11 +164,10 @@ class CellModel:
         Raises
         ------
         scfm_lib.data.ScfmDataError
-            The layer is missing or does not hold raw integer counts, or too few genes are in the
-            vocabulary; the message says how to fix it.
+            The layer is missing or does not hold raw integer counts (log1p-normalized values for
+            ``"log1p_norm"``), or too few genes are in the vocabulary; the message says how to fix it.
         """
-        data.validate_counts(adata, layer=layer)
-        return data.tokenize(
+        return data.tokenize(  # it validates the layer: counts, or log1p-normalized values
             adata, self.vocab, self.context_genes, layer=layer, min_overlap=min_overlap, medians=self.medians
         )
 
@@ -194,7 +194,8 @@ class CellModel:
         key_added
             The ``obsm`` key written.
         layer, min_overlap
-            The raw-count layer and the share of detected genes that must be in the vocabulary (:meth:`tokenize`).
+            The raw-count layer (or ``"log1p_norm"``) and the share of detected genes that must be in
+            the vocabulary (:meth:`tokenize`).
         batch_size
             Cells per forward pass.
 
@@ -233,7 +234,8 @@ class CellModel:
         adata
             Cells with raw integer counts in ``adata.layers[layer]``.
         layer, min_overlap
-            The raw-count layer and the share of detected genes that must be in the vocabulary (:meth:`tokenize`).
+            The raw-count layer (or ``"log1p_norm"``) and the share of detected genes that must be in
+            the vocabulary (:meth:`tokenize`).
         mask_ratio
             Share of each cell's genes masked; None: the ratio the checkpoint was pretrained with
             (:attr:`pretrain_mask_ratio`).
@@ -294,7 +296,8 @@ class CellModel:
             The finetuning settings (steps, rates, regime, seed, ...); None: ``FinetuneConfig()``, with
             bf16 autocast only where the CPU supports it natively.
         layer, min_overlap
-            The raw-count layer and the share of detected genes that must be in the vocabulary (:meth:`tokenize`).
+            The raw-count layer (or ``"log1p_norm"``) and the share of detected genes that must be in
+            the vocabulary (:meth:`tokenize`).
         progress
             Show a progress bar.
         **config_changes
@@ -357,7 +360,8 @@ class CellModel:
         key_added
             The ``obs`` column written: a categorical with the training classes as categories.
         layer, min_overlap
-            The raw-count layer and the share of detected genes that must be in the vocabulary (:meth:`tokenize`).
+            The raw-count layer (or ``"log1p_norm"``) and the share of detected genes that must be in
+            the vocabulary (:meth:`tokenize`).
         batch_size
             Cells per forward pass.
 

@@ -77,6 +77,19 @@ def test_embed_equals_train_embed_on_the_same_tokens(checkpoint):
     np.testing.assert_array_equal(again.obsm["X_via_tl"], expected)
 
 
+def test_embed_takes_log_normalized_values_of_a_dataset_without_counts(checkpoint):
+    adata = atlas()
+    counts = adata.layers["counts"].toarray() if hasattr(adata.layers["counts"], "toarray") else adata.layers["counts"]
+    adata.layers["log1p_norm"] = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    model = CellModel(checkpoint)
+    model.embed(adata, layer="log1p_norm")
+    tokens = data.tokenize(adata, model.vocab, 16, layer="log1p_norm", medians=model.medians)
+    np.testing.assert_array_equal(adata.obsm["X_scfm"], train.embed(train.load_checkpoint(checkpoint), tokens))
+    adata.layers["log1p_norm"][0, 0] = -1.0  # scaled data is refused with the fix
+    with pytest.raises(ScfmDataError, match="log1p-normalized values"):
+        model.embed(adata, layer="log1p_norm")
+
+
 def test_reconstruction_loss_equals_train_reconstruction_loss(checkpoint):
     adata = atlas()
     model = CellModel(checkpoint)
