@@ -15,8 +15,8 @@ import numpy as np
 import seaborn as sns
 
 #: The width figures get in the book's text column, in pixels, and the resolution of the notebooks'
-#: inline figures: a figure W inches wide is shown scaled by min(1, COLUMN_PX / (W * FIGURE_DPI)), so
-#: its type shrinks with it. Measured in headless Chromium at a 1280 px window: the article
+#: inline figures: an image wider than the column is shown scaled down to it (:func:`rendered_scale`),
+#: and its type with it. Measured in headless Chromium at a 1280 px window: the article
 #: (book/_static/scfm.css, pydata-sphinx-theme) is 740 px wide, its content 676 px (32 px padding a side).
 COLUMN_PX, FIGURE_DPI = 676, 100
 #: A figure this wide (6.76 inches) is shown at its own size.
@@ -25,7 +25,7 @@ COLUMN_INCHES = COLUMN_PX / FIGURE_DPI
 MAX_PANELS_PER_ROW = 3
 #: The smallest type a reader should meet, in points at the size the page shows it.
 MIN_FONT_PT = 9.0
-#: The size of the type pl.py sets itself (cell values, tick labels), in points: legible at full
+#: The size of the type scfm_lib.pl sets itself (cell values, tick labels), in points: legible at full
 #: column width and down to a figure 1.1 columns wide.
 SMALL_FONT_PT = 10.0
 
@@ -124,7 +124,7 @@ def fit_to_column(fig: plt.Figure, **tight_layout_kw: Any) -> None:
 
 
 def rendered_scale(fig: plt.Figure) -> float:
-    """How much the book scales a figure: the column's width over the figure's, at most 1.
+    """How much the book scales a figure: the column's width over its image's, at most 1.
 
     Parameters
     ----------

@@ -170,7 +170,7 @@ def program_retrieval(
     others = np.ones((len(queries), G), dtype=bool)
     others[np.arange(len(queries)), queries] = False
     unit = np.asarray(embeddings, dtype=np.float64)
-    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)  # a zero row: similarity 0, not NaN
     sims = (unit[queries] @ unit.T)[others].reshape(len(queries), G - 1)
     rel = relevant[others].reshape(len(queries), G - 1)
     ap = _average_precision(sims, rel, k)
