@@ -66,6 +66,13 @@ def test_scib_scores_with_scib_metrics(monkeypatch):
         "_exact_neighbors_as_pynndescent",
         lambda X, n_neighbors, **kw: kbet_searches.append(len(X)) or exact_for_kbet(X, n_neighbors),
     )
+    import scipy.sparse.linalg
+
+    eigsh_generators = []  # the random generator each of kBET's eigensolver calls started from
+    eigsh = scipy.sparse.linalg.eigsh
+    monkeypatch.setattr(
+        scipy.sparse.linalg, "eigsh", lambda *a, **kw: eigsh_generators.append(kw.get("rng")) or eigsh(*a, **kw)
+    )
     Z, y = blobs(n_per=75, n_classes=4, dim=10)
     batch = np.tile([0, 1, 2], len(y) // 3)
     rng = np.random.default_rng(0)
@@ -78,12 +85,32 @@ def test_scib_scores_with_scib_metrics(monkeypatch):
         assert table[column].between(0, 1).all()
     assert table.loc["clean", "Batch correction"] > table.loc["batchy", "Batch correction"]
     assert kbet_searches  # kBET's diffusion-map neighbours went through the exact search
+    assert eigsh_generators and all(rng is not None for rng in eigsh_generators)  # never OS entropy
     with pytest.raises(ValueError, match=">= 2 batches"):
         evaluate.scib_scores({"clean": Z}, y, np.zeros(len(y)))
     bio_only = evaluate.scib_scores({"clean": Z}, y, None, pre_integrated=Z)  # a dataset of one batch
     assert "Bio conservation" in bio_only.columns and "Batch correction" not in bio_only.columns
     assert 0 <= bio_only.loc["clean", "Bio conservation"] <= 1
     assert gc.get_freeze_count() == 0  # the heap frozen during the benchmark is released
+
+
+def test_seeded_eigsh_gives_the_same_eigenvectors_every_call():
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    from scfm_lib.evaluate.integration import seeded_eigsh
+
+    rng = np.random.default_rng(0)
+    A = scipy.sparse.random(300, 300, density=0.05, random_state=rng)
+    A = (A + A.T).tocsr()
+    with seeded_eigsh():
+        first = scipy.sparse.linalg.eigsh(A, k=6)
+        eigsh_start = scipy.sparse.linalg.eigsh  # the seeded one: each call starts afresh from the seed
+        second = eigsh_start(A, k=6)
+        own_start = eigsh_start(A, k=6, v0=np.ones(300))  # a caller's own starting vector is kept
+    assert np.array_equal(first[1], second[1]) and np.array_equal(first[0], second[0])
+    assert scipy.sparse.linalg.eigsh is not eigsh_start  # restored after the block
+    np.testing.assert_allclose(np.abs(own_start[1]), np.abs(first[1]), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
