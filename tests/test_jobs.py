@@ -1,12 +1,14 @@
 """The grid's jobs as library functions, run from Python without papermill (scfm_lib.config.Run,
 scfm_lib.study.pretrain, evaluate, sweep): on a small synthetic atlas written the way the data job writes it."""
 
+import ast
 import json
 
 import numpy as np
 import pytest
 from conftest import REPO
 
+from scfm_book import CHAPTERS, CONTROL_TEMPLATES
 from scfm_lib import atlas_datasets, data, io, results
 from scfm_lib.config import Run, load_profile
 from scfm_lib.layout import ResultsLayout
@@ -171,3 +173,22 @@ def test_evaluating_a_run_never_pretrained_names_the_command_that_makes_it(study
     profile, results_dir = study
     with pytest.raises(FileNotFoundError, match="scgpt_f0.3_s1 was never pretrained.*papermill nbs/pretrain.ipynb"):
         evaluate(profile, results_dir, Run("scgpt", 0.3, 1))
+
+
+#: Job notebooks: the data job (synthetic or real), the per-run jobs, the baselines and the per-family controls.
+JOB_TEMPLATES = ("data", "data_real", "pretrain", "evaluate", "sweep", "baselines", *CONTROL_TEMPLATES)
+
+
+def test_job_notebooks_are_parameters_one_call_and_figures():
+    """A job notebook holds no function or class of its own and at most 30 code lines (blank lines
+    aside): its work is a library function. Every template in nbs/ is a job, a chapter or the intro."""
+    templates = {path.stem for path in (REPO / "nbs").glob("*.ipynb")}
+    assert templates == {*JOB_TEMPLATES, *(name for name, _ in CHAPTERS), "intro"}
+    for template in JOB_TEMPLATES:
+        nb = json.loads((REPO / "nbs" / f"{template}.ipynb").read_text())
+        code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+        tree = ast.parse("\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%")))
+        definitions = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+        assert not definitions, f"nbs/{template}.ipynb defines {definitions}: move them into scfm_lib"
+        n_lines = sum(1 for line in code.splitlines() if line.strip())
+        assert n_lines <= 30, f"nbs/{template}.ipynb has {n_lines} code lines (at most 30)"
