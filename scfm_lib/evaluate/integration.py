@@ -104,6 +104,16 @@ def seeded_eigsh(seed: int = EIGSH_SEED) -> Iterator[None]:
     0.966 and 0.977 in two runs of the quick profile (bc6c7e8, 8a79f74). Each call gets a fresh
     generator with ``seed``, so a result does not depend on the calls before it. A caller that passes
     ``v0`` or ``rng`` itself is left alone.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the generator each ``eigsh`` call starts from.
+
+    Yields
+    ------
+    None
+        ``scipy.sparse.linalg.eigsh`` is the seeded one until the block ends, then the original again.
     """
     import scipy.sparse.linalg
 
