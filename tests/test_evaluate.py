@@ -94,23 +94,28 @@ def test_scib_scores_with_scib_metrics(monkeypatch):
     assert gc.get_freeze_count() == 0  # the heap frozen during the benchmark is released
 
 
-def test_seeded_eigsh_gives_the_same_eigenvectors_every_call():
+def test_seeded_eigsh_gives_the_same_eigenvectors_every_call(monkeypatch):
     import scipy.sparse
     import scipy.sparse.linalg
 
     from scfm_lib.evaluate.integration import seeded_eigsh
 
+    calls = []  # the keyword arguments ARPACK's eigsh received under seeded_eigsh
+    eigsh = scipy.sparse.linalg.eigsh
+    monkeypatch.setattr(scipy.sparse.linalg, "eigsh", lambda *a, **kw: calls.append(dict(kw)) or eigsh(*a, **kw))
+    recorded = scipy.sparse.linalg.eigsh
     rng = np.random.default_rng(0)
     A = scipy.sparse.random(300, 300, density=0.05, random_state=rng)
     A = (A + A.T).tocsr()
     with seeded_eigsh():
         first = scipy.sparse.linalg.eigsh(A, k=6)
-        eigsh_start = scipy.sparse.linalg.eigsh  # the seeded one: each call starts afresh from the seed
-        second = eigsh_start(A, k=6)
-        own_start = eigsh_start(A, k=6, v0=np.ones(300))  # a caller's own starting vector is kept
+        second = scipy.sparse.linalg.eigsh(A, k=6)  # each call starts afresh from the seed
+        scipy.sparse.linalg.eigsh(A, k=6, v0=np.ones(300))  # a caller's own starting vector is kept
     assert np.array_equal(first[1], second[1]) and np.array_equal(first[0], second[0])
-    assert scipy.sparse.linalg.eigsh is not eigsh_start  # restored after the block
-    np.testing.assert_allclose(np.abs(own_start[1]), np.abs(first[1]), atol=1e-6)
+    assert all(isinstance(kw["rng"], np.random.Generator) for kw in calls[:2])
+    assert calls[0]["rng"] is not calls[1]["rng"]
+    assert calls[2].get("rng") is None and np.array_equal(calls[2]["v0"], np.ones(300))
+    assert scipy.sparse.linalg.eigsh is recorded  # restored after the block
 
 
 @pytest.fixture(scope="module")
