@@ -111,7 +111,10 @@ def qc_figure(datasets: dict[str, ad.AnnData]) -> plt.Figure:
     sns.boxplot(qc, x="technology", y="detected genes", hue="dataset", ax=bottom, fliersize=1)
     top.set_title("Counts per cell, by technology")
     bottom.set_title(f"Detected genes per cell (of {next(iter(datasets.values())).n_vars})")
-    bottom.get_legend().remove()
+    # One legend, under both panels: inside the top panel it covered the third technology's whisker
+    # and outliers (quick's data page at 869b84c).
+    top.get_legend().remove()
+    sns.move_legend(bottom, "upper center", bbox_to_anchor=(0.5, -0.28), ncol=len(datasets), frameon=False)
     pl.fit_to_column(fig)
     return fig
 
