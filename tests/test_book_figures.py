@@ -75,3 +75,26 @@ def test_every_committed_chapter_figure_fits_the_column(repo, name):
         if widths:
             too_wide[str(path.relative_to(repo))] = widths
     assert not too_wide, f"images wider than the {pl.COLUMN_PX} px column (shown scaled down): {too_wide}"
+
+
+def test_program_heatmap_names_every_program_and_cell_type():
+    """The data page's heatmap names each of its columns and rows, at >= 9 pt (seaborn's default named
+    every other one when 30 programs crowded the axis)."""
+    import anndata as ad
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    from scfm_lib.study import data_views
+
+    rng = np.random.default_rng(0)
+    n_cells, n_genes, n_types = 240, 200, 12
+    view = ad.AnnData(rng.gamma(1.0, 1.0, (n_cells, n_genes)).astype(np.float32))
+    view.obs["cell_type"] = [f"type-{i % n_types}" for i in range(n_cells)]
+    view.uns["gene_programs"] = {f"program_{p}": list(range(5 * p, 5 * p + 5)) for p in range(40)}
+    means = data_views.program_means(view)
+    ax = data_views.program_heatmap(view).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(means.columns)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(means.index)
+    assert len(means.columns) == 30 and ax.get_xlabel() == "gene program (30 most variable)"
+    assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= pl.MIN_FONT_PT
