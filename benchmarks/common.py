@@ -19,19 +19,20 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+#: The CPU's matrix instruction sets, the ones torch's bf16 and fp32 matmuls choose between: the same
+#: model runs at very different speeds (and ratios to a peer) with and without them.
+MATRIX_ISA = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine() -> dict:
-    cpu = ""
+    cpu, flags = "", set()
     if Path("/proc/cpuinfo").exists():
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "",
-        )
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     return {
         "cpu": cpu,
+        "matrix_isa": [name for name in MATRIX_ISA if name in flags],
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

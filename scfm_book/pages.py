@@ -54,6 +54,37 @@ def write_runs_page(profile: Profile, results_dir: str | Path, root: str | Path 
     return path
 
 
+def earlier_throughput_table(earlier_dir: Path) -> list[str]:
+    """Markdown lines: the base-size rows of ``train_throughput.py`` files kept from earlier machines.
+
+    A file there is a verbatim ``benchmarks/results/train_throughput.json`` of another machine, named
+    ``train_throughput_<date>.json``; none: no lines.
+    """
+    runs = [json.loads(path.read_text()) for path in sorted(earlier_dir.glob("train_throughput_*.json"))]
+    if not runs:
+        return []
+    lines = [
+        "The same script on earlier machines (files in `benchmarks/results/earlier/`), base size:",
+        "",
+        "| measured | CPU | matrix instruction sets | bf16 matmul peak (TFLOP/s) | family | cells/s "
+        "| peer bf16 cells/s | vs peer bf16 | vs peer bf16, median passes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        machine = run["machine"]
+        isa = " ".join(machine["matrix_isa"]) if machine.get("matrix_isa") else "not recorded"
+        for r in run["rows"]:
+            if r["size"] == "base":
+                median = r.get("speedup_vs_peer_bf16_median")
+                lines.append(
+                    f"| {run['created_utc'][:10]} | {machine['cpu'] or 'not recorded'} | {isa} | "
+                    f"{run['peaks_flops']['bf16'] / 1e12:.2f} | {r['family']} | {r['cells_per_s']:.1f} | "
+                    f"{r['peer_bf16_cells_per_s']:.1f} | {r['speedup_vs_peer_bf16']:.1f}x | "
+                    + (f"{median:.1f}x |" if median is not None else "not recorded |")
+                )
+    return [*lines, ""]
+
+
 def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
     """The Performance page, from the JSON the benchmark scripts write (benchmarks/*.py)."""
     results_dir = Path(results_dir)
@@ -76,11 +107,13 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
     throughput = load("train_throughput")
     if throughput:
         machine, peaks = throughput["machine"], throughput["peaks_flops"]
+        # files written before the instruction sets were recorded have none
+        isa = f", {' '.join(machine['matrix_isa'])}" if machine.get("matrix_isa") else ""
         lines += [
             "## Training throughput",
             "",
             f"`python benchmarks/train_throughput.py` on {machine['cpu'] or 'this CPU'} ({machine['torch_threads']} "
-            f"threads, torch {machine['torch']}), {throughput['created_utc']}. Measured matmul peak: "
+            f"threads, torch {machine['torch']}{isa}), {throughput['created_utc']}. Measured matmul peak: "
             f"bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s.",
             "",
             "One pretraining step (forward, backward, fused AdamW) in bf16 autocast, on 10 batches of "
@@ -137,6 +170,7 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
                     f"{r['speedup_vs_eager']:.2f}x | {r['cells_per_s'] / peer[r['family'], r['size']]:.1f}x |"
                 )
         lines.append("")
+        lines += earlier_throughput_table(results_dir / "earlier")
     attention = load("attention")
     if attention:
         shape = attention["shape"]
@@ -176,8 +210,9 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
     lines += [
         "## Key takeaways",
         "",
-        "- The numbers are this machine's; the ratios (against the matmul peak and against the peer, measured in "
-        "the same process) are what carries over.",
+        "- The numbers are this machine's, and so are the ratios: the same script gives the peer ratio of "
+        "another CPU once its matrix units differ (bf16 matmuls on AMX tiles or on AVX-512 lanes), so a "
+        "ratio is quoted with the CPU it was measured on.",
         "- Masked-gene logits are computed at the masked positions only, the last block runs only there, and "
         "batches are trimmed to their longest cell: each saves work that a full-sequence MLM head and padded "
         "batches spend.",
@@ -188,9 +223,15 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
             for r in throughput["rows"]
             if r["family"] == "geneformer"
         )
+        bf16_ratios = ", ".join(
+            f"{r['speedup_vs_peer_bf16_median']:.1f}x at D = {r['d_model']}"
+            for r in throughput["rows"]
+            if r["family"] == "geneformer" and "speedup_vs_peer_bf16_median" in r
+        )
         encoder = ", ".join(f"{e['mfu_bf16']:.0%} at {name}" for name, e in throughput["encoder"].items())
         lines += [
-            f"- The rank-MLM (geneformer) step runs at {ratios} the peer's fp32 cells/s; the encoder alone "
-            f"reaches {encoder} of the measured bf16 matmul peak."
+            f"- The rank-MLM (geneformer) step runs at {ratios} the peer's fp32 cells/s"
+            + (f" and at {bf16_ratios} its bf16 cells/s (median passes)" if bf16_ratios else "")
+            + f"; the encoder alone reaches {encoder} of the measured bf16 matmul peak."
         ]
     return "\n".join(lines) + "\n"

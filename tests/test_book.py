@@ -205,7 +205,18 @@ def test_performance_page_is_built_from_the_benchmark_results(tmp_path):
     page = book.performance_page(tmp_path)
     assert "| geneformer | base (256 x 4) | 52.5 | 9,400 | 0.200 | 53.1% | 5.0x | 3.9x | 3.6x |" in page
     assert "| sdpa_bf16 | 60.0 | 1.50x |" in page
-    assert "runs at 5.0x at D = 256 the peer's fp32 cells/s" in page and "51% at base" in page
+    assert "runs at 5.0x at D = 256 the peer's fp32 cells/s and at 3.6x at D = 256 its bf16" in page
+    assert "51% at base" in page
+    assert "on earlier machines" not in page  # no earlier/ folder: no table
+
+    # a file kept from an earlier machine (written before the instruction sets were recorded) gets its row
+    (tmp_path / "earlier").mkdir()
+    earlier = {**json.loads((tmp_path / "train_throughput.json").read_text()), "created_utc": "2026-11-01T00:00:00Z"}
+    earlier["rows"] = [{**row, "peer_bf16_cells_per_s": 13.5}, {**row, "size": "small"}]
+    (tmp_path / "earlier" / "train_throughput_2026-11-01.json").write_text(json.dumps(earlier))
+    page = book.performance_page(tmp_path)
+    assert "| 2026-11-01 | Test CPU | not recorded | 0.40 | geneformer | 52.5 | 13.5 | 3.9x | 3.6x |" in page
+    assert page.count("| 2026-11-01 |") == 1  # base size only
     assert "## Memory as the corpus grows" not in page  # no memory.json: no section
     assert "No benchmark results yet" in book.performance_page(tmp_path / "absent")
 
