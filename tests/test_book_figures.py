@@ -77,6 +77,8 @@ def test_every_committed_chapter_figure_fits_the_column(repo, name):
     assert not too_wide, f"images wider than the {pl.COLUMN_PX} px column (shown scaled down): {too_wide}"
 
 
+# seaborn 0.13's heatmap calls matplotlib's set_bad itself: nothing of ours to change
+@pytest.mark.filterwarnings("ignore:The set_bad function:PendingDeprecationWarning")
 def test_program_heatmap_names_every_program_and_cell_type():
     """The data page's heatmap names each of its columns and rows, at >= 9 pt (seaborn's default named
     every other one when 30 programs crowded the axis)."""
