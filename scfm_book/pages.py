@@ -210,9 +210,9 @@ def performance_page(results_dir: str | Path = BENCHMARK_RESULTS) -> str:
     lines += [
         "## Key takeaways",
         "",
-        "- The numbers are this machine's, and so are the ratios: the same script gives the peer ratio of "
-        "another CPU once its matrix units differ (bf16 matmuls on AMX tiles or on AVX-512 lanes), so a "
-        "ratio is quoted with the CPU it was measured on.",
+        "- The numbers are this machine's, and so are the ratios: on a CPU whose matrix units differ (bf16 "
+        "matmuls on AMX tiles or on AVX-512 lanes) the same script measures another peer ratio, so a ratio "
+        "is quoted with the CPU it was measured on.",
         "- Masked-gene logits are computed at the masked positions only, the last block runs only there, and "
         "batches are trimmed to their longest cell: each saves work that a full-sequence MLM head and padded "
         "batches spend.",
