@@ -14,6 +14,16 @@ import seaborn as sns
 from scfm_lib import data, evaluate, pl
 
 
+def page_style() -> None:
+    """Set how a data page draws and prints: seaborn's whitegrid theme, and table cells shown whole.
+
+    pandas cuts a cell longer than ``display.max_colwidth`` (50 characters) to "...": a sha256, a
+    license or a split rule would lose its end, and a reader could not check it.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    pd.set_option("display.max_colwidth", None)
+
+
 def expression_umap(adata: ad.AnnData, n_comps: int = 30) -> ad.AnnData:
     """Log-normalized expression of a dataset with its PCA, neighbours and UMAP (no integration).
 
